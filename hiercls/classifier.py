@@ -1,0 +1,426 @@
+"""HierarchicalFusionClassifier: the fusion network as a skorch/scikit-learn classifier."""
+
+import contextlib
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from skorch import NeuralNetClassifier
+from skorch.callbacks import EarlyStopping
+from skorch.utils import is_dataset, to_numpy, to_tensor
+from sklearn.utils import check_random_state
+
+from .backbones import backbone_data_config
+from .cache import resolve_cache_dir
+from .callbacks import RecordTaskWeights
+from .frozen_features import embedding_cache, frozen_view_features
+from .images import check_image_frame, tile_digest
+from .labels import encode_labels, tumor_target
+from .loss import FlatLoss, HierarchicalLoss, inverse_frequency_weights
+from .model import FusionNet, class_probabilities
+from .radiomics.names import FEATURE_NAMES, RADIOMIC_COLUMN_PATTERN
+from .splits import GroupedValidSplit
+from .tile_dataset import TileDataset
+
+
+def resolve_device(device):
+    """``"auto"`` becomes ``"cuda"`` where CUDA is available and ``"cpu"`` elsewhere."""
+    if isinstance(device, str) and device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def find_radiomic_columns(X):
+    """The columns of ``X`` whose names are radiomic feature names."""
+    pattern = re.compile(RADIOMIC_COLUMN_PATTERN)
+    return [str(column) for column in X.columns if pattern.match(str(column))]
+
+
+class HierarchicalFusionClassifier(NeuralNetClassifier):
+    """Gated fusion of a timm image backbone and radiomics, with a hierarchical loss.
+
+    A skorch :class:`~skorch.NeuralNetClassifier` whose module is
+    :class:`hiercls.model.FusionNet` and whose criterion is
+    :class:`hiercls.loss.HierarchicalLoss`. It takes a DataFrame with one row per tile:
+    an ``image`` column (file paths or RGB arrays) and the (standardized) radiomic
+    columns that :class:`~hiercls.RadiomicsTransformer` adds. ``predict_proba`` is the
+    factorization ``[pA0, pA1 * pB0, pA1 * pB1]`` of the two heads' probabilities, in the
+    class order Non-Tumor, Non-Viable-Tumor, Viable-Tumor.
+
+    Parameters
+    ----------
+    backbone : str, default="efficientnet_b0"
+        timm model name (the paper compares ``inception_v3``, a ViT and ``efficientnet_b0``).
+    pretrained : bool, str or path, default=False
+        False (random init), True (timm's hub), a path to a local state dict, or a named
+        offline source; see :func:`hiercls.backbones.create_backbone`.
+    embed_dim : int, default=256
+        Width ``d`` of the image and radiomic embeddings.
+    hierarchical : bool, default=True
+        False trains the flat 3-class ablation (weighted cross-entropy).
+    use_image, use_radiomics : bool, default=True
+        The modality ablations: image only (``use_radiomics=False``) or radiomics only
+        (``use_image=False``).
+    radiomic_columns : "auto" or list of str, default="auto"
+        "auto" takes the columns named like radiomic features (``firstorder_Mean``,
+        ``tissue__shape2D_Perimeter``).
+    image_size : int or None, default=None
+        Side the tiles are resized to; None takes the backbone's input size.
+    augment : bool, default=True
+        Random horizontal flips and rotations within +-15 degrees during training.
+    freeze_backbone : bool, default=False
+        Keep the backbone's weights fixed and train the rest on its cached features of
+        each tile's 8 symmetric views (flips and 90-degree rotations): one view drawn per
+        tile and epoch in training, their mean in prediction. Epochs then cost little,
+        which makes CPU training practical; use it with pretrained weights.
+    cache : "auto", path or None, default="auto"
+        Where a frozen pretrained backbone's features are kept between fits (keyed by
+        tile content, backbone, weights and preprocessing); None keeps them in memory.
+    eta : float, default=0.2
+        Weight of the log-variance regularizer in the loss.
+    lr : float, default=1e-4
+        AdamW's learning rate; weight decay is ``optimizer__weight_decay`` (1e-4).
+    batch_size : int, default=16
+    max_epochs : int, default=10
+    patience : int or None, default=5
+        Early stopping on the validation loss, restoring the best epoch's weights; None
+        turns it off.
+    train_split : callable or None, default=GroupedValidSplit(0.2)
+        The internal validation split. When ``fit`` gets ``groups`` it holds out whole
+        patients. None trains on everything (and disables early stopping).
+    device : str, default="auto"
+        "auto" uses CUDA where available, else the CPU.
+    random_state : int, RandomState or None, default=None
+        Seeds weight initialization, shuffling, augmentation and the validation split;
+        two fits with the same seed on the CPU give identical models.
+    verbose : int, default=1
+        Print one line per epoch; 0 is silent.
+    **kwargs
+        Any other skorch parameter (``optimizer__weight_decay``, ``callbacks``,
+        ``iterator_train__num_workers``, ...).
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (3,)
+        The three classes in the form ``y`` had in ``fit`` (codes or names).
+    radiomic_columns_ : list of str
+        The radiomic columns used.
+    class_weights_ : dict
+        ``{"tumor": [w_non_tumor, w_tumor], "viable": [w_non_viable, w_viable],
+        "flat": [w0, w1, w2]}``: inverse training counts, unit mean.
+    task_weights_ : ndarray of shape (2,)
+        The learned ``(exp(-lA), exp(-lB))`` of the hierarchical loss.
+    data_config_ : dict
+        The backbone's input size, mean, std and interpolation.
+    history_ : skorch History
+        Per-epoch losses, validation accuracy and task weights.
+    module_, criterion_, optimizer_ : the initialized torch objects.
+
+    See Also
+    --------
+    hiercls.make_fusion_pipeline : radiomics, standardization and this classifier.
+    """
+
+    def __init__(self, backbone="efficientnet_b0", *, pretrained=False, embed_dim=256,
+                 hierarchical=True, use_image=True, use_radiomics=True, radiomic_columns="auto",
+                 image_size=None, augment=True, freeze_backbone=False, cache="auto", eta=0.2, lr=1e-4, batch_size=16, max_epochs=10,
+                 patience=5, train_split=GroupedValidSplit(0.2), device="auto", random_state=None,
+                 verbose=1, module=FusionNet, criterion=HierarchicalLoss,
+                 optimizer=torch.optim.AdamW, **kwargs):
+        kwargs.setdefault("optimizer__weight_decay", 1e-4)
+        super().__init__(module, criterion=criterion, optimizer=optimizer, lr=lr,
+                         batch_size=batch_size, max_epochs=max_epochs, train_split=train_split,
+                         device=device, verbose=verbose, **kwargs)
+        self.backbone = backbone
+        self.pretrained = pretrained
+        self.embed_dim = embed_dim
+        self.hierarchical = hierarchical
+        self.use_image = use_image
+        self.use_radiomics = use_radiomics
+        self.radiomic_columns = radiomic_columns
+        self.image_size = image_size
+        self.augment = augment
+        self.freeze_backbone = freeze_backbone
+        self.cache = cache
+        self.eta = eta
+        self.patience = patience
+        self.random_state = random_state
+
+    # --- device "auto" --------------------------------------------------------------
+    # skorch reads `self.device` in many places; the parameter keeps the user's value and
+    # the resolved device is swapped in only while skorch works.
+    @contextlib.contextmanager
+    def _resolved_device(self):
+        requested = self.device
+        self.device = resolve_device(requested)
+        try:
+            yield
+        finally:
+            self.device = requested
+
+    def __setstate__(self, state):
+        requested = state["device"]
+        state["device"] = resolve_device(requested)
+        super().__setstate__(state)
+        self.device = requested
+
+    def initialize(self):
+        with self._resolved_device():
+            return super().initialize()
+
+    def load_params(self, *args, **kwargs):
+        with self._resolved_device():
+            return super().load_params(*args, **kwargs)
+
+    def forward_iter(self, X, training=False, device="cpu"):
+        with self._resolved_device():
+            yield from super().forward_iter(X, training=training, device=device)
+
+    # --- callbacks -----------------------------------------------------------------
+    @property
+    def _default_callbacks(self):
+        callbacks = list(super()._default_callbacks)
+        if self.hierarchical:
+            callbacks.insert(-1, ("task_weights", RecordTaskWeights()))
+        if self.patience is not None and self.train_split:
+            callbacks.insert(-1, ("early_stopping", EarlyStopping(
+                monitor="valid_loss", patience=self.patience, load_best=True, sink=self._print)))
+        return callbacks
+
+    def _print(self, message):
+        if self.verbose:
+            print(message)
+
+    # --- validation ----------------------------------------------------------------
+    def _check_params(self):
+        if not (self.use_image or self.use_radiomics):
+            raise ValueError("use_image and use_radiomics cannot both be False")
+        if self.use_image and not isinstance(self.backbone, str):
+            raise ValueError(f"backbone must be a timm model name; got {self.backbone!r}")
+        if not (isinstance(self.embed_dim, (int, np.integer)) and self.embed_dim > 0):
+            raise ValueError(f"embed_dim must be a positive integer; got {self.embed_dim!r}")
+
+    def _check_frame(self, X, *, fitting):
+        if self.use_image:
+            check_image_frame(X)
+        elif not isinstance(X, pd.DataFrame):
+            raise TypeError(f"X must be a pandas DataFrame; got {type(X).__name__}")
+        if fitting:
+            columns = (find_radiomic_columns(X) if isinstance(self.radiomic_columns, str)
+                       and self.radiomic_columns == "auto" else list(self.radiomic_columns))
+            if self.use_radiomics and not columns:
+                raise ValueError(
+                    "X has no radiomic columns (names like 'firstorder_Mean'); put a "
+                    "RadiomicsTransformer before the classifier (see make_fusion_pipeline) "
+                    "or set use_radiomics=False"
+                )
+            self.radiomic_columns_ = columns
+        if not self.use_radiomics:
+            return X
+        missing = [c for c in self.radiomic_columns_ if c not in X.columns]
+        if missing:
+            raise ValueError(f"X lacks the radiomic columns {missing[:5]} seen in fit")
+        values = X[self.radiomic_columns_]
+        non_numeric = [c for c in values.columns if not pd.api.types.is_numeric_dtype(values[c])]
+        if non_numeric:
+            raise ValueError(f"radiomic columns must be numeric; {non_numeric[:5]} are not")
+        nan_counts = values.isna().sum()
+        if nan_counts.any():
+            bad = nan_counts[nan_counts > 0]
+            raise ValueError(
+                f"radiomic columns contain NaN: {dict(bad.head(5))} (column: rows); impute or "
+                "drop those tiles before fitting or predicting"
+            )
+        return X
+
+    def fit(self, X, y, groups=None, **fit_params):
+        """Train on a DataFrame of tiles.
+
+        Parameters
+        ----------
+        X : DataFrame
+            ``image`` column and radiomic columns.
+        y : array-like of shape (n_samples,)
+            0/1/2 or the class names; at least two classes.
+        groups : array-like of shape (n_samples,), optional
+            Patient of each tile; the internal validation split then holds out whole
+            patients.
+        **fit_params
+            Passed on to skorch's ``fit``.
+
+        Returns
+        -------
+        self : HierarchicalFusionClassifier
+        """
+        self._check_params()
+        self._check_frame(X, fitting=True)
+        codes, _ = encode_labels(y)
+        if len(codes) != len(X):
+            raise ValueError(f"y has {len(codes)} labels; expected one per row of X ({len(X)})")
+        present = np.unique(codes)
+        if len(present) < 2:
+            raise ValueError(
+                f"y contains a single class ({present[0]}); expected at least two of the "
+                "classes 0 (Non-Tumor), 1 (Non-Viable-Tumor), 2 (Viable-Tumor)"
+            )
+        if groups is not None and len(groups) != len(codes):
+            raise ValueError(f"groups has {len(groups)} entries; expected one per row of X ({len(X)})")
+        self.class_weights_ = {
+            "tumor": inverse_frequency_weights(tumor_target(codes), 2),
+            "viable": inverse_frequency_weights(codes[codes != 0] - 1, 2),
+            "flat": inverse_frequency_weights(codes, 3),
+        }
+        random_state = self.random_state
+        self._fit_seed = (None if random_state is None
+                          else int(check_random_state(random_state).randint(np.iinfo(np.int32).max)))
+        self._fit_groups = None if groups is None else np.asarray(groups)
+        y_values = y.to_numpy() if isinstance(y, pd.Series) else np.asarray(y)
+        try:
+            with self._resolved_device(), self._seeded(self._fit_seed):
+                super().fit(X, y_values, **fit_params)
+        finally:
+            del self._fit_seed, self._fit_groups
+        return self
+
+    @contextlib.contextmanager
+    def _seeded(self, seed):
+        if seed is None:
+            yield
+            return
+        devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(seed)
+            yield
+
+    def check_data(self, X, y):
+        if y is None:
+            raise ValueError("y is required to fit HierarchicalFusionClassifier")
+        # All three classes, in the form y uses, even when a fold lacks one.
+        self.classes_inferred_ = encode_labels(y)[1]
+
+    # --- skorch hooks --------------------------------------------------------------
+    def _radiomic_width(self):
+        columns = getattr(self, "radiomic_columns_", None)
+        if columns is None:
+            columns = (list(FEATURE_NAMES) if isinstance(self.radiomic_columns, str)
+                       else list(self.radiomic_columns))
+            self.radiomic_columns_ = columns
+        return len(columns)
+
+    def initialize_module(self):
+        params = dict(backbone=self.backbone, pretrained=self.pretrained,
+                      n_radiomic_features=self._radiomic_width(), embed_dim=self.embed_dim,
+                      hierarchical=self.hierarchical, use_image=self.use_image,
+                      use_radiomics=self.use_radiomics, augment=self.augment,
+                      freeze_backbone=self.freeze_backbone)
+        params.update(self.get_params_for("module"))
+        module = self.module(**params) if isinstance(self.module, type) else self.module
+        self.module_ = module
+        self.data_config_ = (backbone_data_config(module.image_encoder.backbone, self.pretrained)
+                             if self.use_image else {})
+        return self
+
+    def initialize_criterion(self):
+        weights = getattr(self, "class_weights_", None) or {}
+        criterion = self.criterion
+        if criterion is HierarchicalLoss and not self.hierarchical:
+            criterion = FlatLoss
+        if criterion is HierarchicalLoss:
+            defaults = {"tumor_weight": weights.get("tumor"), "viable_weight": weights.get("viable"),
+                        "eta": self.eta}
+        elif criterion is FlatLoss:
+            defaults = {"class_weight": weights.get("flat")}
+        else:
+            defaults = {}
+        params = {**defaults, **self.get_params_for("criterion")}
+        self.criterion_ = criterion(**params) if isinstance(criterion, type) else criterion
+        return self
+
+    def get_split_datasets(self, X, y=None, **fit_params):
+        dataset = self.get_dataset(X, y)
+        if not self.train_split:
+            return dataset, None
+        groups = getattr(self, "_fit_groups", None)
+        if isinstance(self.train_split, GroupedValidSplit):
+            return self.train_split(dataset, y, groups=groups,
+                                    random_state=getattr(self, "_fit_seed", None))
+        if groups is not None:
+            fit_params = {"groups": groups, **fit_params}
+        return self.train_split(dataset, y, **fit_params)
+
+    def get_dataset(self, X, y=None):
+        if is_dataset(X):
+            return X
+        self._check_frame(X, fitting=False)
+        config = self.data_config_
+        options = dict(
+            image_size=self.image_size or (config["input_size"][-1] if config else 224),
+            mean=config.get("mean", (0.5,) * 3), std=config.get("std", (0.5,) * 3),
+            interpolation=config.get("interpolation", "bilinear"),
+        )
+        image_features = None
+        if self.use_image and self.freeze_backbone:
+            image_features = self._frozen_features(TileDataset(X, use_radiomics=False, **options), options)
+        return TileDataset(
+            X, y, radiomic_columns=self.radiomic_columns_ if self.use_radiomics else (),
+            use_image=self.use_image, use_radiomics=self.use_radiomics,
+            image_features=image_features, **options,
+        )
+
+    def _frozen_features(self, images, options):
+        pretrained = self.pretrained
+        if isinstance(pretrained, (str, os.PathLike)) and Path(pretrained).is_file():
+            pretrained = f"file:{tile_digest(pretrained)}"
+        cache = embedding_cache(resolve_cache_dir(self.cache), backbone=self.backbone,
+                                pretrained=pretrained, image_size=options["image_size"],
+                                data_config=options)
+        return frozen_view_features(self.module_.image_encoder.backbone, images, cache=cache,
+                                    batch_size=self.batch_size, device=self.device,
+                                    verbose=self.verbose)
+
+    def get_loss(self, y_pred, y_true, X=None, training=False):
+        logits = y_pred[0] if isinstance(y_pred, tuple) else y_pred
+        return self.criterion_(logits, to_tensor(y_true, device=self.device))
+
+    def _get_predict_nonlinearity(self):
+        if isinstance(self.predict_nonlinearity, str) and self.predict_nonlinearity == "auto":
+            return class_probabilities
+        return super()._get_predict_nonlinearity()
+
+    # --- predictions ---------------------------------------------------------------
+    def predict_proba(self, X):
+        """Class probabilities, columns Non-Tumor, Non-Viable-Tumor, Viable-Tumor.
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, 3), rows summing to one
+        """
+        self.check_is_fitted()
+        return super().predict_proba(X)
+
+    def predict(self, X):
+        """The most probable class of each tile, in the form of ``classes_``."""
+        return self.classes_[self.predict_proba(X).argmax(axis=1)]
+
+    def gate_weights(self, X):
+        """Each tile's gate weights.
+
+        Returns
+        -------
+        weights : DataFrame of shape (n_samples, 2)
+            Columns ``image`` (a_img) and ``radiomics`` (a_rad), rows summing to one,
+            indexed like ``X``.
+        """
+        self.check_is_fitted()
+        gates = [to_numpy(output[1]) for output in self.forward_iter(X, training=False)]
+        return pd.DataFrame(np.concatenate(gates), columns=["image", "radiomics"], index=X.index)
+
+    @property
+    def task_weights_(self):
+        self.check_is_fitted(["criterion_"])
+        if not hasattr(self.criterion_, "task_weights"):
+            raise AttributeError("the flat model (hierarchical=False) has no task weights")
+        return np.array(self.criterion_.task_weights())

@@ -1,0 +1,89 @@
+"""What a frozen backbone makes of a tile: pooled features of its 8 symmetric views.
+
+The four 90-degree rotations of a tile and of its mirror image are exact, label-preserving
+symmetries of histology. With the backbone frozen, its features for those 8 views are
+computed once per tile (and cached on disk by the tile's content and the backbone), so an
+epoch over the cache costs only the small trainable part: minutes on a CPU instead of
+hours. Training then draws one view per tile and epoch; prediction averages over the 8.
+"""
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .cache import ArrayCache
+from .images import tile_digest
+
+N_VIEWS = 8
+
+
+def symmetric_views(images):
+    """The 8 dihedral views of a batch (n, C, H, W) as (n, 8, C, H, W); view 0 is the identity."""
+    views = []
+    for mirrored in (images, images.flip(-1)):
+        views.extend(torch.rot90(mirrored, k, dims=(-2, -1)) for k in range(4))
+    return torch.stack(views, dim=1)
+
+
+@torch.no_grad()
+def frozen_view_features(backbone, dataset, *, cache=None, batch_size=16, device="cpu", verbose=0):
+    """Pooled backbone features of every tile's 8 views.
+
+    Parameters
+    ----------
+    backbone : torch.nn.Module
+        Returns pooled features (n, F) for images (n, C, H, W); used in eval mode.
+    dataset : hiercls.tile_dataset.TileDataset
+        Supplies the decoded, normalized tiles (``image_tensor``) and their sources.
+    cache : hiercls.cache.ArrayCache or None
+        Where features are kept between fits; its settings must identify the backbone's
+        weights and the preprocessing.
+    batch_size : int, default=16
+        Tiles per forward pass (each gives 8 views).
+    device : str, default="cpu"
+    verbose : int, default=0
+        Progress bar when > 0.
+
+    Returns
+    -------
+    features : ndarray of shape (n_tiles, 8, F), float32
+    """
+    was_training = backbone.training
+    backbone.eval()
+    n = len(dataset)
+    digests = [tile_digest(tile) for tile in dataset.tiles] if cache is not None else None
+    found = {}
+    if cache is not None:
+        for index, digest in enumerate(digests):
+            cached = cache.get(digest)
+            if cached is not None and cached.ndim == 2 and cached.shape[0] == N_VIEWS:
+                found[index] = cached
+    todo = [index for index in range(n) if index not in found]
+    progress = tqdm(total=len(todo), desc="frozen backbone", unit="tile", disable=not verbose)
+    for start in range(0, len(todo), batch_size):
+        batch = todo[start:start + batch_size]
+        images = torch.stack([dataset.image_tensor(index) for index in batch]).to(device)
+        views = symmetric_views(images)
+        pooled = backbone(views.flatten(0, 1)).reshape(len(batch), N_VIEWS, -1)
+        for index, values in zip(batch, pooled.float().cpu().numpy()):
+            found[index] = values
+            if cache is not None:
+                cache.put(digests[index], values)
+        progress.update(len(batch))
+    progress.close()
+    backbone.train(was_training)
+    return np.stack([found[index] for index in range(n)]).astype(np.float32)
+
+
+def embedding_cache(folder, *, backbone, pretrained, image_size, data_config):
+    """The cache of a backbone's view features, or None when its weights are not fixed.
+
+    Randomly initialized weights (``pretrained=False``) differ from fit to fit, so their
+    features are never cached.
+    """
+    if folder is None or pretrained is False or pretrained is None:
+        return None
+    settings = {"backbone": backbone, "pretrained": str(pretrained), "image_size": int(image_size),
+                "mean": list(data_config.get("mean", ())), "std": list(data_config.get("std", ())),
+                "interpolation": data_config.get("interpolation"), "views": N_VIEWS, "version": 1}
+    return ArrayCache(folder, "embeddings", settings)

@@ -1,0 +1,134 @@
+"""The fusion network: image and radiomics encoders, a gate, and the hierarchical heads."""
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .augmentation import TileAugmentation
+from .backbones import create_backbone
+
+
+def two_layer_mlp(n_in, n_hidden, n_out):
+    """Linear -> ReLU -> Linear."""
+    return nn.Sequential(nn.Linear(n_in, n_hidden), nn.ReLU(), nn.Linear(n_hidden, n_out))
+
+
+class ImageEncoder(nn.Module):
+    """z_img = W f(x): a timm backbone's pooled features, projected to ``embed_dim``."""
+
+    def __init__(self, backbone, pretrained, embed_dim):
+        super().__init__()
+        self.backbone = create_backbone(backbone, pretrained)
+        self.projection = nn.Linear(self.backbone.num_features, embed_dim)
+
+    def forward(self, images=None, features=None):
+        """Encode images, or backbone features computed earlier (a frozen backbone's cache)."""
+        if features is None:
+            features = self.backbone(images)
+        return self.projection(features)
+
+
+class FusionNet(nn.Module):
+    """Gated fusion of a tile's image and radiomic embeddings, with two or one heads.
+
+    ``z = a_img * z_img + a_rad * z_rad`` where ``(a_img, a_rad) = softmax(g([z_img; z_rad]))``
+    and ``g`` is a two-layer MLP. The hierarchical model has head A (tumor vs non-tumor)
+    and head B (viable vs non-viable), both linear on ``z``; the flat model one linear
+    3-class head.
+
+    Parameters
+    ----------
+    backbone : str
+        timm model name.
+    pretrained : bool, str or path
+        Passed to :func:`hiercls.backbones.create_backbone`.
+    n_radiomic_features : int
+        Width of the radiomic vector.
+    embed_dim : int, default=256
+        Width ``d`` of both embeddings.
+    hierarchical : bool, default=True
+        Two binary heads (logits ``[A0, A1, B0, B1]``) or one 3-class head.
+    use_image, use_radiomics : bool, default=True
+        Leave out a branch; with one branch the gate is fixed at (1, 0) or (0, 1).
+    augment : bool, default=True
+        Random flips and +-15 degree rotations of training batches.
+    freeze_backbone : bool, default=False
+        Freeze the backbone's weights (then ``forward`` is usually given its cached
+        ``image_features`` of the 8 symmetric views; see :mod:`hiercls.frozen_features`).
+
+    Returns (forward)
+    -----------------
+    logits : Tensor of shape (n, 4) or (n, 3)
+    gate : Tensor of shape (n, 2)
+        The weights (a_img, a_rad) of each tile.
+    """
+
+    def __init__(self, backbone="efficientnet_b0", pretrained=False, n_radiomic_features=29,
+                 embed_dim=256, hierarchical=True, use_image=True, use_radiomics=True,
+                 augment=True, freeze_backbone=False):
+        super().__init__()
+        if not (use_image or use_radiomics):
+            raise ValueError("use_image and use_radiomics cannot both be False")
+        self.use_image = use_image
+        self.use_radiomics = use_radiomics
+        self.hierarchical = hierarchical
+        self.freeze_backbone = freeze_backbone and use_image
+        self.augmentation = TileAugmentation() if (augment and use_image) else nn.Identity()
+        self.image_encoder = ImageEncoder(backbone, pretrained, embed_dim) if use_image else None
+        if use_image and freeze_backbone:
+            self.image_encoder.backbone.requires_grad_(False)
+        self.radiomics_encoder = (
+            two_layer_mlp(n_radiomic_features, embed_dim, embed_dim) if use_radiomics else None
+        )
+        self.gate = two_layer_mlp(2 * embed_dim, embed_dim, 2) if (use_image and use_radiomics) else None
+        self.head = nn.Linear(embed_dim, 4 if hierarchical else 3)
+
+    def forward(self, image=None, radiomics=None, image_features=None):
+        embeddings = []
+        if self.use_image:
+            if image_features is not None:
+                embeddings.append(self.image_encoder(features=self._pick_view(image_features)))
+            else:
+                embeddings.append(self.image_encoder(self.augmentation(image)))
+        if self.use_radiomics:
+            embeddings.append(self.radiomics_encoder(radiomics))
+        if self.gate is None:
+            z = embeddings[0]
+            fixed = [1.0, 0.0] if self.use_image else [0.0, 1.0]
+            gate = z.new_tensor(fixed).expand(z.shape[0], 2)
+        else:
+            z_img, z_rad = embeddings
+            gate = F.softmax(self.gate(torch.cat([z_img, z_rad], dim=1)), dim=1)
+            z = gate[:, :1] * z_img + gate[:, 1:] * z_rad
+        return self.head(z), gate
+
+    def train(self, mode=True):
+        super().train(mode)
+        if self.freeze_backbone:
+            # A frozen backbone keeps its batch-norm statistics too.
+            self.image_encoder.backbone.eval()
+        return self
+
+    def _pick_view(self, features):
+        """Cached features of symmetric views (n, V, F): one random view per tile while
+        training (the augmentation), their mean otherwise (test-time averaging)."""
+        if features.dim() == 2:
+            return features
+        if self.training:
+            choice = torch.randint(features.shape[1], (features.shape[0],), device=features.device)
+            return features[torch.arange(features.shape[0], device=features.device), choice]
+        return features.mean(dim=1)
+
+
+def class_probabilities(logits):
+    """Three-class probabilities from the network's logits.
+
+    For the hierarchical logits ``[A0, A1, B0, B1]``: ``P(0) = pA0``, ``P(1) = pA1 * pB0``,
+    ``P(2) = pA1 * pB1``, with ``pA = softmax(A)`` and ``pB = softmax(B)``; rows sum to one.
+    For flat 3-class logits, their softmax.
+    """
+    if logits.shape[1] == 3:
+        return F.softmax(logits, dim=1)
+    tumor = F.softmax(logits[:, :2], dim=1)
+    viable = F.softmax(logits[:, 2:], dim=1)
+    return torch.cat([tumor[:, :1], tumor[:, 1:] * viable], dim=1)

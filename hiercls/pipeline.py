@@ -1,0 +1,59 @@
+"""make_fusion_pipeline: radiomics -> standardization -> classifier, as one sklearn Pipeline."""
+
+from sklearn.compose import ColumnTransformer, make_column_selector
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+
+from .classifier import HierarchicalFusionClassifier
+from .radiomics import RADIOMIC_COLUMN_PATTERN, RadiomicsTransformer
+
+STEP_NAMES = ("radiomics", "scale", "classifier")
+
+
+def make_radiomics_scaler():
+    """Standardize the radiomic columns (training-fold mean and std), pass the rest through.
+
+    Returns
+    -------
+    scaler : ColumnTransformer with pandas output
+    """
+    return ColumnTransformer(
+        [("radiomics", StandardScaler(), make_column_selector(pattern=RADIOMIC_COLUMN_PATTERN))],
+        remainder="passthrough",
+        verbose_feature_names_out=False,
+    ).set_output(transform="pandas")
+
+
+def make_fusion_pipeline(**params):
+    """The method as a scikit-learn Pipeline with steps ``radiomics``, ``scale``, ``classifier``.
+
+    Parameters
+    ----------
+    **params
+        Plain names (``backbone="efficientnet_b0"``, ``max_epochs=10``) set parameters of
+        the :class:`~hiercls.HierarchicalFusionClassifier`; names with a step prefix
+        (``radiomics__channel="hematoxylin"``, ``classifier__lr=3e-4``) are passed to
+        :meth:`~sklearn.pipeline.Pipeline.set_params` as they are.
+
+    Returns
+    -------
+    pipeline : sklearn.pipeline.Pipeline
+
+    Examples
+    --------
+    >>> from hiercls import make_fusion_pipeline
+    >>> pipe = make_fusion_pipeline(backbone="efficientnet_b0", max_epochs=10,
+    ...                             radiomics__mask="full")
+    >>> list(pipe.named_steps)
+    ['radiomics', 'scale', 'classifier']
+    """
+    pipeline = Pipeline([
+        ("radiomics", RadiomicsTransformer()),
+        ("scale", make_radiomics_scaler()),
+        ("classifier", HierarchicalFusionClassifier()),
+    ])
+    routed = {}
+    for name, value in params.items():
+        step = name.split("__", 1)[0] if "__" in name else None
+        routed[name if step in STEP_NAMES else f"classifier__{name}"] = value
+    return pipeline.set_params(**routed)

@@ -1,0 +1,258 @@
+"""RadiomicsTransformer: adds the 29 radiomic features of each tile to a DataFrame."""
+
+import warnings
+
+import numpy as np
+import pandas as pd
+from joblib import Parallel, delayed
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils.validation import check_is_fitted
+from tqdm.auto import tqdm
+
+from ..cache import ArrayCache, resolve_cache_dir
+from ..images import IMAGE_COLUMN, check_image_frame, read_tile, tile_digest
+from .channels import CHANNELS, to_channel
+from .masks import MASKS, make_mask
+from .names import FEATURE_NAMES
+
+BACKENDS = ("pyradiomics", "fast")
+
+# Bump when a change alters the features of the same tile and settings, so that stale
+# cache entries are never read.
+_FEATURE_VERSION = 1
+
+
+class RadiomicsMaskWarning(UserWarning):
+    """Some tiles had a degenerate tissue mask and were described by the whole tile."""
+
+
+def _backend_function(backend):
+    if backend == "pyradiomics":
+        from .pyradiomics_backend import extract_pyradiomics
+
+        return extract_pyradiomics
+    if backend == "fast":
+        from .fast_backend import extract_fast
+
+        return extract_fast
+    raise ValueError(f"backend must be one of {BACKENDS}; got {backend!r}")
+
+
+def _region_names(mask):
+    return (mask,) if isinstance(mask, str) else tuple(mask)
+
+
+def tile_radiomics(tile, *, channel, mask, bin_width, backend):
+    """The radiomic features of one tile.
+
+    Returns
+    -------
+    features : ndarray of shape (29 * n_regions,)
+    fell_back : int
+        How many of the tile's regions fell back to the whole tile.
+    """
+    rgb = read_tile(tile)
+    gray = to_channel(rgb, "gray")
+    intensities = gray if channel == "gray" else to_channel(rgb, channel)
+    extract = _backend_function(backend)
+    features, fell_back = [], 0
+    for region_name in _region_names(mask):
+        region, degenerate = make_mask(gray, region_name)
+        fell_back += int(degenerate)
+        features.append(extract(intensities, region, bin_width=bin_width))
+    return np.concatenate(features), fell_back
+
+
+class RadiomicsTransformer(TransformerMixin, BaseEstimator):
+    """Add the 29 PyRadiomics features of each tile as numeric columns.
+
+    The features are all 19 first-order features (StandardDeviation included) and all 10
+    shape2D features (SphericalDisproportion included) of one intensity channel inside a
+    region mask. Computing them needs no fitting, so ``fit`` only records the input
+    columns; the features of a tile are cached by its content and the settings, so folds
+    and refits that see the same tile again do not recompute them.
+
+    Parameters
+    ----------
+    channel : {"gray", "hematoxylin"}, default="gray"
+        The intensity channel; see :func:`hiercls.radiomics.channels.to_channel`.
+    mask : {"tissue", "full"} or sequence of them, default="tissue"
+        The region described. ``"tissue"`` is the pixels darker than Otsu's threshold of
+        the gray channel; ``"full"`` the whole tile (what the paper's code did). A tissue
+        mask that is degenerate (a constant tile, fewer than 2 pixels, or a single row or
+        column) falls back to the whole tile, with one :class:`RadiomicsMaskWarning` per
+        call of ``transform``. A sequence of regions gives 29 features per region, the
+        columns prefixed ``<region>__``.
+    bin_width : float, default=25.0
+        PyRadiomics' binWidth for the discretized features (Entropy, Uniformity), on the
+        channel's 0..255 scale.
+    backend : {"pyradiomics", "fast"}, default="pyradiomics"
+        ``"pyradiomics"`` calls PyRadiomics' feature extractor (the reference);
+        ``"fast"`` computes the same features with vectorized numpy.
+    n_jobs : int or None, default=None
+        Tiles processed in parallel (joblib semantics: None is 1, -1 all cores).
+    cache : "auto", path or None, default="auto"
+        Where per-tile features are cached: ``"auto"`` is ``$HIERCLS_CACHE_DIR`` or
+        ``~/.cache/hiercls``; None turns caching off.
+    verbose : int, default=0
+        Show a progress bar over tiles when > 0.
+
+    Attributes
+    ----------
+    n_features_in_ : int
+        Number of columns of the ``X`` seen in ``fit``.
+    feature_names_in_ : ndarray of str
+        Those columns' names.
+
+    See Also
+    --------
+    hiercls.make_fusion_pipeline : this transformer, standardization and the classifier.
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd
+    >>> from hiercls import RadiomicsTransformer
+    >>> rng = np.random.default_rng(0)
+    >>> X = pd.DataFrame({"image": [rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)]})
+    >>> out = RadiomicsTransformer(mask="full", cache=None).fit_transform(X)
+    >>> out.shape
+    (1, 30)
+    >>> list(out.columns[:3])
+    ['image', 'firstorder_10Percentile', 'firstorder_90Percentile']
+    """
+
+    def __init__(self, *, channel="gray", mask="tissue", bin_width=25.0, backend="pyradiomics",
+                 n_jobs=None, cache="auto", verbose=0):
+        self.channel = channel
+        self.mask = mask
+        self.bin_width = bin_width
+        self.backend = backend
+        self.n_jobs = n_jobs
+        self.cache = cache
+        self.verbose = verbose
+
+    def _check_params(self):
+        if self.channel not in CHANNELS:
+            raise ValueError(f"channel must be one of {CHANNELS}; got {self.channel!r}")
+        regions = _region_names(self.mask)
+        if not regions or any(region not in MASKS for region in regions):
+            raise ValueError(f"mask must be one of {MASKS} or a sequence of them; got {self.mask!r}")
+        if len(set(regions)) != len(regions):
+            raise ValueError(f"mask lists a region twice: {self.mask!r}")
+        if not (isinstance(self.bin_width, (int, float)) and self.bin_width > 0):
+            raise ValueError(f"bin_width must be a positive number; got {self.bin_width!r}")
+        _backend_function(self.backend)
+        resolve_cache_dir(self.cache)
+
+    def _radiomic_names(self):
+        regions = _region_names(self.mask)
+        if isinstance(self.mask, str):
+            return list(FEATURE_NAMES)
+        return [f"{region}__{name}" for region in regions for name in FEATURE_NAMES]
+
+    def fit(self, X, y=None):
+        """Check the parameters and record the columns of ``X``.
+
+        Parameters
+        ----------
+        X : DataFrame
+            One row per tile, with an ``image`` column of file paths or RGB arrays.
+        y : ignored
+
+        Returns
+        -------
+        self : RadiomicsTransformer
+        """
+        self._check_params()
+        check_image_frame(X)
+        clashing = sorted(set(self._radiomic_names()) & set(map(str, X.columns)))
+        if clashing:
+            raise ValueError(
+                f"X already has radiomic columns {clashing[:3]}...; drop them or leave this "
+                "step out of the pipeline"
+            )
+        self.feature_names_in_ = np.asarray([str(c) for c in X.columns], dtype=object)
+        self.n_features_in_ = len(self.feature_names_in_)
+        return self
+
+    def transform(self, X):
+        """Return ``X`` with the radiomic columns appended.
+
+        Parameters
+        ----------
+        X : DataFrame
+            The same columns as in ``fit``.
+
+        Returns
+        -------
+        X_out : DataFrame
+            ``X``'s columns followed by the radiomic ones (float64), same index.
+        """
+        check_is_fitted(self, "feature_names_in_")
+        check_image_frame(X)
+        columns = [str(c) for c in X.columns]
+        if columns != list(self.feature_names_in_):
+            raise ValueError(
+                f"X has columns {columns}, but RadiomicsTransformer was fitted on "
+                f"{list(self.feature_names_in_)}"
+            )
+        features = self._extract(X[IMAGE_COLUMN].tolist())
+        radiomics = pd.DataFrame(features, columns=self._radiomic_names(), index=X.index)
+        return pd.concat([X, radiomics], axis=1)
+
+    def get_feature_names_out(self, input_features=None):
+        """The output columns: the input columns followed by the radiomic ones.
+
+        Returns
+        -------
+        feature_names_out : ndarray of str
+        """
+        check_is_fitted(self, "feature_names_in_")
+        if input_features is not None and list(input_features) != list(self.feature_names_in_):
+            raise ValueError("input_features does not match the columns seen in fit")
+        return np.asarray(list(self.feature_names_in_) + self._radiomic_names(), dtype=object)
+
+    def _settings(self):
+        return {"channel": self.channel, "mask": list(_region_names(self.mask)),
+                "bin_width": float(self.bin_width), "backend": self.backend,
+                "version": _FEATURE_VERSION}
+
+    def _extract(self, tiles):
+        settings = self._settings()
+        folder = resolve_cache_dir(self.cache)
+        cache = ArrayCache(folder, "radiomics", settings) if folder is not None else None
+        n_columns = len(self._radiomic_names())
+        features = np.empty((len(tiles), n_columns), dtype=np.float64)
+        todo = list(range(len(tiles)))
+        digests = {}
+        if cache is not None:
+            todo = []
+            for index, tile in enumerate(tiles):
+                digests[index] = tile_digest(tile)
+                cached = cache.get(digests[index])
+                if cached is not None and cached.shape == (n_columns,):
+                    features[index] = cached
+                else:
+                    todo.append(index)
+        fell_back = 0
+        if todo:
+            keywords = dict(channel=self.channel, mask=self.mask,
+                            bin_width=float(self.bin_width), backend=self.backend)
+            jobs = (delayed(tile_radiomics)(tiles[index], **keywords) for index in todo)
+            results = Parallel(n_jobs=self.n_jobs, return_as="generator")(jobs)
+            progress = tqdm(results, total=len(todo), desc="radiomics", unit="tile",
+                            disable=not self.verbose)
+            for index, (values, degenerate) in zip(todo, progress):
+                features[index] = values
+                fell_back += degenerate
+                if cache is not None:
+                    cache.put(digests[index], values)
+        if fell_back:
+            warnings.warn(
+                f"{fell_back} tissue mask(s) of {len(todo)} computed tile(s) were degenerate "
+                "(constant tile or fewer than 2 pixels per axis); those features describe "
+                "the whole tile",
+                RadiomicsMaskWarning,
+                stacklevel=3,
+            )
+        return features

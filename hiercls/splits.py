@@ -1,0 +1,60 @@
+"""The internal train/validation split of a fit, drawn by patient when patients are known."""
+
+import warnings
+
+import numpy as np
+from sklearn.model_selection import GroupShuffleSplit, ShuffleSplit, StratifiedShuffleSplit
+from torch.utils.data import Subset
+
+
+class GroupedValidSplit:
+    """Hold out a fraction of the training data for validation (early stopping).
+
+    A skorch ``train_split``: called with the dataset, the labels and, when the fit got
+    them, the groups. With at least two groups the held-out part is whole groups
+    (:class:`~sklearn.model_selection.GroupShuffleSplit`), so no patient is on both sides;
+    otherwise it is a stratified random split of tiles.
+
+    Parameters
+    ----------
+    fraction : float, default=0.2
+        Share of groups (or of tiles) held out.
+    random_state : int or None, default=None
+        Seed of the split; the classifier supplies its own ``random_state`` when this is
+        None.
+    """
+
+    def __init__(self, fraction=0.2, random_state=None):
+        self.fraction = fraction
+        self.random_state = random_state
+
+    def __repr__(self):
+        return f"GroupedValidSplit(fraction={self.fraction!r}, random_state={self.random_state!r})"
+
+    def split_indices(self, y, groups=None, random_state=None):
+        """(train indices, validation indices)."""
+        if not 0.0 < self.fraction < 1.0:
+            raise ValueError(f"fraction must lie in (0, 1); got {self.fraction!r}")
+        seed = self.random_state if self.random_state is not None else random_state
+        y = np.asarray(y)
+        index = np.arange(len(y))
+        if groups is not None:
+            groups = np.asarray(groups)
+            if len(groups) != len(y):
+                raise ValueError(f"groups has {len(groups)} entries; expected one per tile ({len(y)})")
+            if len(np.unique(groups)) >= 2:
+                splitter = GroupShuffleSplit(n_splits=1, test_size=self.fraction, random_state=seed)
+                return next(splitter.split(index, y, groups))
+            warnings.warn("groups has a single patient; the validation split is drawn by tile",
+                          UserWarning, stacklevel=3)
+        try:
+            splitter = StratifiedShuffleSplit(n_splits=1, test_size=self.fraction, random_state=seed)
+            return next(splitter.split(index, y))
+        except ValueError:
+            # A class too rare to stratify: fall back to a plain random split.
+            splitter = ShuffleSplit(n_splits=1, test_size=self.fraction, random_state=seed)
+            return next(splitter.split(index))
+
+    def __call__(self, dataset, y=None, groups=None, random_state=None):
+        train, valid = self.split_indices(y, groups, random_state)
+        return Subset(dataset, train), Subset(dataset, valid)

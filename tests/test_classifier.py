@@ -1,0 +1,230 @@
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
+
+from hiercls import CLASS_NAMES, HierarchicalFusionClassifier
+from hiercls.loss import FlatLoss, HierarchicalLoss
+from hiercls.splits import GroupedValidSplit
+
+from .conftest import TINY_CLASSIFIER
+
+
+def tiny(**params):
+    return HierarchicalFusionClassifier(**{**TINY_CLASSIFIER, **params})
+
+
+@pytest.fixture(scope="module")
+def fitted(synthetic):
+    X, y, groups = synthetic
+    return tiny(random_state=0).fit(X, y, groups=groups)
+
+
+def test_predict_proba_has_three_columns_summing_to_one(fitted, synthetic):
+    X, _, _ = synthetic
+    proba = fitted.predict_proba(X)
+    assert proba.shape == (len(X), 3)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-6)
+    assert (proba >= 0).all()
+
+
+def test_predict_proba_is_the_factorization_of_the_two_heads(fitted, synthetic):
+    X, _, _ = synthetic
+    logits = torch.cat([output[0] for output in fitted.forward_iter(X)])
+    p_a, p_b = logits[:, :2].softmax(1).numpy(), logits[:, 2:].softmax(1).numpy()
+    expected = np.stack([p_a[:, 0], p_a[:, 1] * p_b[:, 0], p_a[:, 1] * p_b[:, 1]], axis=1)
+    np.testing.assert_allclose(fitted.predict_proba(X), expected, rtol=1e-5, atol=1e-7)
+
+
+def test_classes_keep_the_form_fit_saw(synthetic):
+    X, y, _ = synthetic
+    names = np.array(CLASS_NAMES, dtype=object)[y.to_numpy()]
+    model = tiny(max_epochs=1).fit(X, names)
+    assert list(model.classes_) == list(CLASS_NAMES)
+    assert set(model.predict(X)) <= set(CLASS_NAMES)
+    coded = tiny(max_epochs=1).fit(X, y)
+    assert list(coded.classes_) == [0, 1, 2]
+    assert set(coded.predict(X)) <= {0, 1, 2}
+
+
+def test_classes_are_all_three_even_when_a_class_is_missing(synthetic):
+    X, y, _ = synthetic
+    keep = (y != 1).to_numpy()
+    model = tiny(max_epochs=1).fit(X[keep], y[keep])
+    assert list(model.classes_) == [0, 1, 2]
+    assert model.class_weights_["viable"][0] == 0.0
+
+
+def test_fitted_attributes_users_read(fitted, synthetic):
+    X, y, _ = synthetic
+    assert fitted.task_weights_.shape == (2,)
+    assert (fitted.task_weights_ > 0).all()
+    counts = np.bincount((y != 0).astype(int))
+    expected = (1 / counts) / (1 / counts).mean()
+    np.testing.assert_allclose(fitted.class_weights_["tumor"], expected)
+    assert len(fitted.history_) == TINY_CLASSIFIER["max_epochs"]
+    assert {"train_loss", "valid_loss", "task_weight_tumor", "task_weight_viable"} <= set(fitted.history_[-1])
+    assert fitted.history is fitted.history_
+
+
+def test_gate_weights_are_one_row_per_tile_summing_to_one(fitted, synthetic):
+    X, _, _ = synthetic
+    gates = fitted.gate_weights(X)
+    assert list(gates.columns) == ["image", "radiomics"]
+    assert len(gates) == len(X)
+    np.testing.assert_allclose(gates.sum(axis=1), 1.0, rtol=1e-6)
+
+
+def test_same_random_state_gives_identical_probabilities(synthetic):
+    X, y, groups = synthetic
+    first = tiny(random_state=7).fit(X, y, groups=groups).predict_proba(X)
+    second = tiny(random_state=7).fit(X, y, groups=groups).predict_proba(X)
+    np.testing.assert_array_equal(first, second)
+    other = tiny(random_state=8).fit(X, y, groups=groups).predict_proba(X)
+    assert not np.array_equal(first, other)
+
+
+def test_fit_does_not_change_the_global_torch_random_state(synthetic):
+    X, y, _ = synthetic
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    tiny(max_epochs=1).fit(X, y)
+    torch.testing.assert_close(torch.rand(3), expected)
+
+
+def test_clone_get_params_and_set_params_round_trip(fitted, synthetic):
+    X, y, groups = synthetic
+    params = fitted.get_params(deep=False)
+    assert params["device"] == "auto"
+    assert params["backbone"] == "test_efficientnet"
+    copy = clone(fitted)
+    assert not hasattr(copy, "module_")
+    copy.set_params(**copy.get_params(deep=False))
+    refit = copy.fit(X, y, groups=groups)
+    np.testing.assert_array_equal(refit.predict_proba(X), fitted.predict_proba(X))
+
+
+def test_pickle_round_trip_gives_identical_probabilities(fitted, synthetic):
+    X, _, _ = synthetic
+    restored = pickle.loads(pickle.dumps(fitted))
+    assert restored.device == "auto"
+    np.testing.assert_array_equal(restored.predict_proba(X), fitted.predict_proba(X))
+    assert list(restored.classes_) == list(fitted.classes_)
+
+
+def test_save_params_round_trip_gives_identical_probabilities(fitted, synthetic, tmp_path):
+    X, _, _ = synthetic
+    fitted.save_params(f_params=tmp_path / "params.pt", f_criterion=tmp_path / "criterion.pt")
+    fresh = tiny(radiomic_columns=fitted.radiomic_columns_, classes=[0, 1, 2]).initialize()
+    fresh.load_params(f_params=tmp_path / "params.pt", f_criterion=tmp_path / "criterion.pt")
+    np.testing.assert_array_equal(fresh.predict_proba(X), fitted.predict_proba(X))
+    np.testing.assert_allclose(fresh.task_weights_, fitted.task_weights_)
+
+
+def test_validation_split_holds_out_whole_patients():
+    y = np.tile([0, 1, 2], 20)
+    groups = np.repeat(["a", "b", "c", "d", "e"], 12)
+    train, valid = GroupedValidSplit(0.2, random_state=0).split_indices(y, groups)
+    assert set(groups[train]).isdisjoint(groups[valid])
+    assert len(train) + len(valid) == len(y)
+    _, valid_by_tile = GroupedValidSplit(0.2, random_state=0).split_indices(y)
+    assert len(valid_by_tile) == 12
+
+
+def test_flat_ablation_uses_weighted_cross_entropy(synthetic):
+    X, y, _ = synthetic
+    model = tiny(hierarchical=False, max_epochs=1).fit(X, y)
+    assert isinstance(model.criterion_, FlatLoss)
+    np.testing.assert_allclose(model.predict_proba(X).sum(1), 1.0, rtol=1e-6)
+    with pytest.raises(AttributeError, match="flat model"):
+        model.task_weights_
+
+
+def test_image_only_ablation_has_a_fixed_gate(synthetic):
+    X, y, _ = synthetic
+    model = tiny(use_radiomics=False, max_epochs=1).fit(X[["image"]], y)
+    assert isinstance(model.criterion_, HierarchicalLoss)
+    np.testing.assert_array_equal(model.gate_weights(X[["image"]]).to_numpy(), [[1.0, 0.0]] * len(X))
+
+
+def test_radiomics_only_ablation_needs_no_images(synthetic):
+    X, y, _ = synthetic
+    radiomics = X.drop(columns="image")
+    model = tiny(use_image=False, max_epochs=1).fit(radiomics, y)
+    assert model.module_.image_encoder is None
+    assert model.predict_proba(radiomics).shape == (len(X), 3)
+
+
+# --- bad input ------------------------------------------------------------------------
+
+def test_predict_before_fit_raises_not_fitted(synthetic):
+    X, _, _ = synthetic
+    with pytest.raises(NotFittedError):
+        tiny().predict_proba(X)
+    with pytest.raises(NotFittedError):
+        tiny().predict(X)
+
+
+def test_missing_image_file_is_named(synthetic, tmp_path):
+    X, y, _ = synthetic
+    X = X.copy()
+    missing = tmp_path / "no-such-tile.png"
+    X["image"] = X["image"].astype(object)
+    X.at[X.index[3], "image"] = str(missing)
+    with pytest.raises(FileNotFoundError, match="no-such-tile.png"):
+        tiny(max_epochs=1).fit(X, y)
+
+
+def test_x_without_image_column_is_rejected(synthetic):
+    X, y, _ = synthetic
+    with pytest.raises(ValueError, match="no 'image' column"):
+        tiny().fit(X.drop(columns="image"), y)
+    with pytest.raises(TypeError, match="DataFrame"):
+        tiny().fit(X["image"].tolist(), y)
+
+
+def test_labels_outside_the_three_classes_are_rejected(synthetic):
+    X, y, _ = synthetic
+    with pytest.raises(ValueError, match="contains label 3"):
+        tiny().fit(X, y.replace({2: 3}))
+    with pytest.raises(ValueError, match="'Necrosis'"):
+        tiny().fit(X, ["Necrosis"] * len(X))
+
+
+def test_a_single_class_is_rejected(synthetic):
+    X, _, _ = synthetic
+    with pytest.raises(ValueError, match="single class"):
+        tiny().fit(X, np.zeros(len(X), dtype=int))
+
+
+def test_nan_radiomics_are_rejected_with_the_column(synthetic):
+    X, y, _ = synthetic
+    X = X.copy()
+    X.loc[X.index[:2], "firstorder_Energy"] = np.nan
+    with pytest.raises(ValueError, match="firstorder_Energy"):
+        tiny().fit(X, y)
+
+
+def test_missing_radiomic_columns_point_to_the_transformer(synthetic):
+    X, y, _ = synthetic
+    with pytest.raises(ValueError, match="RadiomicsTransformer"):
+        tiny().fit(X[["image"]], y)
+
+
+def test_both_branches_off_is_rejected(synthetic):
+    X, y, _ = synthetic
+    with pytest.raises(ValueError, match="cannot both be False"):
+        tiny(use_image=False, use_radiomics=False).fit(X, y)
+
+
+def test_batch_without_tumor_trains_without_nan(synthetic):
+    X, y, _ = synthetic
+    order = np.argsort(y.to_numpy(), kind="stable")  # the first batches hold only Non-Tumor
+    model = tiny(max_epochs=1, train_split=None, iterator_train__shuffle=False)
+    model.fit(X.iloc[order], y.iloc[order])
+    assert np.isfinite(model.history_[-1]["train_loss"])
+    assert np.isfinite(model.predict_proba(X)).all()
