@@ -1,6 +1,20 @@
 """skorch callbacks specific to the hierarchical model."""
 
-from skorch.callbacks import Callback
+import numpy as np
+from skorch.callbacks import Callback, EpochScoring
+
+from .labels import encode_labels
+
+
+def _accuracy(net, X, y):
+    # skorch hands the batch targets (codes) to the scorer while predict answers in the
+    # form of classes_, so compare codes with the argmax of the probabilities.
+    return float(np.mean(net.predict_proba(X).argmax(axis=1) == encode_labels(y)[0]))
+
+
+def validation_accuracy():
+    """Accuracy on the internal validation split, whatever form the labels have."""
+    return EpochScoring(_accuracy, name="valid_acc", lower_is_better=False)
 
 
 class RecordTaskWeights(Callback):

@@ -15,7 +15,7 @@ from sklearn.utils import check_random_state
 
 from .backbones import backbone_data_config
 from .cache import resolve_cache_dir
-from .callbacks import RecordTaskWeights
+from .callbacks import RecordTaskWeights, validation_accuracy
 from .frozen_features import embedding_cache, frozen_view_features
 from .images import check_image_frame, tile_digest
 from .labels import encode_labels, tumor_target
@@ -182,7 +182,8 @@ class HierarchicalFusionClassifier(NeuralNetClassifier):
     # --- callbacks -----------------------------------------------------------------
     @property
     def _default_callbacks(self):
-        callbacks = list(super()._default_callbacks)
+        callbacks = [(name, validation_accuracy() if name == "valid_acc" else callback)
+                     for name, callback in super()._default_callbacks]
         if self.hierarchical:
             callbacks.insert(-1, ("task_weights", RecordTaskWeights()))
         if self.patience is not None and self.train_split:
@@ -403,7 +404,8 @@ class HierarchicalFusionClassifier(NeuralNetClassifier):
 
     def predict(self, X):
         """The most probable class of each tile, in the form of ``classes_``."""
-        return self.classes_[self.predict_proba(X).argmax(axis=1)]
+        codes = self.predict_proba(X).argmax(axis=1)
+        return self.classes_[codes]
 
     def gate_weights(self, X):
         """Each tile's gate weights.

@@ -13,7 +13,7 @@ def _tiles(n=4, size=24, seed=0):
     tiles = []
     for _ in range(n):
         tile = np.full((size, size, 3), 230, dtype=np.uint8)
-        tile[4:18, 6:20] = rng.integers(60, 160, size=(14, 14, 3), dtype=np.uint8)
+        tile[4:18, 6:20] = rng.integers(60, 110, size=(14, 14, 3), dtype=np.uint8)
         tiles.append(tile)
     return pd.DataFrame({"image": tiles, "patient": [f"p{i % 2}" for i in range(n)]})
 
