@@ -127,7 +127,8 @@ def run(args):
         protocols = ["A"]
     runs = []
     say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, flush=True))
-    say(f"{len(X)} tiles, patients {dict(pd.Series(groups).value_counts().sort_index())}")
+    counts = pd.Series(groups).value_counts().sort_index()
+    say(f"{len(X)} tiles; per patient: " + ", ".join(f"{p} {n}" for p, n in counts.items()))
     for protocol, test_patient, train in protocol_splits(groups, protocols):
         test = ~train
         t0 = time.perf_counter()
