@@ -7,12 +7,16 @@ The package's pieces, one concept per module:
   the hierarchical loss);
 - :mod:`hiercls.classifier`: how it is wrapped for scikit-learn (``HierarchicalFusionClassifier``);
 - :mod:`hiercls.pipeline`: the three steps as one Pipeline (``make_fusion_pipeline``);
-- :mod:`hiercls.metrics`: how it is scored; :mod:`hiercls.datasets`: where tiles come from.
+- :mod:`hiercls.metrics` and :mod:`hiercls.evaluation`: how it is scored, by patient;
+- :mod:`hiercls.necrosis`, :mod:`hiercls.plots`, :mod:`hiercls.report`: the clinical answer
+  (necrosis per patient) and what people look at;
+- :mod:`hiercls.datasets`: where tiles come from; :mod:`hiercls.cli`: the ``hiercls`` command.
 """
 
 from . import datasets, metrics
 from .classifier import HierarchicalFusionClassifier
 from .labels import CLASS_NAMES
+from .necrosis import necrosis_report
 from .pipeline import make_fusion_pipeline
 from .radiomics import RadiomicsTransformer
 
@@ -25,4 +29,5 @@ __all__ = [
     "datasets",
     "make_fusion_pipeline",
     "metrics",
+    "necrosis_report",
 ]

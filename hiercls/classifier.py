@@ -131,6 +131,7 @@ class HierarchicalFusionClassifier(NeuralNetClassifier):
                  verbose=1, module=FusionNet, criterion=HierarchicalLoss,
                  optimizer=torch.optim.AdamW, **kwargs):
         kwargs.setdefault("optimizer__weight_decay", 1e-4)
+        kwargs.setdefault("iterator_train__shuffle", True)
         super().__init__(module, criterion=criterion, optimizer=optimizer, lr=lr,
                          batch_size=batch_size, max_epochs=max_epochs, train_split=train_split,
                          device=device, verbose=verbose, **kwargs)

@@ -69,11 +69,12 @@ class TileDataset(torch.utils.data.Dataset):
             if rgb.shape[:2] != (self.image_size, self.image_size):
                 resized = Image.fromarray(rgb).resize((self.image_size, self.image_size), self.resampling)
                 rgb = np.asarray(resized)
-            tile = self._decoded[index] = rgb
+            # Decoded images are read-only views; torch wants memory it may write.
+            tile = self._decoded[index] = rgb if rgb.flags.writeable else rgb.copy()
         return tile
 
     def image_tensor(self, index):
-        pixels = torch.from_numpy(np.ascontiguousarray(self.decoded_tile(index))).permute(2, 0, 1)
+        pixels = torch.from_numpy(self.decoded_tile(index)).permute(2, 0, 1)
         return (pixels.float() / 255.0 - self.mean) / self.std
 
     def __getitem__(self, index):
