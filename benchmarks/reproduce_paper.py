@@ -59,7 +59,8 @@ def parse_args(argv=None):
     parser.add_argument("--patience", type=int, default=8)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--radiomics-backend", default="fast")
-    parser.add_argument("--radiomics-mask", default="full")
+    parser.add_argument("--radiomics-mask", default="full",
+                        help="full, tissue, or several comma-separated (29 features each)")
     parser.add_argument("--radiomics-channel", default="gray")
     parser.add_argument("--subsample", type=int, default=None, help="tiles per patient (quick runs)")
     parser.add_argument("--out", type=Path, default=HERE / "results")
@@ -79,6 +80,11 @@ def protocol_splits(groups, protocols):
     return splits
 
 
+def radiomics_mask(args):
+    regions = [region.strip() for region in args.radiomics_mask.split(",")]
+    return regions[0] if len(regions) == 1 else regions
+
+
 def fusion_pipeline(args, config, seed):
     pretrained = False if args.pretrained.lower() == "none" else args.pretrained
     return hiercls.make_fusion_pipeline(
@@ -86,7 +92,7 @@ def fusion_pipeline(args, config, seed):
         hierarchical=config["hierarchical"], use_radiomics=config["radiomics"],
         image_size=args.image_size, embed_dim=args.embed_dim, max_epochs=args.max_epochs,
         patience=args.patience, lr=args.lr, random_state=seed, verbose=0,
-        radiomics__backend=args.radiomics_backend, radiomics__mask=args.radiomics_mask,
+        radiomics__backend=args.radiomics_backend, radiomics__mask=radiomics_mask(args),
         radiomics__channel=args.radiomics_channel, radiomics__n_jobs=2,
     )
 
@@ -94,7 +100,7 @@ def fusion_pipeline(args, config, seed):
 def radiomics_logreg(args):
     return Pipeline([
         ("radiomics", hiercls.RadiomicsTransformer(
-            backend=args.radiomics_backend, mask=args.radiomics_mask,
+            backend=args.radiomics_backend, mask=radiomics_mask(args),
             channel=args.radiomics_channel, n_jobs=2)),
         # Standardize the radiomic columns and drop the rest (the image paths).
         ("scale", ColumnTransformer([("radiomics", StandardScaler(),
