@@ -341,6 +341,13 @@ class HierarchicalFusionClassifier(NeuralNetClassifier):
         self.criterion_ = criterion(**params) if isinstance(criterion, type) else criterion
         return self
 
+    def get_all_learnable_params(self):
+        # Frozen backbone weights never get a gradient; leaving them out of the optimizer
+        # spares it a loop over hundreds of tensors per step.
+        for name, parameter in super().get_all_learnable_params():
+            if parameter.requires_grad:
+                yield name, parameter
+
     def get_split_datasets(self, X, y=None, **fit_params):
         dataset = self.get_dataset(X, y)
         if not self.train_split:
@@ -380,7 +387,7 @@ class HierarchicalFusionClassifier(NeuralNetClassifier):
                                 pretrained=pretrained, image_size=options["image_size"],
                                 data_config=options)
         return frozen_view_features(self.module_.image_encoder.backbone, images, cache=cache,
-                                    batch_size=self.batch_size, device=self.device,
+                                    device=self.device,
                                     verbose=self.verbose)
 
     def get_loss(self, y_pred, y_true, X=None, training=False):

@@ -26,7 +26,7 @@ def symmetric_views(images):
 
 
 @torch.no_grad()
-def frozen_view_features(backbone, dataset, *, cache=None, batch_size=16, device="cpu", verbose=0):
+def frozen_view_features(backbone, dataset, *, cache=None, batch_size=4, device="cpu", verbose=0):
     """Pooled backbone features of every tile's 8 views.
 
     Parameters
@@ -38,8 +38,9 @@ def frozen_view_features(backbone, dataset, *, cache=None, batch_size=16, device
     cache : hiercls.cache.ArrayCache or None
         Where features are kept between fits; its settings must identify the backbone's
         weights and the preprocessing.
-    batch_size : int, default=16
-        Tiles per forward pass (each gives 8 views).
+    batch_size : int, default=4
+        Tiles per forward pass; each gives 8 views, and a larger batch only raises the
+        peak memory of the activations.
     device : str, default="cpu"
     verbose : int, default=0
         Progress bar when > 0.

@@ -103,6 +103,10 @@ class FusionNet(nn.Module):
         return self.head(z), gate
 
     def train(self, mode=True):
+        # skorch sets the mode before every batch; walking the backbone's hundreds of
+        # submodules each time is measurable when the backbone is frozen and cached.
+        if mode == self.training:
+            return self
         super().train(mode)
         if self.freeze_backbone:
             # A frozen backbone keeps its batch-norm statistics too.
