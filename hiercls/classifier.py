@@ -117,7 +117,10 @@ class HierarchicalFusionClassifier(NeuralNetClassifier):
         The backbone's input size, mean, std and interpolation.
     history_ : skorch History
         Per-epoch losses, validation accuracy and task weights.
-    module_, criterion_, optimizer_ : the initialized torch objects.
+    module_ : FusionNet
+        The trained network.
+    criterion_ : HierarchicalLoss or FlatLoss
+        The loss, holding the learned log-variances.
 
     See Also
     --------
@@ -430,6 +433,7 @@ class HierarchicalFusionClassifier(NeuralNetClassifier):
 
     @property
     def task_weights_(self):
+        """The learned task weights ``(exp(-lA), exp(-lB))`` of the hierarchical loss."""
         self.check_is_fitted(["criterion_"])
         if not hasattr(self.criterion_, "task_weights"):
             raise AttributeError("the flat model (hierarchical=False) has no task weights")

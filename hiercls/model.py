@@ -55,12 +55,6 @@ class FusionNet(nn.Module):
     freeze_backbone : bool, default=False
         Freeze the backbone's weights (then ``forward`` is usually given its cached
         ``image_features`` of the 8 symmetric views; see :mod:`hiercls.frozen_features`).
-
-    Returns (forward)
-    -----------------
-    logits : Tensor of shape (n, 4) or (n, 3)
-    gate : Tensor of shape (n, 2)
-        The weights (a_img, a_rad) of each tile.
     """
 
     def __init__(self, backbone="efficientnet_b0", pretrained=False, n_radiomic_features=29,
@@ -84,6 +78,24 @@ class FusionNet(nn.Module):
         self.head = nn.Linear(embed_dim, 4 if hierarchical else 3)
 
     def forward(self, image=None, radiomics=None, image_features=None):
+        """Logits and gate weights of a batch.
+
+        Parameters
+        ----------
+        image : Tensor of shape (n, 3, H, W), optional
+            Normalized tiles (augmented here in training mode).
+        radiomics : Tensor of shape (n, r), optional
+            Standardized radiomic vectors.
+        image_features : Tensor of shape (n, F) or (n, V, F), optional
+            A frozen backbone's features, given instead of ``image``.
+
+        Returns
+        -------
+        logits : Tensor of shape (n, 4) or (n, 3)
+            ``[A0, A1, B0, B1]`` for the hierarchical model, 3 classes for the flat one.
+        gate : Tensor of shape (n, 2)
+            The weights (a_img, a_rad) of each tile.
+        """
         embeddings = []
         if self.use_image:
             if image_features is not None:
