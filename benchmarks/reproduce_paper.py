@@ -69,6 +69,8 @@ def parse_args(argv=None):
     parser.add_argument("--name", default="paper_tables")
     parser.add_argument("--n-jobs", type=int, default=2, help="runs in parallel processes")
     parser.add_argument("--quiet", action="store_true")
+    parser.add_argument("--retable", action="store_true",
+                        help="rewrite the .md tables from the existing .json, training nothing")
     return parser.parse_args(argv)
 
 
@@ -201,8 +203,13 @@ def _config_name(config):
     return f"{loss} + radiomics" if config["radiomics"] else f"{loss}, image only"
 
 
+def _defined(values):
+    """The finite values (JSON's null and pandas' NaN both mean undefined)."""
+    return [float(v) for v in values if v is not None and np.isfinite(v)]
+
+
 def _mean_sd(values):
-    values = np.array([v for v in values if v is not None], dtype=float)
+    values = np.array(_defined(values), dtype=float)
     if len(values) == 0:
         return "n/a"
     if len(values) == 1:
@@ -284,7 +291,7 @@ def tables(runs, args):
             for metric in METRICS:
                 cells, fold_means = [], []
                 for patient in sorted(b["test_patient"].unique()):
-                    values = [v for v in part[part["test_patient"] == patient][metric] if v is not None]
+                    values = _defined(part[part["test_patient"] == patient][metric])
                     cells.append(_mean_sd(values))
                     if values:
                         fold_means.append(np.mean(values))
@@ -306,19 +313,30 @@ def main(argv=None):
     if not (args.data / "Training-Set-1").is_dir():
         print(f"data folder not found: {args.data} (pass --data)", file=sys.stderr)
         return 2
-    runs, total, peak = run(args)
+    if args.retable:
+        # Rebuild the tables from a finished run's JSON, without training again.
+        payload = json.loads((args.out / f"{args.name}.json").read_text())
+        runs, total, peak = payload["runs"], payload["wall_s"], payload["peak_rss_gib"]
+        commit = payload["commit"]
+    else:
+        runs, total, peak = run(args)
+        commit = git_commit()
     machine = f"{platform.machine()}, {platform.processor() or 'cpu'}, {__import__('os').cpu_count()} cores"
     lines = [f"# Paper reproduction: {args.backbone}, frozen={not args.full_finetune}",
              "", "Peak RSS is the largest of the main process and each worker process.",
-             "", f"commit `{git_commit()}`; machine: {machine}; wall time {total / 60:.1f} min; "
+             "", f"commit `{commit}`; machine: {machine}; wall time {total / 60:.1f} min; "
              f"peak RSS {peak:.2f} GiB; command: `python benchmarks/reproduce_paper.py "
-             f"{' '.join(sys.argv[1:] if argv is None else argv)}`"]
+             f"{' '.join(a for a in (sys.argv[1:] if argv is None else argv) if a != '--retable')}`"
+             + (" (tables rebuilt from its JSON with --retable)" if args.retable else "")]
     lines += tables(runs, args)
     text = "\n".join(lines) + "\n"
     print(text)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"{args.name}.md").write_text(text)
-    payload = {"commit": git_commit(), "machine": machine, "python": platform.python_version(),
+    if args.retable:
+        (args.out / f"{args.name}.md").write_text(text)
+        return 0
+    payload = {"commit": commit, "machine": machine, "python": platform.python_version(),
                "settings": {k: str(v) for k, v in vars(args).items()}, "wall_s": total,
                "peak_rss_gib": peak, "paper": PAPER, "runs": runs}
     (args.out / f"{args.name}.json").write_text(json.dumps(payload, indent=1))

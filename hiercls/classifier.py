@@ -390,7 +390,7 @@ class HierarchicalFusionClassifier(NeuralNetClassifier):
                                 pretrained=pretrained, image_size=options["image_size"],
                                 data_config=options)
         return frozen_view_features(self.module_.image_encoder.backbone, images, cache=cache,
-                                    device=self.device,
+                                    device=resolve_device(self.device),
                                     verbose=self.verbose)
 
     def get_loss(self, y_pred, y_true, X=None, training=False):
