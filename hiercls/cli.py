@@ -309,9 +309,9 @@ def _add_radiomics(parser):
     group.add_argument("--mask", type=_mask, default="tissue", metavar="tissue|full",
                        help="region described: tissue (Otsu) or full tile; 'tissue,full' "
                             "gives both, columns prefixed by the region (default: tissue)")
-    group.add_argument("--backend", choices=BACKENDS, default="pyradiomics",
-                       help="pyradiomics (the reference) or fast (the same features with "
-                            "numpy) (default: pyradiomics)")
+    group.add_argument("--backend", choices=BACKENDS, default="fast",
+                       help="fast (PyRadiomics' features with numpy) or pyradiomics (the "
+                            "reference, much slower) (default: fast)")
     group.add_argument("--bin-width", type=float, default=25.0,
                        help="PyRadiomics binWidth on the 0..255 scale (default: 25)")
     group.add_argument("--n-jobs", type=_n_jobs, default=1,
