@@ -5,46 +5,58 @@ same module, criterion, optimizer, data, batch size and augmentation. Writes
 ``benchmarks/results/overhead.md`` and ``.json`` (same figures, plus the git commit).
 Run from the repository root::
 
-    python benchmarks/overhead.py            # both configurations, about 5-8 minutes on 2 cores
+    python benchmarks/overhead.py            # about 5-7 minutes on 2 shared cores
     python benchmarks/overhead.py --quick    # a smoke test (figures not meaningful)
 
 Two configurations:
 
-* ``finetune``: the image path, a timm backbone trained end to end on the tiles (with
-  the flip/rotation augmentation); compute dominates.
+* ``finetune``: the image path, a timm backbone (tf_efficientnet_lite0, ImageNet weights
+  from the offline Lite0 source) trained end to end on the tiles with the flip/rotation
+  augmentation; compute dominates. Small tiles (64 px) and 48 tiles keep it to minutes.
 * ``frozen``: ``freeze_backbone=True``; the backbone's features of each tile's 8 views are
   computed once beforehand (and cached on disk, so both paths read the very same array),
-  and an epoch trains only the small heads; per-batch overhead matters most here.
+  and an epoch trains only the small heads; per-batch overhead matters most here. The
+  tile size only affects that one-off extraction, not the epochs.
 
 Both paths get identical inputs: the same tiles, the same radiomic columns (a
 ``RadiomicsTransformer(mask="full")`` and ``make_radiomics_scaler`` computed once before
 anything is timed), the same ``TileDataset`` options, ``DataLoader(batch_size=16,
 shuffle=True)``, ``FusionNet`` and ``HierarchicalLoss`` with the same parameters (class
-weights included) and ``AdamW(lr, weight_decay=1e-4)`` over module + criterion parameters.
-The run checks this: on the estimator's first epoch its training dataset is compared
-tensor by tensor with the bare loop's.
+weights included) and ``AdamW(lr, weight_decay=1e-4)`` over the trainable module +
+criterion parameters (the estimator leaves frozen weights out of its optimizer too). The
+run checks this: on the estimator's first epoch its training dataset is compared tensor by
+tensor with the bare loop's.
 
 How an estimator epoch is timed (the headline): one ``fit`` with ``max_epochs = 1 +
 repetitions`` and an extra callback that, at the end of each estimator epoch, runs one
 epoch of the bare loop and times it. The two paths thus alternate A B A B ... in one
-process under the same load. An estimator epoch is the wall-clock time from the end of
-one bare epoch to the start of the next: skorch's whole epoch cycle (``on_epoch_begin``
-callbacks, every batch with skorch's per-batch machinery, the ``on_epoch_end`` callbacks
-EpochTimer, PassthroughScoring, RecordTaskWeights, PrintLog). The first epoch of each
-path (decoding the tiles, building the iterator) is a warm-up and not counted. skorch's own
-``dur`` (EpochTimer: the epoch without most ``on_epoch_end`` callbacks) is reported too.
-The timing callback itself adds one no-op callback to every ``notify``, which counts
-against the estimator.
+process under the same load. An estimator epoch is the time from the end of one bare
+epoch to the start of the next: skorch's whole epoch cycle (``on_epoch_begin`` callbacks,
+every batch with skorch's per-batch machinery, the ``on_epoch_end`` callbacks EpochTimer,
+PassthroughScoring, RecordTaskWeights, PrintLog). The first epoch of each path (decoding
+the tiles) is a warm-up and not counted. The timing callback itself adds one no-op callback
+to every ``notify``, which counts against the estimator. Three comparisons:
+
+* separate: the bare loop builds its own module, criterion, optimizer and dataset;
+* shared: the bare loop drives the estimator's own ``module_``, ``criterion_``,
+  ``optimizer_`` and training dataset, so only skorch's code differs (the wrapper's
+  overhead, free of where two instances' tensors happen to lie in memory);
+* A/A: two separately built bare loops, the calibration of the separate comparison.
+
+Each is timed in wall-clock time (what a user waits; on a shared machine it includes time
+other processes hold the CPUs) and in this process's CPU time (one torch thread, no
+DataLoader workers: all the training work, robust to that load). skorch's own ``dur``
+(EpochTimer) is reported too.
 
 A second measurement times a whole ``fit`` call with ``warm_start=True, max_epochs=1``
-(what a user who steps epochs by hand pays), alternating with bare epochs; it includes
-the per-call work (checking the frame, building a new TileDataset and so decoding the
-tiles again, reading the frozen features back from the cache).
+(what a user who steps epochs by hand pays), alternating with bare epochs; it includes the
+per-call work (checking the frame, building a new TileDataset and so decoding the tiles
+again, reading the frozen features back from the cache).
 
-Peak RSS is measured in fresh child processes (one per path and configuration, the same
-data and the same epochs), since one process's peak cannot be split between two
-interleaved paths. Where the estimator's epoch overhead misses the target, the script
-times skorch's per-batch and per-epoch pieces one by one (``--no-diagnosis`` skips it).
+Peak RSS (VmHWM) is measured in fresh child processes (one per path and configuration, the
+same data and epochs), since one process's peak cannot be split between two interleaved
+paths. The frozen configuration (and any that misses the target) is diagnosed: skorch's
+per-batch and per-epoch pieces timed one by one, and a cProfile of a fit.
 """
 
 import argparse
@@ -364,12 +376,25 @@ def per_call_epochs(X, codes, cfg, bare, reps, seed):
 
 # --- diagnosis --------------------------------------------------------------------------
 
-def _per_call(fn, n):
+def _hot(fn, n):
+    """CPU seconds per call in a tight loop (code and data hot in the caches)."""
     fn()
-    start = time.perf_counter()
+    start = time.process_time()
     for _ in range(n):
         fn()
-    return (time.perf_counter() - start) / n
+    return (time.process_time() - start) / n
+
+
+def _in_context(fn, flush, n):
+    """Median CPU seconds per call when each call follows one training step, as inside an
+    epoch: the step's kernels evict the wrapper's code and data from the caches."""
+    times = []
+    for _ in range(n):
+        flush()
+        start = time.process_time()
+        fn()
+        times.append(time.process_time() - start)
+    return statistics.median(times)
 
 
 def _scaffolding(net):
@@ -385,35 +410,38 @@ def _scaffolding(net):
 
 
 def diagnose(net, bare, n_batches, measured_overhead_s):
-    """Time skorch's extra per-batch and per-epoch work piece by piece (on the fitted net)."""
+    """Time skorch's extra per-batch and per-epoch work piece by piece (on the fitted net),
+    hot and in context."""
     inputs, target = next(iter(bare.loader))
     batch = (inputs, target)
     callbacks = dict(net.callbacks_)
     with torch.no_grad():
         y_pred = net.module_(**inputs)
         loss = net.get_loss(y_pred, target)
-    n = 300
-    per_batch = {
-        "_set_training(True): module_.train() + criterion_.train()":
-            _per_call(lambda: net._set_training(True), n),
-        "notify x3 (on_batch_begin, on_grad_computed with TeeGenerator, on_batch_end)":
-            _per_call(lambda: (net.notify("on_batch_begin", batch=batch, training=True),
-                               net.notify("on_grad_computed", named_parameters=iter(()),
-                                          batch=batch, training=True),
-                               net.notify("on_batch_end", batch=batch, training=True,
-                                          loss=loss, y_pred=y_pred)), n),
-        "train_step scaffolding: step accumulator, TeeGenerator, closure under enable_grad":
-            _per_call(lambda: _scaffolding(net), n),
-        "to_tensor(X dict) + get_loss's to_tensor(y)":
-            _per_call(lambda: (to_tensor(inputs, device="cpu"), to_tensor(target, device="cpu")), n),
-    }
     history = History()
     history.new_epoch()
     history.new_batch()
-    per_batch["history.record_batch x2 + new_batch + get_len(batch[0])"] = _per_call(
-        lambda: (history.new_batch(), history.record_batch("train_loss", 0.5),
-                 history.record_batch("train_batch_size", 16)), n)
-    # One batch of the bare loop's own work, for scale.
+    pieces = {
+        "_set_training(True): module_.train() + criterion_.train()":
+            ("batch", lambda: net._set_training(True)),
+        "notify x3 (on_batch_begin, on_grad_computed, on_batch_end) over the callbacks":
+            ("batch", lambda: (net.notify("on_batch_begin", batch=batch, training=True),
+                               net.notify("on_grad_computed", named_parameters=iter(()),
+                                          batch=batch, training=True),
+                               net.notify("on_batch_end", batch=batch, training=True,
+                                          loss=loss, y_pred=y_pred))),
+        "train_step scaffolding: step accumulator, TeeGenerator, closure under enable_grad":
+            ("batch", lambda: _scaffolding(net)),
+        "infer's to_tensor(X dict) + get_loss's to_tensor(y)":
+            ("batch", lambda: (to_tensor(inputs, device="cpu"), to_tensor(target, device="cpu"))),
+        "history.new_batch + record_batch x2":
+            ("batch", lambda: (history.new_batch(), history.record_batch("train_loss", 0.5),
+                               history.record_batch("train_batch_size", 16))),
+    }
+    for name in ("epoch_timer", "train_loss", "task_weights", "print_log"):
+        if name in callbacks:
+            pieces[f"{name}.on_epoch_end ({type(callbacks[name]).__name__})"] = (
+                "epoch", lambda cb=callbacks[name]: cb.on_epoch_end(net))
     bare.module.train()
 
     def bare_step():
@@ -422,17 +450,19 @@ def diagnose(net, bare, n_batches, measured_overhead_s):
         bare.criterion(logits, target).backward()
         bare.optimizer.step()
 
-    per_epoch = {}
-    for name in ("epoch_timer", "train_loss", "task_weights", "print_log"):
-        if name in callbacks:
-            per_epoch[f"{name}.on_epoch_end"] = _per_call(lambda cb=callbacks[name]: cb.on_epoch_end(net), 50)
-    per_epoch["history.new_epoch + record"] = _per_call(lambda: (history.new_epoch(), history.record("epoch", 1)), 50)
-    estimated = n_batches * sum(per_batch.values()) + sum(per_epoch.values())
+    step_s = _hot(bare_step, 3)
+    n_context = max(3, min(40, int(2.0 / max(step_s, 1e-3))))
+    table = {}
+    for name, (per, fn) in pieces.items():
+        hot = _hot(fn, 300 if per == "batch" else 50)
+        context = _in_context(fn, bare_step, n_context)
+        count = n_batches if per == "batch" else 1
+        table[name] = {"per": per, "hot_s": hot, "in_context_s": context, "per_epoch_s": count * context}
     return {
-        "per_batch_s": per_batch, "per_epoch_s": per_epoch,
-        "bare_step_s": _per_call(bare_step, 3 if n_batches and bare.module.image_encoder.backbone.training else 20),
-        "n_batches": n_batches,
-        "estimated_overhead_per_epoch_s": estimated,
+        "pieces": table, "bare_step_s": step_s, "n_batches": n_batches, "n_context": n_context,
+        "estimated_overhead_per_epoch_s": sum(row["per_epoch_s"] for row in table.values()),
+        "estimated_hot_overhead_per_epoch_s": sum(
+            row["hot_s"] * (n_batches if row["per"] == "batch" else 1) for row in table.values()),
         "measured_overhead_per_epoch_s": measured_overhead_s,
     }
 
@@ -641,15 +671,19 @@ def write_report(results, out_dir):
         if not d:
             continue
         lines += ["", f"## Where the estimator's extra time goes ({name})", "",
-                  f"Each piece timed alone on the fitted estimator ({d['n_batches']} batches per "
-                  f"epoch; one bare training step takes {1e3 * d['bare_step_s']:.2f} ms).", "",
-                  "| piece | per | us | us per epoch |", "|---|---|---|---|"]
-        for piece, sec in d["per_batch_s"].items():
-            lines.append(f"| {piece} | batch | {1e6 * sec:.0f} | {1e6 * sec * d['n_batches']:.0f} |")
-        for piece, sec in d["per_epoch_s"].items():
-            lines.append(f"| {piece} | epoch | {1e6 * sec:.0f} | {1e6 * sec:.0f} |")
-        lines += ["", f"Sum: {1e3 * d['estimated_overhead_per_epoch_s']:.2f} ms per epoch; measured "
-                  f"(median paired estimator - bare, CPU time): {1e3 * d['measured_overhead_per_epoch_s']:.2f} ms per epoch."]
+                  f"Each piece of skorch's per-batch and per-epoch work timed on its own (CPU time), "
+                  f"hot (a tight loop) and in context (each call right after one bare training step, "
+                  f"median of {d['n_context']}, as inside an epoch, where the step's kernels have "
+                  f"evicted the wrapper's code and data from the caches). {d['n_batches']} batches "
+                  f"per epoch; one bare training step takes {1e3 * d['bare_step_s']:.2f} ms.", "",
+                  "| piece | per | hot us | in context us | in context us per epoch |", "|---|---|---|---|---|"]
+        for piece, row in d["pieces"].items():
+            lines.append(f"| {piece} | {row['per']} | {1e6 * row['hot_s']:.0f} | "
+                         f"{1e6 * row['in_context_s']:.0f} | {1e6 * row['per_epoch_s']:.0f} |")
+        lines += ["", f"Sum in context: {1e3 * d['estimated_overhead_per_epoch_s']:.2f} ms per epoch "
+                  f"(hot: {1e3 * d['estimated_hot_overhead_per_epoch_s']:.2f} ms); measured (median paired "
+                  f"estimator - bare, CPU time, shared comparison): "
+                  f"{1e3 * d['measured_overhead_per_epoch_s']:.2f} ms per epoch."]
         if res.get("profile"):
             lines += ["", f"cProfile of one {s['profile_epochs']}-epoch `fit(warm_start=True)` call ({name}): "
                       "the skorch and hiercls functions with the most own time (per-call work such "

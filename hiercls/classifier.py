@@ -175,6 +175,10 @@ class HierarchicalFusionClassifier(NeuralNetClassifier):
         with self._resolved_device():
             return super().initialize()
 
+    def partial_fit(self, X, y=None, classes=None, **fit_params):
+        with self._resolved_device():
+            return super().partial_fit(X, y, classes=classes, **fit_params)
+
     def load_params(self, *args, **kwargs):
         with self._resolved_device():
             return super().load_params(*args, **kwargs)
