@@ -60,6 +60,8 @@ def parse_args(argv=None):
     parser.add_argument("--max-epochs", type=int, default=40)
     parser.add_argument("--patience", type=int, default=8)
     parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--stain-jitter", type=float, default=0.0,
+                        help="H&E density jitter of each view (0.05: HED-light; default: off)")
     parser.add_argument("--radiomics-backend", default="fast")
     parser.add_argument("--radiomics-mask", default="full",
                         help="full, tissue, or several comma-separated (29 features each)")
@@ -96,7 +98,8 @@ def fusion_pipeline(args, config, seed):
         backbone=args.backbone, pretrained=pretrained, freeze_backbone=not args.full_finetune,
         hierarchical=config["hierarchical"], use_radiomics=config["radiomics"],
         image_size=args.image_size, embed_dim=args.embed_dim, max_epochs=args.max_epochs,
-        patience=args.patience, lr=args.lr, random_state=seed, verbose=0,
+        patience=args.patience, lr=args.lr, stain_jitter=args.stain_jitter,
+        random_state=seed, verbose=0,
         radiomics__backend=args.radiomics_backend, radiomics__mask=radiomics_mask(args),
         radiomics__channel=args.radiomics_channel, radiomics__n_jobs=2,
     )
@@ -126,13 +129,16 @@ def _float(value):
     return None if value is None or not np.isfinite(value) else float(value)
 
 
-def fusion_run(args, X, codes, protocol, test_patient, train, config, seed):
-    """Fit and score one (split, configuration, seed); runs in a worker process."""
+def fusion_run(args, X, codes, protocol, test_patient, train, config, seed, test=None):
+    """Fit and score one (split, configuration, seed); runs in a worker process.
+
+    ``train`` and ``test`` are boolean masks over the tiles; ``test`` defaults to the rest.
+    """
     # The trainable part is small: one thread per run, two runs at a time, beats two
     # threads contending over tiny tensors.
     torch.set_num_threads(1)
     t0 = time.perf_counter()
-    test = ~train
+    test = ~train if test is None else test
     model = fusion_pipeline(args, config, seed).fit(X[train], codes[train])
     metrics, per_class = score_run(codes[test], model.predict_proba(X[test]))
     return {"protocol": protocol, "test_patient": test_patient, "model": "fusion",
@@ -334,7 +340,6 @@ def main(argv=None):
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"{args.name}.md").write_text(text)
     if args.retable:
-        (args.out / f"{args.name}.md").write_text(text)
         return 0
     payload = {"commit": commit, "machine": machine, "python": platform.python_version(),
                "settings": {k: str(v) for k, v in vars(args).items()}, "wall_s": total,

@@ -71,6 +71,12 @@ class HierarchicalFusionClassifier(NeuralNetClassifier):
         Side the tiles are resized to; None takes the backbone's input size.
     augment : bool, default=True
         Random horizontal flips and rotations within +-15 degrees during training.
+    stain_jitter : float, default=0.0
+        Strength of a random jitter of each tile's hematoxylin and eosin densities
+        (:func:`hiercls.stain.hed_jitter`; 0.05 is "HED-light"), against stain shifts
+        between patients and labs; 0 is off, as in the paper. With ``augment`` it jitters
+        training batches; with ``freeze_backbone`` each cached view gets its own fixed
+        jitter.
     freeze_backbone : bool, default=False
         Keep the backbone's weights fixed and train the rest on its cached features of
         each tile's 8 symmetric views (flips and 90-degree rotations): one view drawn per
@@ -129,7 +135,8 @@ class HierarchicalFusionClassifier(NeuralNetClassifier):
 
     def __init__(self, backbone="efficientnet_b0", *, pretrained=False, embed_dim=256,
                  hierarchical=True, use_image=True, use_radiomics=True, radiomic_columns="auto",
-                 image_size=None, augment=True, freeze_backbone=False, cache="auto", eta=0.2, lr=1e-4, batch_size=16, max_epochs=10,
+                 image_size=None, augment=True, stain_jitter=0.0, freeze_backbone=False,
+                 cache="auto", eta=0.2, lr=1e-4, batch_size=16, max_epochs=10,
                  patience=5, train_split=GroupedValidSplit(0.2), device="auto", random_state=None,
                  verbose=1, module=FusionNet, criterion=HierarchicalLoss,
                  optimizer=torch.optim.AdamW, **kwargs):
@@ -147,6 +154,7 @@ class HierarchicalFusionClassifier(NeuralNetClassifier):
         self.radiomic_columns = radiomic_columns
         self.image_size = image_size
         self.augment = augment
+        self.stain_jitter = stain_jitter
         self.freeze_backbone = freeze_backbone
         self.cache = cache
         self.eta = eta
@@ -211,6 +219,8 @@ class HierarchicalFusionClassifier(NeuralNetClassifier):
             raise ValueError(f"backbone must be a timm model name; got {self.backbone!r}")
         if not (isinstance(self.embed_dim, (int, np.integer)) and self.embed_dim > 0):
             raise ValueError(f"embed_dim must be a positive integer; got {self.embed_dim!r}")
+        if not (isinstance(self.stain_jitter, (int, float, np.number)) and 0 <= self.stain_jitter < 1):
+            raise ValueError(f"stain_jitter must be a number in [0, 1); got {self.stain_jitter!r}")
 
     def _check_frame(self, X, *, fitting):
         if self.use_image:
@@ -324,7 +334,7 @@ class HierarchicalFusionClassifier(NeuralNetClassifier):
                       n_radiomic_features=self._radiomic_width(), embed_dim=self.embed_dim,
                       hierarchical=self.hierarchical, use_image=self.use_image,
                       use_radiomics=self.use_radiomics, augment=self.augment,
-                      freeze_backbone=self.freeze_backbone)
+                      freeze_backbone=self.freeze_backbone, stain_jitter=self.stain_jitter)
         params.update(self.get_params_for("module"))
         module = self.module(**params) if isinstance(self.module, type) else self.module
         self.module_ = module
@@ -392,10 +402,10 @@ class HierarchicalFusionClassifier(NeuralNetClassifier):
             pretrained = f"file:{tile_digest(pretrained)}"
         cache = embedding_cache(resolve_cache_dir(self.cache), backbone=self.backbone,
                                 pretrained=pretrained, image_size=options["image_size"],
-                                data_config=options)
+                                data_config=options, stain_jitter=self.stain_jitter)
         return frozen_view_features(self.module_.image_encoder.backbone, images, cache=cache,
                                     device=resolve_device(self.device),
-                                    verbose=self.verbose)
+                                    stain_jitter=self.stain_jitter, verbose=self.verbose)
 
     def get_loss(self, y_pred, y_true, X=None, training=False):
         logits = y_pred[0] if isinstance(y_pred, tuple) else y_pred

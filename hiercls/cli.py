@@ -306,8 +306,9 @@ def _add_radiomics(parser):
     group = parser.add_argument_group("radiomics")
     group.add_argument("--channel", choices=CHANNELS, default="gray",
                        help="intensity channel of the features (default: gray)")
-    group.add_argument("--mask", type=_mask, default="tissue", metavar="tissue|full",
-                       help="region described: tissue (Otsu) or full tile; 'tissue,full' "
+    group.add_argument("--mask", type=_mask, default="tissue", metavar="tissue|full|nuclei",
+                       help="region described: tissue (Otsu of gray), full tile or nuclei "
+                            "(Otsu of hematoxylin); 'tissue,full' "
                             "gives both, columns prefixed by the region (default: tissue)")
     group.add_argument("--backend", choices=BACKENDS, default="fast",
                        help="fast (PyRadiomics' features with numpy) or pyradiomics (the "
@@ -344,6 +345,9 @@ def _add_model(parser):
                             "(use with --pretrained)")
     group.add_argument("--no-augment", dest="augment", action="store_false",
                        help="no random flips and rotations in training")
+    group.add_argument("--stain-jitter", type=float, default=0.0, metavar="SIGMA",
+                       help="random H&E density jitter of training tiles, or of each cached "
+                            "view with --freeze-backbone (0.05: HED-light; default: 0, off)")
     group.add_argument("--flat", action="store_true",
                        help="the flat 3-class ablation instead of the hierarchical loss")
     modality = group.add_mutually_exclusive_group()
@@ -393,7 +397,8 @@ def _make_pipeline(args, *, verbose, radiomics_verbose):
         backbone=args.backbone, pretrained=pretrained, image_size=args.image_size,
         embed_dim=args.embed_dim, max_epochs=args.max_epochs, batch_size=args.batch_size,
         lr=args.lr, patience=args.patience or None, freeze_backbone=args.freeze_backbone,
-        augment=args.augment, hierarchical=not args.flat, use_image=not args.radiomics_only,
+        augment=args.augment, stain_jitter=args.stain_jitter, hierarchical=not args.flat,
+        use_image=not args.radiomics_only,
         use_radiomics=not args.image_only, device=args.device,
         cache=_cache_param(args.cache),
         random_state=args.seed, verbose=verbose,

@@ -5,6 +5,10 @@ symmetries of histology. With the backbone frozen, its features for those 8 view
 computed once per tile (and cached on disk by the tile's content and the backbone), so an
 epoch over the cache costs only the small trainable part: minutes on a CPU instead of
 hours. Training then draws one view per tile and epoch; prediction averages over the 8.
+
+With stain jitter, each view also gets its own random H&E density jitter, drawn from a
+generator seeded by the tile's content: the cache stays valid, the training views vary
+in stain as well as in orientation, and prediction averages over jittered views too.
 """
 
 import numpy as np
@@ -13,6 +17,7 @@ from tqdm.auto import tqdm
 
 from .cache import ArrayCache
 from .images import tile_digest
+from .stain import hed_jitter
 
 N_VIEWS = 8
 
@@ -26,7 +31,8 @@ def symmetric_views(images):
 
 
 @torch.no_grad()
-def frozen_view_features(backbone, dataset, *, cache=None, batch_size=4, device="cpu", verbose=0):
+def frozen_view_features(backbone, dataset, *, cache=None, batch_size=4, device="cpu",
+                         stain_jitter=0.0, verbose=0):
     """Pooled backbone features of every tile's 8 views.
 
     Parameters
@@ -42,6 +48,9 @@ def frozen_view_features(backbone, dataset, *, cache=None, batch_size=4, device=
         Tiles per forward pass; each gives 8 views, and a larger batch only raises the
         peak memory of the activations.
     device : str, default="cpu"
+    stain_jitter : float, default=0.0
+        Strength of the H&E jitter of each view (:func:`hiercls.stain.hed_jitter`); the
+        cache's settings must include it.
     verbose : int, default=0
         Progress bar when > 0.
 
@@ -52,7 +61,8 @@ def frozen_view_features(backbone, dataset, *, cache=None, batch_size=4, device=
     was_training = backbone.training
     backbone.eval()
     n = len(dataset)
-    digests = [tile_digest(tile) for tile in dataset.tiles] if cache is not None else None
+    keyed = cache is not None or stain_jitter > 0
+    digests = [tile_digest(tile) for tile in dataset.tiles] if keyed else None
     found = {}
     if cache is not None:
         for index, digest in enumerate(digests):
@@ -65,6 +75,9 @@ def frozen_view_features(backbone, dataset, *, cache=None, batch_size=4, device=
         batch = todo[start:start + batch_size]
         images = torch.stack([dataset.image_tensor(index) for index in batch]).to(device)
         views = symmetric_views(images)
+        if stain_jitter > 0:
+            views = torch.stack([_jittered(tile_views, dataset, stain_jitter, digests[index])
+                                 for tile_views, index in zip(views, batch)])
         pooled = backbone(views.flatten(0, 1)).reshape(len(batch), N_VIEWS, -1)
         for index, values in zip(batch, pooled.float().cpu().numpy()):
             found[index] = values
@@ -76,7 +89,15 @@ def frozen_view_features(backbone, dataset, *, cache=None, batch_size=4, device=
     return np.stack([found[index] for index in range(n)]).astype(np.float32)
 
 
-def embedding_cache(folder, *, backbone, pretrained, image_size, data_config):
+def _jittered(views, dataset, sigma, digest):
+    """A tile's normalized views, each with its own H&E jitter seeded by the tile's content."""
+    generator = torch.Generator().manual_seed(int(digest[:15], 16))
+    mean, std = dataset.mean.to(views.device), dataset.std.to(views.device)
+    rgb = hed_jitter((views * std + mean).cpu(), sigma, generator=generator).to(views.device)
+    return (rgb - mean) / std
+
+
+def embedding_cache(folder, *, backbone, pretrained, image_size, data_config, stain_jitter=0.0):
     """The cache of a backbone's view features, or None when its weights are not fixed.
 
     Randomly initialized weights (``pretrained=False``) differ from fit to fit, so their
@@ -87,4 +108,7 @@ def embedding_cache(folder, *, backbone, pretrained, image_size, data_config):
     settings = {"backbone": backbone, "pretrained": str(pretrained), "image_size": int(image_size),
                 "mean": list(data_config.get("mean", ())), "std": list(data_config.get("std", ())),
                 "interpolation": data_config.get("interpolation"), "views": N_VIEWS, "version": 1}
+    if stain_jitter > 0:
+        # Only then, so that the caches of unjittered views stay valid.
+        settings["stain_jitter"] = float(stain_jitter)
     return ArrayCache(folder, "embeddings", settings)

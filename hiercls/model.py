@@ -5,7 +5,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .augmentation import TileAugmentation
-from .backbones import create_backbone
+from .backbones import backbone_data_config, create_backbone
 
 
 def two_layer_mlp(n_in, n_hidden, n_out):
@@ -52,6 +52,10 @@ class FusionNet(nn.Module):
         Leave out a branch; with one branch the gate is fixed at (1, 0) or (0, 1).
     augment : bool, default=True
         Random flips and +-15 degree rotations of training batches.
+    stain_jitter : float, default=0.0
+        With ``augment``, also jitter the tiles' H&E densities by this strength
+        (:func:`hiercls.stain.hed_jitter`; 0.05 is "HED-light"). A frozen backbone's
+        cached views are jittered where they are computed instead.
     freeze_backbone : bool, default=False
         Freeze the backbone's weights (then ``forward`` is usually given its cached
         ``image_features`` of the 8 symmetric views; see :mod:`hiercls.frozen_features`).
@@ -59,7 +63,7 @@ class FusionNet(nn.Module):
 
     def __init__(self, backbone="efficientnet_b0", pretrained=False, n_radiomic_features=29,
                  embed_dim=256, hierarchical=True, use_image=True, use_radiomics=True,
-                 augment=True, freeze_backbone=False):
+                 augment=True, freeze_backbone=False, stain_jitter=0.0):
         super().__init__()
         if not (use_image or use_radiomics):
             raise ValueError("use_image and use_radiomics cannot both be False")
@@ -67,8 +71,12 @@ class FusionNet(nn.Module):
         self.use_radiomics = use_radiomics
         self.hierarchical = hierarchical
         self.freeze_backbone = freeze_backbone and use_image
-        self.augmentation = TileAugmentation() if (augment and use_image) else nn.Identity()
         self.image_encoder = ImageEncoder(backbone, pretrained, embed_dim) if use_image else None
+        self.augmentation = nn.Identity()
+        if augment and use_image:
+            config = backbone_data_config(self.image_encoder.backbone, pretrained)
+            self.augmentation = TileAugmentation(stain_jitter=stain_jitter, mean=config["mean"],
+                                                 std=config["std"])
         if use_image and freeze_backbone:
             self.image_encoder.backbone.requires_grad_(False)
         self.radiomics_encoder = (

@@ -289,3 +289,16 @@ def test_matches_pyradiomics_on_real_tiles_for_both_channels_and_masks(real_tile
         region, fell_back = make_mask(gray, mask_name)
         assert not fell_back
         assert_same_features(reference(channel, region), extract_fast(channel, region))
+
+
+def test_matches_pyradiomics_on_a_real_nuclei_mask(real_tiles):
+    # Hundreds of small components with holes: the hardest mask for the shape features.
+    from hiercls.images import read_tile
+    from hiercls.radiomics.channels import to_channel
+    from hiercls.radiomics.masks import make_mask
+
+    rgb = read_tile(real_tiles / REAL_TILES[2])
+    gray, hematoxylin = to_channel(rgb, "gray"), to_channel(rgb, "hematoxylin")
+    region, fell_back = make_mask(gray, "nuclei", hematoxylin=hematoxylin)
+    assert not fell_back and 0.01 < region.mean() < 0.9
+    assert_same_features(reference(hematoxylin, region), extract_fast(hematoxylin, region))

@@ -52,6 +52,27 @@ def test_several_regions_give_prefixed_columns():
     assert out.shape[1] == 2 + 2 * 29
 
 
+def test_nuclei_mask_is_the_hematoxylin_dense_pixels():
+    # A pink (eosin) background with a purple (hematoxylin) 6 x 5 blob.
+    tile = np.zeros((20, 24, 3), dtype=np.uint8)
+    tile[:] = (230, 150, 200)
+    tile[5:11, 8:13] = (70, 40, 140)
+    out = RadiomicsTransformer(cache=None, mask=["nuclei", "full"]).fit_transform(
+        pd.DataFrame({"image": [tile]}))
+    assert out.loc[0, "nuclei__shape2D_PixelSurface"] == 6 * 5
+    assert out.loc[0, "full__shape2D_PixelSurface"] == 20 * 24
+
+
+def test_make_mask_nuclei_needs_the_hematoxylin_channel_and_falls_back_when_flat():
+    from hiercls.radiomics.masks import make_mask
+
+    gray = np.full((8, 8), 120.0)
+    with pytest.raises(ValueError, match="hematoxylin"):
+        make_mask(gray, "nuclei")
+    region, fell_back = make_mask(gray, "nuclei", hematoxylin=np.zeros((8, 8)))
+    assert fell_back and region.all()
+
+
 def test_hematoxylin_channel_differs_from_gray():
     X = _tiles(1)
     gray = RadiomicsTransformer(cache=None).fit_transform(X)
@@ -112,7 +133,7 @@ def test_missing_and_corrupt_files_are_named(tmp_path):
 
 @pytest.mark.parametrize("params, message", [
     ({"channel": "eosin"}, "channel must be one of"),
-    ({"mask": "nuclei"}, "mask must be one of"),
+    ({"mask": "stroma"}, "mask must be one of"),
     ({"bin_width": 0}, "bin_width must be a positive"),
     ({"backend": "gpu"}, "backend must be one of"),
     ({"cache": 3}, "cache must be"),

@@ -43,3 +43,22 @@ def test_headline_flag_runs_only_the_full_model_on_protocol_a(real_data_dir, tmp
     fusion = [run for run in runs if run["model"] == "fusion"]
     assert len(fusion) == 1 and fusion[0]["hierarchical"] and fusion[0]["radiomics"]
     assert {run["protocol"] for run in runs} == {"A"}
+
+
+def test_levers_select_on_the_training_patients_and_report_case_4(real_data_dir, tmp_path):
+    script = SCRIPT.with_name("levers.py")
+    command = [sys.executable, str(script), "--data", str(real_data_dir), "--only",
+               "baseline,nuclei", "--seeds", "1", "--n-jobs", "1", "--out", str(tmp_path),
+               "--quiet", "--subsample", "4", "--max-epochs", "1", "--backbone",
+               "test_efficientnet", "--pretrained", "none", "--image-size", "32",
+               "--embed-dim", "16"]
+    completed = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    results = json.loads((tmp_path / "levers.json").read_text())
+    assert [lever["lever"] for lever in results["levers"]] == ["baseline", "nuclei"]
+    assert results["chosen"] in {"baseline", "nuclei"}
+    for lever in results["levers"]:
+        # Three inner folds over Case-3, Case-48 and P9, then Case-4, one seed each.
+        assert [run["test_patient"] for run in lever["fusion"]] == ["Case-3", "Case-48", "P9", "Case-4"]
+        assert set(lever["radiomics_logreg"]) == {"Case-3", "Case-48", "P9", "Case-4"}
+    assert "(chosen)" in (tmp_path / "levers.md").read_text()

@@ -3,40 +3,56 @@
 import numpy as np
 from skimage.filters import threshold_otsu
 
-MASKS = ("tissue", "full")
+MASKS = ("tissue", "full", "nuclei")
 
 #: A mask smaller than this (pixels, or 2 along an axis) cannot carry shape features.
 MIN_MASK_PIXELS = 2
 
 
-def make_mask(gray, mask):
+def make_mask(gray, mask, *, hematoxylin=None):
     """Return a boolean region mask for a tile.
 
     Parameters
     ----------
     gray : ndarray of shape (H, W)
         The tile's gray channel on a 0..255 scale.
-    mask : {"tissue", "full"}
+    mask : {"tissue", "full", "nuclei"}
         ``"full"`` is the whole tile (what the paper's code did). ``"tissue"`` keeps the
         pixels darker than Otsu's threshold of the gray channel: stained tissue against
-        the bright glass.
+        the bright glass. ``"nuclei"`` keeps the pixels whose hematoxylin density is above
+        Otsu's threshold of the hematoxylin channel: the nuclei, whose number, size and
+        shape separate viable tumor from necrosis and normal tissue.
+    hematoxylin : ndarray of shape (H, W), optional
+        The hematoxylin channel (:func:`hiercls.radiomics.channels.to_channel`); required
+        for ``"nuclei"``.
 
     Returns
     -------
     region : ndarray of shape (H, W), dtype bool
     fell_back : bool
-        True when the tissue mask was degenerate (a constant tile, fewer than
+        True when the thresholded mask was degenerate (a constant channel, fewer than
         :data:`MIN_MASK_PIXELS` pixels, or one row or column only) and the whole tile
         was used instead.
     """
     if mask == "full":
         return np.ones(gray.shape, dtype=bool), False
-    if mask != "tissue":
-        raise ValueError(f"mask must be one of {MASKS}; got {mask!r}")
-    if gray.min() == gray.max():
-        return np.ones(gray.shape, dtype=bool), True
-    region = gray <= threshold_otsu(gray)
+    if mask == "tissue":
+        return _thresholded(gray, above=False)
+    if mask == "nuclei":
+        if hematoxylin is None:
+            raise ValueError("the 'nuclei' mask needs the tile's hematoxylin channel")
+        return _thresholded(hematoxylin, above=True)
+    raise ValueError(f"mask must be one of {MASKS}; got {mask!r}")
+
+
+def _thresholded(channel, *, above):
+    """Pixels on one side of the channel's Otsu threshold, or the whole tile if degenerate."""
+    whole = np.ones(channel.shape, dtype=bool)
+    if channel.min() == channel.max():
+        return whole, True
+    threshold = threshold_otsu(channel)
+    region = channel > threshold if above else channel <= threshold
     rows, columns = np.any(region, axis=1), np.any(region, axis=0)
     if region.sum() < MIN_MASK_PIXELS or rows.sum() < 2 or columns.sum() < 2:
-        return np.ones(gray.shape, dtype=bool), True
+        return whole, True
     return region, False

@@ -23,7 +23,7 @@ _FEATURE_VERSION = 1
 
 
 class RadiomicsMaskWarning(UserWarning):
-    """Some tiles had a degenerate tissue mask and were described by the whole tile."""
+    """Some tiles had a degenerate thresholded mask and were described by the whole tile."""
 
 
 def _backend_function(backend):
@@ -53,11 +53,14 @@ def tile_radiomics(tile, *, channel, mask, bin_width, backend):
     """
     rgb = read_tile(tile)
     gray = to_channel(rgb, "gray")
-    intensities = gray if channel == "gray" else to_channel(rgb, channel)
+    regions = _region_names(mask)
+    needs_hematoxylin = channel == "hematoxylin" or "nuclei" in regions
+    hematoxylin = to_channel(rgb, "hematoxylin") if needs_hematoxylin else None
+    intensities = gray if channel == "gray" else hematoxylin
     extract = _backend_function(backend)
     features, fell_back = [], 0
-    for region_name in _region_names(mask):
-        region, degenerate = make_mask(gray, region_name)
+    for region_name in regions:
+        region, degenerate = make_mask(gray, region_name, hematoxylin=hematoxylin)
         fell_back += int(degenerate)
         features.append(extract(intensities, region, bin_width=bin_width))
     return np.concatenate(features), fell_back
@@ -76,11 +79,12 @@ class RadiomicsTransformer(TransformerMixin, BaseEstimator):
     ----------
     channel : {"gray", "hematoxylin"}, default="gray"
         The intensity channel; see :func:`hiercls.radiomics.channels.to_channel`.
-    mask : {"tissue", "full"} or sequence of them, default="tissue"
+    mask : {"tissue", "full", "nuclei"} or sequence of them, default="tissue"
         The region described. ``"tissue"`` is the pixels darker than Otsu's threshold of
-        the gray channel; ``"full"`` the whole tile (what the paper's code did). A tissue
-        mask that is degenerate (a constant tile, fewer than 2 pixels, or a single row or
-        column) falls back to the whole tile, with one :class:`RadiomicsMaskWarning` per
+        the gray channel; ``"full"`` the whole tile (what the paper's code did);
+        ``"nuclei"`` the pixels above Otsu's threshold of the hematoxylin channel. A
+        thresholded mask that is degenerate (a constant channel, fewer than 2 pixels, or a
+        single row or column) falls back to the whole tile, with one :class:`RadiomicsMaskWarning` per
         call of ``transform``. A sequence of regions gives 29 features per region, the
         columns prefixed ``<region>__``.
     bin_width : float, default=25.0
@@ -251,7 +255,7 @@ class RadiomicsTransformer(TransformerMixin, BaseEstimator):
                     cache.put(digests[index], values)
         if fell_back:
             warnings.warn(
-                f"{fell_back} tissue mask(s) of {len(todo)} computed tile(s) were degenerate "
+                f"{fell_back} thresholded mask(s) of {len(todo)} computed tile(s) were degenerate "
                 "(constant tile or fewer than 2 pixels per axis); those features describe "
                 "the whole tile",
                 RadiomicsMaskWarning,

@@ -1,0 +1,175 @@
+import numpy as np
+import pandas as pd
+import pytest
+import timm
+import torch
+from skimage.color import rgb2hed
+
+from hiercls import HierarchicalFusionClassifier
+from hiercls.augmentation import TileAugmentation
+from hiercls.frozen_features import N_VIEWS, frozen_view_features, symmetric_views
+from hiercls.stain import hed_jitter
+from hiercls.tile_dataset import TileDataset
+
+from .conftest import TINY_CLASSIFIER
+
+
+@pytest.fixture(scope="module")
+def weights_file(tmp_path_factory):
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("weights") / "test_efficientnet.pth"
+    torch.save(timm.create_model("test_efficientnet", num_classes=0).state_dict(), path)
+    return path
+
+
+def frozen(weights_file, **params):
+    return HierarchicalFusionClassifier(**{**TINY_CLASSIFIER, "pretrained": str(weights_file),
+                                           "freeze_backbone": True, **params})
+
+
+def _tiles_in_cache(root, kind="embeddings"):
+    return len(list(root.rglob(f"{kind}/**/*.npy")))
+
+
+# --- the 8 symmetric views -------------------------------------------------------------
+
+
+def test_symmetric_views_are_the_8_distinct_flips_and_rotations():
+    images = torch.arange(2 * 3 * 4 * 4, dtype=torch.float32).reshape(2, 3, 4, 4)
+    views = symmetric_views(images)
+    assert views.shape == (2, N_VIEWS, 3, 4, 4)
+    assert torch.equal(views[:, 0], images)
+    flat = views[0].flatten(1)
+    assert len({tuple(v.tolist()) for v in flat}) == N_VIEWS
+    # Each view holds the same pixels, rearranged.
+    for view in views[0]:
+        assert torch.equal(view.flatten().sort().values, images[0].flatten().sort().values)
+
+
+# --- frozen backbone in the classifier ----------------------------------------------------
+
+
+def test_frozen_backbone_keeps_its_weights_and_caches_each_tile_once(synthetic, weights_file,
+                                                                      tmp_path):
+    X, y, groups = synthetic
+    model = frozen(weights_file, cache=tmp_path)
+    before = {k: v.clone() for k, v in model.initialize().module_.image_encoder.backbone.state_dict().items()}
+    model.fit(X, y, groups=groups)
+    after = model.module_.image_encoder.backbone.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert _tiles_in_cache(tmp_path) == len(X)
+    # A second fit with the same seed reads the cache and gives the same model.
+    again = frozen(weights_file, cache=tmp_path).fit(X, y, groups=groups)
+    np.testing.assert_array_equal(model.predict_proba(X), again.predict_proba(X))
+
+
+def test_frozen_prediction_averages_the_views(synthetic, weights_file):
+    X, y, groups = synthetic
+    model = frozen(weights_file, cache=None).fit(X, y, groups=groups)
+    dataset = model.get_dataset(X)
+    features = dataset.image_features  # (n, 8, F)
+    assert features.shape[:2] == (len(X), N_VIEWS)
+    module = model.module_.eval()
+    with torch.no_grad():
+        averaged = module(radiomics=dataset.radiomics, image_features=features)[0]
+        by_mean = module(radiomics=dataset.radiomics, image_features=features.mean(dim=1))[0]
+    torch.testing.assert_close(averaged, by_mean)
+
+
+def test_random_backbones_are_never_cached(synthetic, tmp_path):
+    X, y, groups = synthetic
+    HierarchicalFusionClassifier(**{**TINY_CLASSIFIER, "freeze_backbone": True,
+                                    "cache": tmp_path}).fit(X, y, groups=groups)
+    assert _tiles_in_cache(tmp_path) == 0
+
+
+# --- stain jitter -----------------------------------------------------------------------
+
+
+def _stained_images(n=3, size=12, seed=0):
+    # Dark enough colours that a small jitter clips no pixel.
+    rng = np.random.default_rng(seed)
+    rgb = rng.uniform(0.2, 0.5, size=(n, 3, size, size))
+    return torch.as_tensor(rgb, dtype=torch.float64)
+
+
+def test_hed_jitter_scales_and_shifts_each_stain_density_per_image():
+    rgb = _stained_images()
+    sigma = 0.01
+    out = hed_jitter(rgb, sigma, generator=torch.Generator().manual_seed(1))
+    assert out.shape == rgb.shape and 0.0 <= out.min() and out.max() <= 1.0
+    assert 0.0 < out.min() and out.max() < 1.0  # nothing clipped: the relation is exact
+    for before, after in zip(rgb, out):
+        hed_before = rgb2hed(before.permute(1, 2, 0).numpy()).reshape(-1, 3)
+        hed_after = rgb2hed(after.permute(1, 2, 0).numpy()).reshape(-1, 3)
+        for stain in range(3):
+            # rgb2hed clamps negative densities at 0: compare where it did not.
+            kept = (hed_before[:, stain] > 0) & (hed_after[:, stain] > 0)
+            assert kept.sum() > 10
+            x, y = hed_before[kept, stain], hed_after[kept, stain]
+            slope, intercept = np.polyfit(x, y, 1)
+            np.testing.assert_allclose(slope * x + intercept, y, atol=1e-9)
+            # rgb2hed's densities are ours divided by -ln(1e-6).
+            assert 1 - sigma <= slope <= 1 + sigma
+            assert abs(intercept * -np.log(1e-6)) <= sigma
+            assert not np.isclose(slope, 1.0)
+
+
+def test_hed_jitter_is_the_identity_at_zero_strength_and_reproducible_with_a_generator():
+    rgb = _stained_images()
+    assert hed_jitter(rgb, 0.0) is rgb
+    torch.testing.assert_close(hed_jitter(rgb, 1e-12), rgb, atol=1e-9, rtol=0)
+    first = hed_jitter(rgb, 0.1, generator=torch.Generator().manual_seed(3))
+    second = hed_jitter(rgb, 0.1, generator=torch.Generator().manual_seed(3))
+    other = hed_jitter(rgb, 0.1, generator=torch.Generator().manual_seed(4))
+    assert torch.equal(first, second) and not torch.allclose(first, other)
+
+
+def test_tile_augmentation_jitters_stain_in_training_only():
+    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+    augmentation = TileAugmentation(max_rotation=0, flip_probability=0, stain_jitter=0.1,
+                                    mean=mean, std=std)
+    images = ((_stained_images().float() - torch.tensor(mean).view(1, 3, 1, 1))
+              / torch.tensor(std).view(1, 3, 1, 1))
+    assert torch.equal(augmentation.eval()(images), images)
+    torch.manual_seed(0)
+    jittered = augmentation.train()(images)
+    assert jittered.shape == images.shape and not torch.allclose(jittered, images)
+
+
+def test_stain_jitter_gives_each_cached_view_a_fixed_jitter(synthetic, weights_file, tmp_path):
+    X, _, _ = synthetic
+    X = X.head(4)
+    backbone = timm.create_model("test_efficientnet", num_classes=0)
+    backbone.load_state_dict(torch.load(weights_file, weights_only=True))
+    dataset = TileDataset(X, image_size=32, use_radiomics=False)
+    plain = frozen_view_features(backbone, dataset)
+    jittered = frozen_view_features(backbone, dataset, stain_jitter=0.05)
+    again = frozen_view_features(backbone, TileDataset(X, image_size=32, use_radiomics=False),
+                                 stain_jitter=0.05)
+    assert jittered.shape == plain.shape == (4, N_VIEWS, backbone.num_features)
+    assert not np.allclose(jittered, plain)
+    np.testing.assert_array_equal(jittered, again)
+
+
+def test_classifier_keeps_jittered_and_plain_view_features_apart(synthetic, weights_file, tmp_path):
+    X, y, groups = synthetic
+    plain = frozen(weights_file, cache=tmp_path).fit(X, y, groups=groups)
+    jittered = frozen(weights_file, cache=tmp_path, stain_jitter=0.05).fit(X, y, groups=groups)
+    assert _tiles_in_cache(tmp_path) == 2 * len(X)
+    assert not np.allclose(plain.predict_proba(X), jittered.predict_proba(X))
+
+
+@pytest.mark.parametrize("value", [-0.1, 1.0, "strong"])
+def test_bad_stain_jitter_is_named(synthetic, value):
+    X, y, _ = synthetic
+    with pytest.raises(ValueError, match="stain_jitter"):
+        HierarchicalFusionClassifier(**{**TINY_CLASSIFIER, "stain_jitter": value}).fit(X, y)
+
+
+def test_fine_tuning_with_stain_jitter_trains(synthetic):
+    X, y, groups = synthetic
+    model = HierarchicalFusionClassifier(**{**TINY_CLASSIFIER, "stain_jitter": 0.05})
+    proba = model.fit(X, y, groups=groups).predict_proba(X)
+    assert proba.shape == (len(X), 3) and np.isfinite(proba).all()
+    assert isinstance(pd.Series(model.history_[:, "train_loss"]).iloc[-1], float)
