@@ -13,14 +13,20 @@ The package's pieces, one concept per module:
 - :mod:`hiercls.datasets`: where tiles come from; :mod:`hiercls.cli`: the ``hiercls`` command.
 """
 
-from . import datasets, metrics
-from .classifier import HierarchicalFusionClassifier
-from .labels import CLASS_NAMES
-from .necrosis import necrosis_report
-from .pipeline import make_fusion_pipeline
-from .radiomics import RadiomicsTransformer
+import importlib
 
 __version__ = "0.1.0"
+
+# Imported on first use (PEP 562), so that ``import hiercls.radiomics`` (in a radiomics
+# worker process, say) does not pay for torch, skorch and timm.
+_LAZY = {
+    "CLASS_NAMES": ".labels",
+    "HierarchicalFusionClassifier": ".classifier",
+    "RadiomicsTransformer": ".radiomics",
+    "make_fusion_pipeline": ".pipeline",
+    "necrosis_report": ".necrosis",
+}
+_SUBMODULES = ("datasets", "metrics")
 
 __all__ = [
     "CLASS_NAMES",
@@ -31,3 +37,18 @@ __all__ = [
     "metrics",
     "necrosis_report",
 ]
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+    elif name in _SUBMODULES:
+        value = importlib.import_module(f".{name}", __name__)
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

@@ -162,7 +162,7 @@ def _class_names(labels, name):
 
 def _subsample(table, n, seed):
     """At most ``n`` tiles per patient (stratified by class when labels are known)."""
-    from .datasets import _subsample_rows
+    from .datasets import subsample_per_patient
     from .labels import CLASS_NAMES
 
     if n is None:
@@ -171,7 +171,7 @@ def _subsample(table, n, seed):
                 else np.zeros(len(table), dtype=object))
     labels = (table["label"].to_numpy(dtype=object) if "label" in table.columns
               else np.full(len(table), CLASS_NAMES[0], dtype=object))
-    rows = _subsample_rows(patients, labels, n, seed)
+    rows = subsample_per_patient(patients, labels, n, seed)
     return table.iloc[rows].reset_index(drop=True)
 
 

@@ -19,7 +19,7 @@ from sklearn.utils import check_random_state
 from .images import IMAGE_COLUMN
 from .labels import CLASS_NAMES
 
-__all__ = ["load_osteosarcoma_ut", "make_synthetic_tiles"]
+__all__ = ["load_osteosarcoma_ut", "make_synthetic_tiles", "subsample_per_patient"]
 
 LABEL_FILE = "PathologistValidation.csv"
 TILE_SUFFIXES = (".jpg", ".jpeg")
@@ -107,7 +107,25 @@ def _allocate(counts, n):
     return base + quota
 
 
-def _subsample_rows(patients, labels, n, random_state):
+def subsample_per_patient(patients, labels, n, random_state=None):
+    """Rows of at most ``n`` tiles per patient, stratified by class within each patient.
+
+    Parameters
+    ----------
+    patients : ndarray of shape (n_tiles,)
+        Patient of each tile.
+    labels : ndarray of shape (n_tiles,)
+        Class name of each tile (see :data:`hiercls.CLASS_NAMES`).
+    n : int
+        Tiles kept per patient; a patient with fewer keeps all of them. Each class gets
+        a share proportional to its count (largest remainders).
+    random_state : int, RandomState or None, default=None
+
+    Returns
+    -------
+    rows : ndarray of int
+        Sorted row positions of the kept tiles.
+    """
     rng = check_random_state(random_state)
     keep = []
     for patient in sorted(set(patients)):
@@ -257,7 +275,7 @@ def load_osteosarcoma_ut(root, *, subsample=None, random_state=None):
     })
     classes = np.array([_RAW_TO_CLASS[_label_key(raw)] for raw in raw_labels], dtype=object)
     if subsample is not None:
-        rows = _subsample_rows(frame["patient"].to_numpy(dtype=object), classes, subsample,
+        rows = subsample_per_patient(frame["patient"].to_numpy(dtype=object), classes, subsample,
                                random_state)
         frame = frame.iloc[rows].reset_index(drop=True)
         classes = classes[rows]

@@ -247,3 +247,16 @@ def test_bad_subsample(fake_root, subsample):
 def test_fake_subsample_keeps_per_patient(fake_root):
     X, _, groups = load_osteosarcoma_ut(fake_root, subsample=1, random_state=0)
     assert len(X) == 4 and groups.is_unique
+
+
+def test_subsample_per_patient_keeps_class_shares_and_small_patients():
+    from hiercls.datasets import subsample_per_patient
+
+    patients = np.array(["a"] * 10 + ["b"] * 3, dtype=object)
+    labels = np.array(["Non-Tumor"] * 6 + ["Viable-Tumor"] * 4 + ["Non-Tumor"] * 3, dtype=object)
+    rows = subsample_per_patient(patients, labels, 5, random_state=0)
+    assert list(rows) == sorted(rows)
+    kept_a = rows[rows < 10]
+    assert len(kept_a) == 5 and (labels[kept_a] == "Non-Tumor").sum() == 3
+    assert set(range(10, 13)) <= set(rows)  # b has fewer than 5: all kept
+    np.testing.assert_array_equal(rows, subsample_per_patient(patients, labels, 5, random_state=0))
