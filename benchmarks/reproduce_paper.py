@@ -170,8 +170,17 @@ def warm_caches(args, X):
         classifier.get_dataset(X[["image"]])
 
 
+def cached_files():
+    """How many feature files the cache held (0: a cold first run that computes them all)."""
+    from hiercls.cache import resolve_cache_dir
+
+    folder = resolve_cache_dir("auto")
+    return sum(1 for _ in folder.rglob("*.npy")) if folder.is_dir() else 0
+
+
 def run(args):
     started = time.perf_counter()
+    args.cached_files_at_start = cached_files()
     X, y, groups = hiercls.datasets.load_osteosarcoma_ut(args.data, subsample=args.subsample,
                                                          random_state=0)
     codes, _ = encode_labels(y)
@@ -333,6 +342,7 @@ def main(argv=None):
         payload = json.loads((args.out / f"{args.name}.json").read_text())
         runs, total, peak = payload["runs"], payload["wall_s"], payload["peak_rss_gib"]
         commit = payload["commit"]
+        args.cached_files_at_start = payload["settings"].get("cached_files_at_start", "n/a")
     else:
         runs, total, peak = run(args)
         commit = git_commit()
@@ -345,7 +355,10 @@ def main(argv=None):
              + (" (tables rebuilt from its JSON with --retable)" if args.retable else ""),
              "", f"Radiomics: {args.radiomics_channel} channel, regions {args.radiomics_mask} "
              f"(29 features each), {args.radiomics_backend} backend; stain jitter "
-             f"{args.stain_jitter}. See levers.md for how the radiomics were chosen."]
+             f"{args.stain_jitter}. See levers.md for how the radiomics were chosen.",
+             "", f"Feature cache at start: {getattr(args, 'cached_files_at_start', 'n/a')} files "
+             "(0: a cold run, which computes the radiomics and the backbone's view features "
+             "of every tile first)."]
     lines += tables(runs, args)
     text = "\n".join(lines) + "\n"
     print(text)
