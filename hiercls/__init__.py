@@ -14,8 +14,17 @@ The package's pieces, one concept per module:
 """
 
 import importlib
+from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
+
+if TYPE_CHECKING:  # what static tools (type checkers, the API docs) see; see _LAZY
+    from . import datasets, metrics
+    from .classifier import HierarchicalFusionClassifier
+    from .labels import CLASS_NAMES
+    from .necrosis import necrosis_report
+    from .pipeline import make_fusion_pipeline
+    from .radiomics import RadiomicsTransformer
 
 # Imported on first use (PEP 562), so that ``import hiercls.radiomics`` (in a radiomics
 # worker process, say) does not pay for torch, skorch and timm.
