@@ -34,9 +34,8 @@ from scipy import stats
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-import hiercls  # noqa: E402
 import reproduce_paper  # noqa: E402
-from hiercls.labels import encode_labels  # noqa: E402
+from reproduce_paper import TEST_PATIENT, _mean_sd  # noqa: E402
 
 #: name -> (what it changes, reproduce_paper.py flags). The baseline is the paper's setting.
 LEVERS = {
@@ -56,7 +55,6 @@ LEVERS = {
                       "--stain-jitter", "0.05"]),
 }
 METRICS = ("accuracy", "f1_macro", "roc_auc_ovr")
-TEST_PATIENT = "Case-4"
 
 
 def parse_args(argv=None):
@@ -87,12 +85,13 @@ def run_lever(name, data, args):
     X, codes, groups = data
     start = time.perf_counter()
     reproduce_paper.warm_caches(lever_args, X)
+    folds = splits(groups)
     jobs = [delayed(reproduce_paper.fusion_run)(lever_args, X, codes, "levers", patient, train,
                                                 reproduce_paper.HEADLINE, seed, test=test)
-            for patient, train, test in splits(groups) for seed in range(args.seeds)]
+            for patient, train, test in folds for seed in range(args.seeds)]
     fusion = list(Parallel(n_jobs=args.n_jobs)(jobs))
     logreg = {}
-    for patient, train, test in splits(groups):
+    for patient, train, test in folds:
         model = reproduce_paper.radiomics_logreg(lever_args).fit(X[train], codes[train])
         logreg[patient] = reproduce_paper.score_run(codes[test], model.predict_proba(X[test]))[0]
     keep = ("test_patient", "seed", *METRICS, "wall_s", "epochs")
@@ -108,13 +107,6 @@ def selection_score(result):
         if run["test_patient"] != TEST_PATIENT:
             folds.setdefault(run["test_patient"], []).append(run["accuracy"])
     return float(np.mean([np.mean(values) for values in folds.values()]))
-
-
-def _mean_sd(values):
-    values = np.asarray([v for v in values if v is not None], dtype=float)
-    if len(values) == 0:
-        return "n/a"
-    return f"{values.mean():.3f} ± {values.std(ddof=1):.3f}" if len(values) > 1 else f"{values.mean():.3f}"
 
 
 def _test_runs(result):
@@ -159,10 +151,8 @@ def main(argv=None):
     if unknown:
         print(f"unknown lever(s) {unknown}; expected some of {list(LEVERS)}", file=sys.stderr)
         return 2
-    subsample = reproduce_paper.parse_args(args.passed_on).subsample
-    X, y, groups = hiercls.datasets.load_osteosarcoma_ut(args.data, subsample=subsample,
-                                                         random_state=0)
-    data = (X, encode_labels(y)[0], np.asarray(groups))
+    data = reproduce_paper.load_data(reproduce_paper.parse_args(
+        ["--data", str(args.data), *args.passed_on]))
     started = time.perf_counter()
     results = []
     for name in names:

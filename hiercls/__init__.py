@@ -19,12 +19,12 @@ from typing import TYPE_CHECKING
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:  # what static tools (type checkers, the API docs) see; see _LAZY
-    from . import datasets, metrics
-    from .classifier import HierarchicalFusionClassifier
-    from .labels import CLASS_NAMES
-    from .necrosis import necrosis_report
-    from .pipeline import make_fusion_pipeline
-    from .radiomics import RadiomicsTransformer
+    from . import datasets, metrics  # noqa: F401
+    from .classifier import HierarchicalFusionClassifier  # noqa: F401
+    from .labels import CLASS_NAMES  # noqa: F401
+    from .necrosis import necrosis_report  # noqa: F401
+    from .pipeline import make_fusion_pipeline  # noqa: F401
+    from .radiomics import RadiomicsTransformer  # noqa: F401
 
 # Imported on first use (PEP 562), so that ``import hiercls.radiomics`` (in a radiomics
 # worker process, say) does not pay for torch, skorch and timm.
@@ -37,15 +37,7 @@ _LAZY = {
 }
 _SUBMODULES = ("datasets", "metrics")
 
-__all__ = [
-    "CLASS_NAMES",
-    "HierarchicalFusionClassifier",
-    "RadiomicsTransformer",
-    "datasets",
-    "make_fusion_pipeline",
-    "metrics",
-    "necrosis_report",
-]
+__all__ = sorted([*_LAZY, *_SUBMODULES])
 
 
 def __getattr__(name):

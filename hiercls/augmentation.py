@@ -47,8 +47,7 @@ class TileAugmentation(nn.Module):
             return images
         n = images.shape[0]
         if self.stain_jitter > 0:
-            rgb = hed_jitter(images * self.std + self.mean, self.stain_jitter)
-            images = (rgb - self.mean) / self.std
+            images = hed_jitter(images, self.stain_jitter, mean=self.mean, std=self.std)
         flips = torch.rand(n, device=images.device) < self.flip_probability
         images = torch.where(flips[:, None, None, None], images.flip(-1), images)
         if self.max_rotation <= 0:

@@ -1,9 +1,7 @@
 """HierarchicalFusionClassifier: the fusion network as a skorch/scikit-learn classifier."""
 
 import contextlib
-import os
 import re
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -17,7 +15,7 @@ from .backbones import backbone_data_config
 from .cache import resolve_cache_dir
 from .callbacks import RecordTaskWeights, validation_accuracy
 from .frozen_features import embedding_cache, frozen_view_features
-from .images import check_image_frame, tile_digest
+from .images import check_image_frame
 from .labels import encode_labels, tumor_target
 from .loss import FlatLoss, HierarchicalLoss, inverse_frequency_weights
 from .model import FusionNet, class_probabilities
@@ -338,8 +336,11 @@ class HierarchicalFusionClassifier(NeuralNetClassifier):
         params.update(self.get_params_for("module"))
         module = self.module(**params) if isinstance(self.module, type) else self.module
         self.module_ = module
-        self.data_config_ = (backbone_data_config(module.image_encoder.backbone, self.pretrained)
-                             if self.use_image else {})
+        config = getattr(module, "data_config", None)
+        if config is None:  # a custom module without one
+            config = (backbone_data_config(module.image_encoder.backbone, self.pretrained)
+                      if self.use_image else {})
+        self.data_config_ = config
         return self
 
     def initialize_criterion(self):
@@ -397,11 +398,8 @@ class HierarchicalFusionClassifier(NeuralNetClassifier):
         )
 
     def _frozen_features(self, images, options):
-        pretrained = self.pretrained
-        if isinstance(pretrained, (str, os.PathLike)) and Path(pretrained).is_file():
-            pretrained = f"file:{tile_digest(pretrained)}"
         cache = embedding_cache(resolve_cache_dir(self.cache), backbone=self.backbone,
-                                pretrained=pretrained, image_size=options["image_size"],
+                                pretrained=self.pretrained, image_size=options["image_size"],
                                 data_config=options, stain_jitter=self.stain_jitter)
         return frozen_view_features(self.module_.image_encoder.backbone, images, cache=cache,
                                     device=resolve_device(self.device),

@@ -11,6 +11,9 @@ generator seeded by the tile's content: the cache stays valid, the training view
 in stain as well as in orientation, and prediction averages over jittered views too.
 """
 
+import os
+from pathlib import Path
+
 import numpy as np
 import torch
 from tqdm.auto import tqdm
@@ -73,12 +76,14 @@ def frozen_view_features(backbone, dataset, *, cache=None, batch_size=4, device=
     progress = tqdm(total=len(todo), desc="frozen backbone", unit="tile", disable=not verbose)
     for start in range(0, len(todo), batch_size):
         batch = todo[start:start + batch_size]
-        images = torch.stack([dataset.image_tensor(index) for index in batch]).to(device)
-        views = symmetric_views(images)
+        views = symmetric_views(torch.stack([dataset.image_tensor(index) for index in batch]))
         if stain_jitter > 0:
-            views = torch.stack([_jittered(tile_views, dataset, stain_jitter, digests[index])
-                                 for tile_views, index in zip(views, batch)])
-        pooled = backbone(views.flatten(0, 1)).reshape(len(batch), N_VIEWS, -1)
+            # On the CPU, where the per-tile generators draw.
+            views = torch.stack([
+                hed_jitter(tile_views, stain_jitter, generator=_content_generator(digests[index]),
+                           mean=dataset.mean, std=dataset.std)
+                for tile_views, index in zip(views, batch)])
+        pooled = backbone(views.flatten(0, 1).to(device)).reshape(len(batch), N_VIEWS, -1)
         for index, values in zip(batch, pooled.float().cpu().numpy()):
             found[index] = values
             if cache is not None:
@@ -89,22 +94,21 @@ def frozen_view_features(backbone, dataset, *, cache=None, batch_size=4, device=
     return np.stack([found[index] for index in range(n)]).astype(np.float32)
 
 
-def _jittered(views, dataset, sigma, digest):
-    """A tile's normalized views, each with its own H&E jitter seeded by the tile's content."""
-    generator = torch.Generator().manual_seed(int(digest[:15], 16))
-    mean, std = dataset.mean.to(views.device), dataset.std.to(views.device)
-    rgb = hed_jitter((views * std + mean).cpu(), sigma, generator=generator).to(views.device)
-    return (rgb - mean) / std
+def _content_generator(digest):
+    """A CPU generator seeded by a tile's content digest (hex)."""
+    return torch.Generator().manual_seed(int(digest[:15], 16))
 
 
 def embedding_cache(folder, *, backbone, pretrained, image_size, data_config, stain_jitter=0.0):
     """The cache of a backbone's view features, or None when its weights are not fixed.
 
     Randomly initialized weights (``pretrained=False``) differ from fit to fit, so their
-    features are never cached.
+    features are never cached. A weights file is named by its content, wherever it lies.
     """
     if folder is None or pretrained is False or pretrained is None:
         return None
+    if isinstance(pretrained, (str, os.PathLike)) and Path(pretrained).is_file():
+        pretrained = f"file:{tile_digest(pretrained)}"
     settings = {"backbone": backbone, "pretrained": str(pretrained), "image_size": int(image_size),
                 "mean": list(data_config.get("mean", ())), "std": list(data_config.get("std", ())),
                 "interpolation": data_config.get("interpolation"), "views": N_VIEWS, "version": 1}

@@ -72,11 +72,15 @@ class FusionNet(nn.Module):
         self.hierarchical = hierarchical
         self.freeze_backbone = freeze_backbone and use_image
         self.image_encoder = ImageEncoder(backbone, pretrained, embed_dim) if use_image else None
+        # Input size and normalization the backbone's weights expect: the tiles are
+        # prepared with it, and the stain jitter undoes it.
+        self.data_config = (backbone_data_config(self.image_encoder.backbone, pretrained)
+                            if use_image else {})
         self.augmentation = nn.Identity()
         if augment and use_image:
-            config = backbone_data_config(self.image_encoder.backbone, pretrained)
-            self.augmentation = TileAugmentation(stain_jitter=stain_jitter, mean=config["mean"],
-                                                 std=config["std"])
+            self.augmentation = TileAugmentation(stain_jitter=stain_jitter,
+                                                 mean=self.data_config["mean"],
+                                                 std=self.data_config["std"])
         if use_image and freeze_backbone:
             self.image_encoder.backbone.requires_grad_(False)
         self.radiomics_encoder = (

@@ -17,7 +17,7 @@ from skimage.color import hed_from_rgb, rgb_from_hed
 _MIN_INTENSITY = 1e-6
 
 
-def hed_jitter(rgb, sigma, generator=None):
+def hed_jitter(rgb, sigma, generator=None, *, mean=None, std=None):
     """Scale and shift each stain density of each image by random factors.
 
     For each image and stain ``s``: ``d_s' = d_s * a_s + b_s`` with
@@ -26,18 +26,25 @@ def hed_jitter(rgb, sigma, generator=None):
     Parameters
     ----------
     rgb : Tensor of shape (n, 3, H, W)
-        Images with values in [0, 1].
+        Images with values in [0, 1], or normalized ones when ``mean`` and ``std`` are given.
     sigma : float
         Strength of the jitter; 0 returns ``rgb`` unchanged.
     generator : torch.Generator, optional
         Source of the random factors (torch's global generator when None).
+    mean, std : Tensor broadcastable to (n, 3, H, W), optional
+        The per-channel normalization of ``rgb``: undone before the jitter and applied
+        again after it.
 
     Returns
     -------
-    jittered : Tensor of shape (n, 3, H, W), values in [0, 1]
+    jittered : Tensor of shape (n, 3, H, W)
+        Values in [0, 1], or normalized as the input was.
     """
     if sigma <= 0 or rgb.shape[0] == 0:
         return rgb
+    if mean is not None:
+        mean, std = mean.to(rgb), std.to(rgb)
+        return (hed_jitter(rgb * std + mean, sigma, generator) - mean) / std
     n = rgb.shape[0]
     to_hed = torch.as_tensor(hed_from_rgb, dtype=rgb.dtype, device=rgb.device)
     to_rgb = torch.as_tensor(rgb_from_hed, dtype=rgb.dtype, device=rgb.device)

@@ -137,7 +137,7 @@ def test_tile_augmentation_jitters_stain_in_training_only():
     assert jittered.shape == images.shape and not torch.allclose(jittered, images)
 
 
-def test_stain_jitter_gives_each_cached_view_a_fixed_jitter(synthetic, weights_file, tmp_path):
+def test_stain_jitter_gives_each_cached_view_a_fixed_jitter(synthetic, weights_file):
     X, _, _ = synthetic
     X = X.head(4)
     backbone = timm.create_model("test_efficientnet", num_classes=0)

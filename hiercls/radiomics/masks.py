@@ -5,6 +5,9 @@ from skimage.filters import threshold_otsu
 
 MASKS = ("tissue", "full", "nuclei")
 
+#: The channel each thresholded mask is drawn from (``"full"`` needs none).
+MASK_CHANNEL = {"tissue": "gray", "nuclei": "hematoxylin"}
+
 #: A mask smaller than this (pixels, or 2 along an axis) cannot carry shape features.
 MIN_MASK_PIXELS = 2
 

@@ -12,7 +12,7 @@ from tqdm.auto import tqdm
 from ..cache import ArrayCache, resolve_cache_dir
 from ..images import IMAGE_COLUMN, check_image_frame, read_tile, tile_digest
 from .channels import CHANNELS, to_channel
-from .masks import MASKS, make_mask
+from .masks import MASK_CHANNEL, MASKS, make_mask
 from .names import FEATURE_NAMES
 
 BACKENDS = ("pyradiomics", "fast")
@@ -52,15 +52,16 @@ def tile_radiomics(tile, *, channel, mask, bin_width, backend):
         How many of the tile's regions fell back to the whole tile.
     """
     rgb = read_tile(tile)
-    gray = to_channel(rgb, "gray")
     regions = _region_names(mask)
-    needs_hematoxylin = channel == "hematoxylin" or "nuclei" in regions
-    hematoxylin = to_channel(rgb, "hematoxylin") if needs_hematoxylin else None
-    intensities = gray if channel == "gray" else hematoxylin
+    # Each channel that the features or a mask need, computed once.
+    needed = {channel} | {MASK_CHANNEL[r] for r in regions if r in MASK_CHANNEL}
+    channels = {name: to_channel(rgb, name) for name in needed}
+    intensities = channels[channel]
     extract = _backend_function(backend)
     features, fell_back = [], 0
     for region_name in regions:
-        region, degenerate = make_mask(gray, region_name, hematoxylin=hematoxylin)
+        region, degenerate = make_mask(channels.get("gray", intensities), region_name,
+                                       hematoxylin=channels.get("hematoxylin"))
         fell_back += int(degenerate)
         features.append(extract(intensities, region, bin_width=bin_width))
     return np.concatenate(features), fell_back
