@@ -1,0 +1,91 @@
+"""What every benchmark records beside its figures: the code it ran, the machine, the data.
+
+A benchmark imports this module (it sits beside them: ``from common import run_info``)
+and writes ``run_info()`` into its results file, so that each figure names the commit it
+measured and whether the working tree had uncommitted changes.
+"""
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+#: The repository root (the folder above ``benchmarks/``).
+REPO = Path(__file__).resolve().parents[1]
+#: Where results files are written.
+RESULTS_DIR = REPO / "benchmarks" / "results"
+#: The real tiles: ``$HIERCLS_DATA_DIR``, else ``../shared/data/osteosarcoma-ut-512``.
+DATA_DIR = Path(os.environ.get("HIERCLS_DATA_DIR")
+                or REPO.parent / "shared" / "data" / "osteosarcoma-ut-512")
+
+# Benchmarks run from a checkout: the package beside them, not an older installed copy.
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+
+def git(*command):
+    """The output of a git command in the repository, or None where git cannot answer."""
+    try:
+        return subprocess.run(["git", *command], capture_output=True, text=True, cwd=REPO,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def code_state():
+    """``{"commit", "dirty", "dirty_files"}``: HEAD and the tracked files changed since.
+
+    Untracked files do not count (results files being written, caches); a change to any
+    tracked file does, since a benchmark may measure code outside the package too.
+    """
+    status = git("status", "--porcelain", "--untracked-files=no")
+    changed = [line[3:] for line in (status or "").splitlines()]
+    return {"commit": git("rev-parse", "HEAD"), "dirty": bool(changed), "dirty_files": changed}
+
+
+def machine():
+    """The CPU, core count, platform and the versions of the libraries that set the speed."""
+    model = platform.processor() or ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    info = {"cpu": model, "logical_cpus": os.cpu_count(), "platform": platform.platform(),
+            "python": platform.python_version()}
+    for name in ("numpy", "torch", "skorch", "timm", "sklearn"):
+        module = sys.modules.get(name)
+        if module is not None:
+            info[name] = getattr(module, "__version__", None)
+    return info
+
+
+def run_info(command=None):
+    """Everything a results file records about its run, to merge into its JSON."""
+    return {**code_state(), "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+            "machine": machine(),
+            "command": command or " ".join(["python", *sys.argv]),
+            "load_average": [round(v, 2) for v in os.getloadavg()]}
+
+
+def code_line(info):
+    """One Markdown line naming the commit and whether the tree was dirty."""
+    state = (f"dirty: {len(info['dirty_files'])} tracked file(s) changed "
+             f"({', '.join(info['dirty_files'][:5])})" if info["dirty"] else "clean tree")
+    return f"commit `{info['commit']}` ({state}); command `{info['command']}`; {info['date']}"
+
+
+def write_results(name, payload, markdown=None):
+    """Write ``results/NAME.json`` (and ``results/NAME.md`` when given); return the paths."""
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    paths = [RESULTS_DIR / f"{name}.json"]
+    paths[0].write_text(json.dumps(payload, indent=1, default=str) + "\n")
+    if markdown is not None:
+        paths.append(RESULTS_DIR / f"{name}.md")
+        paths[1].write_text(markdown if markdown.endswith("\n") else markdown + "\n")
+    return paths
