@@ -427,6 +427,51 @@ def _say(args):
     return (lambda *a, **k: None) if args.quiet else print
 
 
+def _readable(args, tables, skipped_file):
+    """The tables (X first, then y, groups) without the unreadable tiles of X.
+
+    Every tile is decoded once, before the long work: unreadable ones end the command
+    with one line naming them, or with ``--skip-unreadable`` are dropped and listed in
+    ``skipped_file`` (columns image, reason; written, possibly empty, on every such run).
+    """
+    from .images import UnreadableTileError, find_unreadable_tiles
+
+    X = tables[0]
+    bad = find_unreadable_tiles(X["image"], verbose=0 if args.quiet else 1)
+    if args.skip_unreadable:
+        skipped_file.parent.mkdir(parents=True, exist_ok=True)
+        pd.DataFrame([(name, reason) for _, name, reason in bad],
+                     columns=["image", "reason"]).to_csv(skipped_file, index=False)
+    if not bad:
+        return tables
+    rows, names, reasons = zip(*bad)
+    error = " ".join(str(UnreadableTileError(names, reasons, rows)).split())
+    if not args.skip_unreadable:
+        raise CommandError(f"{error}; remove or replace them, or pass --skip-unreadable "
+                           "to go on without them")
+    if len(bad) == len(X):
+        raise CommandError(f"none of the {len(X)} tiles is readable: {error}")
+    print(f"hiercls {args.command}: skipped {len(bad)} unreadable tile(s) of {len(X)}, "
+          f"listed in {skipped_file}", file=sys.stderr)
+    keep = np.ones(len(X), dtype=bool)
+    keep[list(rows)] = False
+    return tuple(table[keep].reset_index(drop=True) for table in tables)
+
+
+def _skipped_file(out, folder=False):
+    """Where --skip-unreadable lists the skipped tiles: beside an output file, or in a folder."""
+    return out / "skipped.csv" if folder else out.with_name(out.stem + ".skipped.csv")
+
+
+def _add_skip_unreadable(parser):
+    parser.add_argument(
+        "--skip-unreadable", action="store_true",
+        help="go on without the tiles that cannot be decoded (truncated or not images), "
+             "listing them with the reason in a skipped.csv beside the output (FILE.skipped.csv "
+             "for a file, DIR/skipped.csv for a folder) and on stderr; without it, any "
+             "unreadable tile ends the command before the work starts, naming them all")
+
+
 # --------------------------------------------------------------------------------------
 # extract
 
@@ -439,6 +484,7 @@ def run_extract(args):
     if out.suffix.lower() == ".parquet":
         _check_parquet()
     X = load_tiles(args.data, name="DATA", subsample=args.subsample, seed=args.seed, labels=True)
+    (X,) = _readable(args, (X,), _skipped_file(out))
     say(f"hiercls extract: {len(X)} tiles, channel {args.channel}, mask "
         f"{','.join(np.atleast_1d(args.mask))}, backend {args.backend}")
     transformer = RadiomicsTransformer(**_radiomics_params(args, 0 if args.quiet else 1))
@@ -473,6 +519,8 @@ def run_fit(args):
     _check_model_options(args)
     X, y, groups = load_labelled_tiles(args.data, subsample=args.subsample, seed=args.seed)
     _check_classes(y, "DATA")
+    X, y, groups = _readable(args, (X, y, groups), _skipped_file(Path(args.model).expanduser()))
+    _check_classes(y, "DATA")
     verbose = 0 if args.quiet else 1
     pipeline = _make_pipeline(args, verbose=verbose, radiomics_verbose=verbose)
     say(f"hiercls fit: {_describe(y, groups)}; backbone {args.backbone}, "
@@ -490,6 +538,19 @@ def run_fit(args):
 # --------------------------------------------------------------------------------------
 # evaluate
 
+def _check_grouped_data(args, y, groups):
+    """The number of patients, checked against the classes and --folds."""
+    _check_classes(y, "DATA")
+    n_patients = groups.nunique()
+    if n_patients < 2:
+        raise CommandError(f"DATA has a single patient ({groups.iloc[0]}); grouped "
+                           "cross-validation needs at least two")
+    if args.folds is not None and not 2 <= args.folds <= n_patients:
+        raise CommandError(f"--folds must lie between 2 and the number of patients "
+                           f"({n_patients}); got {args.folds}")
+    return n_patients
+
+
 def run_evaluate(args):
     """Grouped cross-validation, with metrics, necrosis and the HTML report."""
     from sklearn.model_selection import GroupKFold
@@ -503,14 +564,10 @@ def run_evaluate(args):
     out = _output_folder(args.out, "--out")
     _check_model_options(args)
     X, y, groups = load_labelled_tiles(args.data, subsample=args.subsample, seed=args.seed)
-    _check_classes(y, "DATA")
-    n_patients = groups.nunique()
-    if n_patients < 2:
-        raise CommandError(f"DATA has a single patient ({groups.iloc[0]}); grouped "
-                           "cross-validation needs at least two")
-    if args.folds is not None and not 2 <= args.folds <= n_patients:
-        raise CommandError(f"--folds must lie between 2 and the number of patients "
-                           f"({n_patients}); got {args.folds}")
+    _check_grouped_data(args, y, groups)
+    # Checked again without the skipped tiles, which may take a class or a patient away.
+    X, y, groups = _readable(args, (X, y, groups), _skipped_file(out, folder=True))
+    n_patients = _check_grouped_data(args, y, groups)
     cv = None if args.folds is None else GroupKFold(n_splits=args.folds)
     n_folds = n_patients if args.folds is None else args.folds
     verbose = 0 if args.quiet else 1
@@ -647,6 +704,7 @@ def run_predict(args):
     if missing:
         raise CommandError(f"the model was fitted on the columns {columns}; TILES lacks "
                            f"{', '.join(map(repr, missing))}")
+    (X,) = _readable(args, (X,), _skipped_file(out))
     if isinstance(first, RadiomicsTransformer):
         first.set_params(verbose=0 if args.quiet else 1)
         if args.n_jobs is not None:
@@ -797,6 +855,7 @@ def build_parser():
                          help="output file; .csv or .parquet (by the suffix)")
     _add_radiomics(extract)
     _add_sampling(extract)
+    _add_skip_unreadable(extract)
     _add_quiet(extract)
     extract.set_defaults(handler=run_extract)
 
@@ -812,6 +871,7 @@ def build_parser():
     _add_model(fit)
     _add_radiomics(fit)
     _add_sampling(fit)
+    _add_skip_unreadable(fit)
     _add_quiet(fit)
     fit.set_defaults(handler=run_fit)
 
@@ -832,6 +892,7 @@ def build_parser():
     _add_model(evaluate)
     _add_radiomics(evaluate)
     _add_sampling(evaluate)
+    _add_skip_unreadable(evaluate)
     _add_quiet(evaluate)
     evaluate.set_defaults(handler=run_evaluate)
 
@@ -848,6 +909,7 @@ def build_parser():
     predict.add_argument("--n-jobs", type=_n_jobs, help="processes for radiomics (default: the model's)")
     predict.add_argument("--cache", metavar="DIR|none",
                          help="radiomics cache folder or none (default: the model's)")
+    _add_skip_unreadable(predict)
     _add_quiet(predict)
     predict.set_defaults(handler=run_predict)
 
@@ -882,12 +944,18 @@ def main(argv=None):
     status : int
         0 on success, 2 for a problem with the inputs (reported on stderr, one line).
     """
+    from .images import UnreadableTileError
+
     args = build_parser().parse_args(argv)
     args.argv = None if argv is None else list(argv)
     try:
         return args.handler(args)
     except CommandError as error:
         print(f"hiercls {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except UnreadableTileError as error:
+        # A tile that became unreadable after the check (or one the check did not cover).
+        print(f"hiercls {args.command}: error: {' '.join(str(error).split())}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"hiercls {args.command}: interrupted", file=sys.stderr)

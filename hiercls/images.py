@@ -1,4 +1,10 @@
-"""Reading a tile, given as a file path or an array, into an RGB uint8 array."""
+"""Reading a tile, given as a file path or an array, into an RGB uint8 array.
+
+Every tile reaches the features and the network as 8-bit RGB. Images of more than 8 bits
+are scaled, never clipped: a 16-bit value ``v`` becomes ``round(v / 257)``, which maps the
+full range 0..65535 onto 0..255 (65535 / 257 = 255 exactly). Formats that cannot be
+mapped onto RGB without guessing are refused with an :class:`UnreadableTileError`.
+"""
 
 import hashlib
 import os
@@ -7,8 +13,63 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from PIL import Image, UnidentifiedImageError
+from tqdm.auto import tqdm
 
 IMAGE_COLUMN = "image"
+
+#: Bumped when a file's decoded pixels change (16-bit images were once saturated), so
+#: that the feature caches keyed by :func:`tile_digest` never serve stale features.
+_DECODER_VERSION = 2
+
+#: Pillow modes holding 16 bits per pixel (one gray channel).
+_SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
+#: Pillow modes whose conversion to RGB is exact or the standard one.
+_RGB_CONVERTIBLE_MODES = ("1", "L", "P", "RGB", "RGBX", "CMYK", "YCbCr", "HSV")
+_ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
+
+#: How many bad tiles an :class:`UnreadableTileError` message names.
+_NAMED_IN_MESSAGE = 5
+
+
+class UnreadableTileError(ValueError):
+    """Tiles that cannot be decoded into an RGB image.
+
+    Raised by :func:`read_tile` for one tile and by :func:`check_tiles` for all the bad
+    tiles of a frame at once. A subclass of ``ValueError``.
+
+    Parameters
+    ----------
+    paths : list of str
+        The bad tiles: file paths, or ``"row <k>"`` for a tile given as an array.
+    reasons : list of str or None
+        Why each could not be read, in the same order.
+    rows : list of int or None
+        The bad tiles' positions in the frame that was checked (None for one tile).
+
+    Attributes
+    ----------
+    paths, reasons, rows : as given.
+    """
+
+    def __init__(self, paths, reasons=None, rows=None):
+        self.paths = [str(p) for p in paths]
+        self.reasons = list(reasons) if reasons is not None else [""] * len(self.paths)
+        self.rows = None if rows is None else [int(r) for r in rows]
+        super().__init__(self._message())
+
+    def _message(self):
+        if len(self.paths) == 1:
+            reason = f": {self.reasons[0]}" if self.reasons[0] else ""
+            return f"tile image {self.paths[0]!r} is not a readable image{reason}"
+        named = "; ".join(f"{p!r} ({r})" if r else repr(p) for p, r in
+                          zip(self.paths[:_NAMED_IN_MESSAGE], self.reasons))
+        more = len(self.paths) - _NAMED_IN_MESSAGE
+        return (f"{len(self.paths)} tiles are not readable images: {named}"
+                + (f" and {more} more" if more > 0 else ""))
+
+    def __reduce__(self):
+        # Rebuilt from its fields, so that it crosses joblib's worker processes intact.
+        return type(self), (self.paths, self.reasons, self.rows)
 
 
 def check_image_frame(X, *, name="X"):
@@ -45,25 +106,43 @@ def read_tile(tile):
         A path to an image file, or an array of shape (H, W), (H, W, 3) or (H, W, 4).
         Grayscale images are repeated over three channels and RGBA images lose their
         alpha channel (composited on white, as a slide scanner's background), so every
-        tile reaches the model as RGB. Float arrays are taken to lie in [0, 1].
+        tile reaches the model as RGB. Pixel values are mapped onto 0..255 by type:
+        8-bit values as they are; 16-bit values (16-bit PNG and TIFF, gray or RGB, and
+        ``uint16`` arrays) as ``round(v / 257)``, the full range 0..65535 onto 0..255;
+        floats (Pillow mode ``F``, float arrays) must lie in [0, 1] and become
+        ``round(255 v)``; other integer arrays must lie in 0..255. 1-bit, palette,
+        CMYK, YCbCr and HSV images are converted by Pillow. 16-bit TIFF files are read
+        with ``tifffile``, which decodes the 16-bit RGB that Pillow cannot.
 
     Raises
     ------
     FileNotFoundError
         If the path does not exist (the message names it).
+    UnreadableTileError
+        If the file is not an image, cannot be decoded to its end (a truncated file),
+        or holds pixels that cannot be mapped onto RGB (e.g. CIELab, values out of range).
     ValueError
-        If the file is not a readable image or the array has an unexpected shape or dtype.
+        If an array has an unexpected shape, dtype or values.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> read_tile(np.full((2, 2), 65535, np.uint16))[0, 0].tolist()
+    [255, 255, 255]
     """
     if isinstance(tile, (str, os.PathLike)):
         path = Path(tile)
         if not path.is_file():
             raise FileNotFoundError(f"tile image not found: {str(path)!r}")
         try:
+            pixels = _read_high_bit_depth_tiff(path)
+            if pixels is not None:
+                return _rgb_from_array(pixels)
             with Image.open(path) as opened:
                 opened.load()
                 return _rgb_from_pil(opened)
-        except (UnidentifiedImageError, OSError, SyntaxError) as exc:
-            raise ValueError(f"tile image {str(path)!r} is not a readable image: {exc}") from exc
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+            raise UnreadableTileError([path], [" ".join(str(exc).split())]) from exc
     if isinstance(tile, Image.Image):
         return _rgb_from_pil(tile)
     if isinstance(tile, np.ndarray):
@@ -73,11 +152,47 @@ def read_tile(tile):
     )
 
 
+def _read_high_bit_depth_tiff(path):
+    """The pixels of a TIFF of more than 8 bits per sample, else None (Pillow reads it)."""
+    with open(path, "rb") as handle:
+        if handle.read(4) not in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+            return None
+    import tifffile
+
+    with tifffile.TiffFile(path) as tiff:
+        page = tiff.pages[0]
+        if page.bitspersample <= 8:
+            return None  # 8-bit, palette, CMYK, ...: Pillow converts these
+        photometric = page.photometric.name
+        if photometric not in ("MINISBLACK", "RGB"):
+            raise ValueError(f"{page.bitspersample}-bit TIFF with photometric {photometric} "
+                             "is not supported; expected gray (MINISBLACK) or RGB")
+        pixels = page.asarray()
+    if pixels.ndim == 3 and pixels.shape[0] in (3, 4) and pixels.shape[2] not in (3, 4):
+        pixels = np.moveaxis(pixels, 0, 2)  # planar configuration: samples first
+    return pixels
+
+
 def _rgb_from_pil(image):
-    if image.mode in ("RGBA", "LA", "P") and ("A" in image.getbands() or "transparency" in image.info):
+    mode = image.mode
+    if mode in _SIXTEEN_BIT_MODES:
+        return _rgb_from_array(np.asarray(image).astype(np.uint16))
+    if mode == "I":
+        # 32-bit integers: what older Pillow gives for a 16-bit PNG. Taken as 16-bit.
+        pixels = np.asarray(image)
+        if pixels.min() < 0 or pixels.max() > 65535:
+            raise ValueError(f"32-bit integer image (mode 'I') has values {pixels.min()}.."
+                             f"{pixels.max()}; expected 16-bit values 0..65535")
+        return _rgb_from_array(pixels.astype(np.uint16))
+    if mode == "F":
+        return _rgb_from_array(np.asarray(image))
+    if mode in _ALPHA_MODES or (mode == "P" and "transparency" in image.info):
         image = image.convert("RGBA")
         background = Image.new("RGBA", image.size, (255, 255, 255, 255))
         image = Image.alpha_composite(background, image)
+    elif mode not in _RGB_CONVERTIBLE_MODES:
+        raise ValueError(f"image mode {mode!r} is not supported; expected 1-bit, gray, "
+                         "palette, RGB(A), CMYK, YCbCr, HSV or 16-bit gray")
     return np.asarray(image.convert("RGB"), dtype=np.uint8)
 
 
@@ -85,11 +200,18 @@ def _rgb_from_array(array):
     if array.dtype.kind == "f":
         if not np.all(np.isfinite(array)):
             raise ValueError("tile array contains NaN or infinite values")
-        array = np.clip(np.rint(array * 255.0), 0, 255).astype(np.uint8)
+        if array.size and (array.min() < 0.0 or array.max() > 1.0):
+            raise ValueError(f"float tile values must lie in [0, 1]; got {array.min():g}.."
+                             f"{array.max():g}")
+        array = np.rint(array * 255.0).astype(np.uint8)
+    elif array.dtype == np.uint16:
+        # The full 16-bit range onto 0..255: 65535 / 257 == 255.
+        array = np.rint(array / 257.0).astype(np.uint8)
     elif array.dtype != np.uint8:
-        if array.dtype.kind not in "iu" or array.min() < 0 or array.max() > 255:
+        if array.dtype.kind not in "iu" or (array.size and (array.min() < 0 or array.max() > 255)):
             raise ValueError(
-                f"tile array must be uint8 (or floats in [0, 1]); got dtype {array.dtype}"
+                f"tile array must be uint8, uint16 (scaled by 1/257), floats in [0, 1] or "
+                f"integers in 0..255; got dtype {array.dtype}"
             )
         array = array.astype(np.uint8)
     if array.ndim == 2:
@@ -105,6 +227,89 @@ def _rgb_from_array(array):
     )
 
 
+def _tile_name(tile, row):
+    return str(tile) if isinstance(tile, (str, os.PathLike)) else f"row {row}"
+
+
+def find_unreadable_tiles(images, *, verbose=0):
+    """The tiles of ``images`` that :func:`read_tile` cannot read, found by decoding each.
+
+    Every file is decoded to its end (``PIL.Image.verify`` does not notice a truncated
+    JPEG), so this costs one read of every tile.
+
+    Parameters
+    ----------
+    images : sequence of str, os.PathLike or ndarray
+        Tiles, e.g. ``X["image"]``.
+    verbose : int, default=0
+        Show a progress bar over tiles when > 0.
+
+    Returns
+    -------
+    bad : list of (int, str, str)
+        ``(position, name, reason)`` of each unreadable tile, in order; ``name`` is the
+        path, or ``"row <position>"`` for an array. Missing files are listed too.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> find_unreadable_tiles([np.zeros((4, 4, 3), np.uint8), np.zeros((4, 4, 2))])
+    [(1, 'row 1', 'tile array must have shape (H, W), (H, W, 3) or (H, W, 4); got (4, 4, 2)')]
+    """
+    images = list(images)
+    bad = []
+    for row, tile in enumerate(tqdm(images, desc="checking tiles", unit="tile",
+                                    disable=not verbose)):
+        try:
+            read_tile(tile)
+        except UnreadableTileError as error:
+            bad.append((row, _tile_name(tile, row), error.reasons[0]))
+        except (FileNotFoundError, ValueError, TypeError) as error:
+            bad.append((row, _tile_name(tile, row), " ".join(str(error).split())))
+    return bad
+
+
+def check_tiles(X, *, verbose=0):
+    """Check that every tile of ``X`` can be read, naming all the bad ones at once.
+
+    Run it before a long fit or prediction: a single unreadable file would otherwise
+    stop the work where it is met.
+
+    Parameters
+    ----------
+    X : DataFrame with an ``image`` column
+    verbose : int, default=0
+        Show a progress bar over tiles when > 0.
+
+    Returns
+    -------
+    X : the same DataFrame
+
+    Raises
+    ------
+    UnreadableTileError
+        If any tile cannot be read; its ``paths``, ``reasons`` and ``rows`` list all of
+        them (``X.iloc[error.rows]`` are their rows).
+
+    See Also
+    --------
+    find_unreadable_tiles : the bad tiles as a list, without raising.
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd
+    >>> X = pd.DataFrame({"image": [np.zeros((4, 4, 3), np.uint8)]})
+    >>> check_tiles(X) is X
+    True
+    """
+    check_image_frame(X)
+    bad = find_unreadable_tiles(X[IMAGE_COLUMN], verbose=verbose)
+    if bad:
+        rows, names, reasons = zip(*bad)
+        raise UnreadableTileError(names, reasons, rows)
+    return X
+
+
 def tile_digest(tile):
     """A content hash of a tile: the file's bytes for a path, the pixels for an array.
 
@@ -116,7 +321,7 @@ def tile_digest(tile):
         path = Path(tile)
         if not path.is_file():
             raise FileNotFoundError(f"tile image not found: {str(path)!r}")
-        digest.update(b"file:")
+        digest.update(f"file:v{_DECODER_VERSION}:".encode())
         digest.update(path.read_bytes())
     else:
         array = np.ascontiguousarray(np.asarray(tile))

@@ -216,6 +216,83 @@ def test_errors_for_options(tiles, tmp_path, capsys):
     assert exit_.value.code == 2
 
 
+@pytest.fixture(scope="module")
+def broken(tiles, tmp_path_factory):
+    """The 24 tiles plus a truncated JPEG and a text file named .jpg: as a folder, and as a
+    labelled CSV (the bad tiles of patients 1 and 2)."""
+    root = tmp_path_factory.mktemp("broken")
+    folder = root / "images"
+    folder.mkdir()
+    labels = pd.read_csv(tiles)
+    for relative in labels["image"]:
+        (folder / Path(relative).name).write_bytes((tiles.parent / relative).read_bytes())
+    jpeg = root / "whole.jpg"
+    Image.open(tiles.parent / labels["image"][0]).convert("RGB").save(jpeg)
+    truncated, text = folder / "truncated.jpg", folder / "notes.jpg"
+    truncated.write_bytes(jpeg.read_bytes()[: jpeg.stat().st_size // 2])
+    text.write_text("not an image\n")
+    rows = [{"image": str(truncated), "label": 2, "patient": "patient-1"},
+            {"image": str(text), "label": 0, "patient": "patient-2"}]
+    labels["image"] = [str(tiles.parent / p) for p in labels["image"]]
+    csv = root / "broken.csv"
+    pd.concat([labels.iloc[:5], pd.DataFrame(rows), labels.iloc[5:]]).to_csv(csv, index=False)
+    return {"folder": folder, "csv": csv, "bad": sorted([str(truncated), str(text)])}
+
+
+def _commands(broken, model, out):
+    """Each data command on the broken tiles, with its output and where it lists skipped tiles."""
+    csv = str(broken["csv"])
+    return [
+        (["extract", csv, "--out", str(out / "f.csv"), *FAST, "--cache", "none"], out / "f.csv", out / "f.skipped.csv"),
+        (["fit", csv, "--model", str(out / "m.joblib"), *TINY, *FAST, "--cache", "none"],
+         out / "m.joblib", out / "m.skipped.csv"),
+        (["evaluate", csv, "--out", str(out / "run"), "--folds", "2", *TINY, *FAST, "--cache", "none"],
+         out / "run" / "predictions.csv", out / "run" / "skipped.csv"),
+        (["predict", str(model), str(broken["folder"]), "--out", str(out / "p.csv")],
+         out / "p.csv", out / "p.skipped.csv"),
+    ]
+
+
+def test_unreadable_tiles_end_each_command_naming_all_of_them(broken, model, tmp_path, capsys):
+    for argv, output, _ in _commands(broken, model, tmp_path):
+        message = _error(capsys, [*argv, "-q"])
+        assert "2 tiles are not readable images" in message, message
+        assert all(repr(path) in message for path in broken["bad"]) and "truncated" in message
+        assert "--skip-unreadable" in message
+        assert not output.exists()                      # nothing started
+
+
+def test_skip_unreadable_goes_on_and_lists_the_skipped_tiles(broken, model, tmp_path, capsys):
+    for argv, output, skipped_file in _commands(broken, model, tmp_path):
+        assert main([*argv, "--skip-unreadable", "-q"]) == 0, argv
+        err = capsys.readouterr().err
+        assert f"hiercls {argv[0]}: skipped 2 unreadable tile(s) of 26, listed in {skipped_file}" in err
+        skipped = pd.read_csv(skipped_file)
+        assert sorted(skipped["image"]) == broken["bad"] and skipped["reason"].notna().all()
+        assert output.is_file()
+        if output.suffix == ".csv":
+            written = pd.read_csv(output)
+            assert len(written) == 24 and not set(written["image"]) & set(broken["bad"])
+    assert len(joblib.load(tmp_path / "m.joblib").predict_proba(pd.read_csv(broken["csv"]).iloc[:3][["image"]])) == 3
+
+
+def test_the_check_shows_progress_unless_quiet(broken, tmp_path, capsys):
+    argv = ["extract", str(broken["folder"]), "--out", str(tmp_path / "f.csv"), *FAST,
+            "--cache", "none", "--skip-unreadable"]
+    assert main(argv) == 0
+    assert "checking tiles" in capsys.readouterr().err
+    assert main([*argv, "-q"]) == 0
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"hiercls extract: skipped 2 unreadable tile(s) of 26, listed in {tmp_path / 'f.skipped.csv'}"]
+    # Without unreadable tiles the list is written too, empty: never a stale one.
+    good = tmp_path / "good"
+    good.mkdir()
+    (good / "a.png").write_bytes(next(broken["folder"].glob("*.png")).read_bytes())
+    assert main(["extract", str(good), "--out", str(tmp_path / "f.csv"), *FAST, "-q",
+                 "--skip-unreadable"]) == 0
+    assert pd.read_csv(tmp_path / "f.skipped.csv").empty
+
+
 def test_evaluate_on_the_real_tiles(real_data_dir, tmp_path):
     out = tmp_path / "real"
     assert main(["evaluate", str(real_data_dir), "--out", str(out), "--subsample", "3",
