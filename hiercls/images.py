@@ -40,7 +40,8 @@ class UnreadableTileError(ValueError):
     Parameters
     ----------
     paths : list of str
-        The bad tiles: file paths, or ``"row <k>"`` for a tile given as an array.
+        The bad tiles: file paths, or ``"row <k>"`` for a tile given as an array. A
+        single string is taken as the whole message (attributes then empty).
     reasons : list of str or None
         Why each could not be read, in the same order.
     rows : list of int or None
@@ -52,6 +53,12 @@ class UnreadableTileError(ValueError):
     """
 
     def __init__(self, paths, reasons=None, rows=None):
+        if isinstance(paths, str):
+            # A finished message: torch's DataLoader rebuilds a worker's exception from
+            # its text alone, which names the tile already.
+            self.paths, self.reasons, self.rows = [], [], None
+            super().__init__(paths)
+            return
         self.paths = [str(p) for p in paths]
         self.reasons = list(reasons) if reasons is not None else [""] * len(self.paths)
         self.rows = None if rows is None else [int(r) for r in rows]
@@ -159,15 +166,22 @@ def _read_high_bit_depth_tiff(path):
             return None
     import tifffile
 
-    with tifffile.TiffFile(path) as tiff:
-        page = tiff.pages[0]
-        if page.bitspersample <= 8:
-            return None  # 8-bit, palette, CMYK, ...: Pillow converts these
-        photometric = page.photometric.name
-        if photometric not in ("MINISBLACK", "RGB"):
-            raise ValueError(f"{page.bitspersample}-bit TIFF with photometric {photometric} "
-                             "is not supported; expected gray (MINISBLACK) or RGB")
-        pixels = page.asarray()
+    try:
+        with tifffile.TiffFile(path) as tiff:
+            if not tiff.pages:
+                raise ValueError("the TIFF file holds no image")
+            page = tiff.pages[0]
+            if page.bitspersample <= 8:
+                return None  # 8-bit, palette, CMYK, ...: Pillow converts these
+            photometric = page.photometric.name
+            if photometric not in ("MINISBLACK", "RGB"):
+                raise ValueError(f"{page.bitspersample}-bit TIFF with photometric {photometric} "
+                                 "is not supported; expected gray (MINISBLACK) or RGB")
+            pixels = page.asarray()
+    except (ValueError, OSError):
+        raise
+    except Exception as exc:  # a damaged TIFF fails in many ways inside tifffile
+        raise ValueError(f"TIFF cannot be decoded: {type(exc).__name__}: {exc}") from exc
     if pixels.ndim == 3 and pixels.shape[0] in (3, 4) and pixels.shape[2] not in (3, 4):
         pixels = np.moveaxis(pixels, 0, 2)  # planar configuration: samples first
     return pixels

@@ -1,8 +1,16 @@
 import numpy as np
 import pandas as pd
 import pytest
+import tifffile
+from PIL import Image
 
-from hiercls.images import read_tile, tile_digest
+from hiercls.images import (
+    UnreadableTileError,
+    check_tiles,
+    find_unreadable_tiles,
+    read_tile,
+    tile_digest,
+)
 
 
 def test_arrays_of_every_accepted_shape_become_rgb_uint8():
@@ -35,11 +43,6 @@ def test_digest_depends_on_content_not_location(tmp_path):
 # --------------------------------------------------------------------------------------
 # More than 8 bits: scaled by 1/257, never saturated
 
-import tifffile
-from PIL import Image
-
-from hiercls.images import UnreadableTileError, check_tiles, find_unreadable_tiles
-
 #: Every 16-bit level from 0 to 65535 in steps of 257 (0..255 after scaling), and between.
 RAMP16 = np.linspace(0, 65535, 32 * 32).round().astype(np.uint16).reshape(32, 32)
 
@@ -67,6 +70,13 @@ def test_16_bit_tiffs_gray_and_rgb_are_scaled_to_8_bits(tmp_path):
     rgba16 = np.concatenate([rgb16, np.full_like(RAMP16, 65535)[:, :, None]], axis=2)
     tifffile.imwrite(tmp_path / "rgba16.tif", rgba16, photometric="rgb", extrasamples=["unassalpha"])
     np.testing.assert_array_equal(read_tile(tmp_path / "rgba16.tif"), _scaled(rgb16))
+    # A damaged or truncated 16-bit TIFF is named, like any unreadable tile.
+    (tmp_path / "empty.tif").write_bytes(b"II*\x00" + bytes(10))
+    data = (tmp_path / "rgb16.tiff").read_bytes()
+    (tmp_path / "cut.tif").write_bytes(data[: len(data) // 2])
+    for name in ("empty.tif", "cut.tif"):
+        with pytest.raises(UnreadableTileError, match=name):
+            read_tile(tmp_path / name)
     # An 8-bit TIFF is still Pillow's.
     tifffile.imwrite(tmp_path / "rgb8.tif", _scaled(rgb16), photometric="rgb")
     np.testing.assert_array_equal(read_tile(tmp_path / "rgb8.tif"), _scaled(rgb16))
@@ -162,3 +172,8 @@ def test_an_unreadable_tile_met_mid_work_is_named(tmp_path):
     assert dataset[0][0]["image"].shape == (3, 32, 32)
     with pytest.raises(UnreadableTileError, match="truncated.jpg"):
         dataset[1]
+    import torch
+
+    loader = torch.utils.data.DataLoader(dataset, batch_size=2, num_workers=1)
+    with pytest.raises(UnreadableTileError, match="truncated.jpg"):   # rebuilt from a worker
+        next(iter(loader))
