@@ -103,7 +103,8 @@ def demo(results):
     times = " and ".join(
         f"{run['wall_s']:.0f} s (load average {run['load_average_start'][0]:.1f} at start)"
         for run in runs)
-    return (f"{times} on a {_cores(payload)}-core machine, "
+    quick = " (a `--quick` smoke run, not the default demo)" if payload.get("quick") else ""
+    return (f"{times} on a {_cores(payload)}-core machine{quick}, "
             f"[measured](benchmarks/results/demo.md)")
 
 
@@ -278,7 +279,8 @@ def overhead(results):
     parts = [f"{configs[name]['in_fit_shared']['cpu']['ratio_median']:.2f}× ({label})"
              for name, label in (("finetune", "fine-tuning"), ("frozen", "frozen backbone"))
              if name in configs]
-    return " and ".join(parts)
+    quick = " (a `--quick` smoke run)" if payload.get("settings", {}).get("quick") else ""
+    return " and ".join(parts) + quick
 
 
 BLOCKS = {"demo": demo, "radiomics-speed": radiomics_speed, "protocol-a": protocol_a,

@@ -87,3 +87,23 @@ def test_a_missing_results_file_gives_no_figure(tmp_path):
     readme = readme_figures.render((ROOT / "README.md").read_text(encoding="utf-8"), tmp_path)
     assert "not measured yet: `python benchmarks/reproduce_paper.py`" in readme
     assert "0.844" not in readme
+
+
+def test_a_quick_smoke_run_is_flagged_not_passed_off_as_the_figure(tmp_path):
+    results = tmp_path / "results"
+    shutil.copytree(RESULTS, results)
+    (results / "demo.json").write_text(json.dumps({
+        "machine": {"logical_cpus": 2}, "quick": True,
+        "runs": [{"wall_s": 12.0, "load_average_start": [0.8, 0.5, 0.3]}]}))
+    readme = readme_figures.render((ROOT / "README.md").read_text(encoding="utf-8"), results)
+    assert "12 s (load average 0.8 at start) on a 2-core machine (a `--quick` smoke run" in readme
+
+
+def test_demo_time_quick_refuses_to_write_into_the_committed_results():
+    spec = importlib.util.spec_from_file_location("demo_time", ROOT / "benchmarks" / "demo_time.py")
+    demo_time = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(demo_time)
+    with pytest.raises(SystemExit):
+        demo_time.parse_args(["--quick"])
+    args = demo_time.parse_args(["--quick", "--out", "/tmp/x", "--", "--seed", "3"])
+    assert args.demo_args == [*demo_time.QUICK_DEMO, "--seed", "3"]
