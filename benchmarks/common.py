@@ -29,8 +29,9 @@ if str(REPO) not in sys.path:
 def git(*command):
     """The output of a git command in the repository, or None where git cannot answer."""
     try:
+        # Only the trailing newline goes: porcelain status lines start with a space (" M x").
         return subprocess.run(["git", *command], capture_output=True, text=True, cwd=REPO,
-                              check=True).stdout.strip()
+                              check=True).stdout.rstrip("\n")
     except (OSError, subprocess.CalledProcessError):
         return None
 

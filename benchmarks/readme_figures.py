@@ -283,7 +283,15 @@ def overhead(results):
     return " and ".join(parts) + quick
 
 
-BLOCKS = {"demo": demo, "radiomics-speed": radiomics_speed, "protocol-a": protocol_a,
+def seeds(results):
+    payload = results("paper_tables")
+    if payload is None:
+        return "(not measured yet)"
+    head = _fusion(payload, "A", True, True)
+    return str(len({run["seed"] for run in head}))
+
+
+BLOCKS = {"demo": demo, "seeds": seeds, "radiomics-speed": radiomics_speed, "protocol-a": protocol_a,
           "findings": findings, "timing": timing, "overhead": overhead}
 
 
