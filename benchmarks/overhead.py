@@ -2,7 +2,8 @@
 
 Issue #5 sets the target: (estimator epoch time) / (bare loop epoch time) <= 1.05, for the
 same module, criterion, optimizer, data, batch size and augmentation. Writes
-``benchmarks/results/overhead.md`` and ``.json`` (same figures, plus the git commit).
+``benchmarks/results/overhead.md`` and ``.json`` (same figures, plus the commit and the
+dirty flag from ``common.run_info``; ``--quick --out DIR`` for a smoke run).
 Run from the repository root::
 
     python benchmarks/overhead.py            # about 5-7 minutes on 2 shared cores
