@@ -29,8 +29,9 @@ if str(REPO) not in sys.path:
 def git(*command):
     """The output of a git command in the repository, or None where git cannot answer."""
     try:
+        # Only the trailing newline goes: porcelain status lines start with a space (" M x").
         return subprocess.run(["git", *command], capture_output=True, text=True, cwd=REPO,
-                              check=True).stdout.strip()
+                              check=True).stdout.rstrip("\n")
     except (OSError, subprocess.CalledProcessError):
         return None
 
@@ -73,19 +74,46 @@ def run_info(command=None):
             "load_average": [round(v, 2) for v in os.getloadavg()]}
 
 
+def mean_sd(values):
+    """``"mean ± sd"`` of the defined values (3 decimals); one value alone, ``"n/a"`` for none.
+
+    JSON's null and pandas' NaN both mean undefined and are left out.
+    """
+    import numpy as np
+
+    values = np.array([float(v) for v in values if v is not None and np.isfinite(v)])
+    if len(values) == 0:
+        return "n/a"
+    if len(values) == 1:
+        return f"{values[0]:.3f}"
+    return f"{values.mean():.3f} ± {values.std(ddof=1):.3f}"
+
+
 def code_line(info):
     """One Markdown line naming the commit and whether the tree was dirty."""
-    state = (f"dirty: {len(info['dirty_files'])} tracked file(s) changed "
-             f"({', '.join(info['dirty_files'][:5])})" if info["dirty"] else "clean tree")
-    return f"commit `{info['commit']}` ({state}); command `{info['command']}`; {info['date']}"
+    dirty = info.get("dirty")
+    if dirty is None:  # a results file older than this module
+        state = "dirty flag unrecorded"
+    elif dirty:
+        files = info.get("dirty_files") or []
+        state = f"dirty: {len(files)} tracked file(s) changed ({', '.join(files[:5])})"
+    else:
+        state = "clean tree"
+    return (f"commit `{info.get('commit')}` ({state}); command `{info.get('command')}`; "
+            f"{info.get('date', 'date unrecorded')}")
 
 
-def write_results(name, payload, markdown=None):
-    """Write ``results/NAME.json`` (and ``results/NAME.md`` when given); return the paths."""
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    paths = [RESULTS_DIR / f"{name}.json"]
+def write_results(name, payload, markdown=None, out_dir=None):
+    """Write ``NAME.json`` (and ``NAME.md`` when given) into ``out_dir``; return the paths.
+
+    ``out_dir`` defaults to :data:`RESULTS_DIR`; quick smoke runs pass a temporary folder so
+    that they never overwrite the committed results.
+    """
+    out_dir = Path(out_dir) if out_dir is not None else RESULTS_DIR
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = [out_dir / f"{name}.json"]
     paths[0].write_text(json.dumps(payload, indent=1, default=str) + "\n")
     if markdown is not None:
-        paths.append(RESULTS_DIR / f"{name}.md")
+        paths.append(out_dir / f"{name}.md")
         paths[1].write_text(markdown if markdown.endswith("\n") else markdown + "\n")
     return paths

@@ -22,7 +22,6 @@ once (cached like the plain ones), which is most of its wall time on a first run
 """
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -35,7 +34,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import reproduce_paper  # noqa: E402
-from reproduce_paper import TEST_PATIENT, _mean_sd  # noqa: E402
+from common import DATA_DIR, code_line, mean_sd, run_info, write_results  # noqa: E402
+from reproduce_paper import TEST_PATIENT  # noqa: E402
 
 #: name -> (what it changes, reproduce_paper.py flags). The baseline is the paper's setting.
 LEVERS = {
@@ -61,7 +61,7 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", default=None, help="comma-separated lever names")
     parser.add_argument("--seeds", type=int, default=5)
-    parser.add_argument("--data", type=Path, default=reproduce_paper.DEFAULT_DATA)
+    parser.add_argument("--data", type=Path, default=DATA_DIR)
     parser.add_argument("--n-jobs", type=int, default=2)
     parser.add_argument("--out", type=Path, default=HERE / "results")
     parser.add_argument("--name", default="levers")
@@ -84,7 +84,7 @@ def run_lever(name, data, args):
         ["--data", str(args.data), "--seeds", str(args.seeds), "--quiet", *args.passed_on, *flags])
     X, codes, groups = data
     start = time.perf_counter()
-    reproduce_paper.warm_caches(lever_args, X)
+    stages = reproduce_paper.warm_caches(lever_args, X)
     folds = splits(groups)
     jobs = [delayed(reproduce_paper.fusion_run)(lever_args, X, codes, "levers", patient, train,
                                                 reproduce_paper.HEADLINE, seed, test=test)
@@ -97,7 +97,7 @@ def run_lever(name, data, args):
     keep = ("test_patient", "seed", *METRICS, "wall_s", "epochs")
     return {"lever": name, "change": LEVERS[name][0], "flags": flags,
             "fusion": [{key: run[key] for key in keep} for run in fusion],
-            "radiomics_logreg": logreg, "wall_s": time.perf_counter() - start}
+            "radiomics_logreg": logreg, "stages": stages, "wall_s": time.perf_counter() - start}
 
 
 def selection_score(result):
@@ -121,7 +121,7 @@ def table(results):
              "| wall |", "|---|---|---|---|---|---|---|---|---|"]
     for result in results:
         test = _test_runs(result)
-        cells = [_mean_sd([run[m] for run in test.values()]) for m in METRICS]
+        cells = [mean_sd([run[m] for run in test.values()]) for m in METRICS]
         delta = "-"
         if base is not None and result is not base:
             theirs = _test_runs(base)
@@ -151,6 +151,9 @@ def main(argv=None):
     if unknown:
         print(f"unknown lever(s) {unknown}; expected some of {list(LEVERS)}", file=sys.stderr)
         return 2
+    # The code state as the run starts (an edit during the run would not be measured).
+    info = run_info()
+    cached_at_start = reproduce_paper.cached_files()
     data = reproduce_paper.load_data(reproduce_paper.parse_args(
         ["--data", str(args.data), *args.passed_on]))
     started = time.perf_counter()
@@ -160,12 +163,13 @@ def main(argv=None):
         if not args.quiet:
             result = results[-1]
             print(f"[{name}] selection {selection_score(result):.3f}; Case-4 accuracy "
-                  f"{_mean_sd([r['accuracy'] for r in _test_runs(result).values()])} "
+                  f"{mean_sd([r['accuracy'] for r in _test_runs(result).values()])} "
                   f"({result['wall_s'] / 60:.1f} min)", flush=True)
     rows, chosen = table(results)
-    commit = reproduce_paper.git_commit()
     lines = ["# Levers for the full model, chosen on the training patients only", "",
-             f"commit `{commit}`; {args.seeds} seeds per lever and split (the same seeds); "
+             code_line(info) + ".", "",
+             f"Feature cache at start: {reproduce_paper.cache_state(cached_at_start)} "
+             f"({cached_at_start} files). {args.seeds} seeds per lever and split (the same seeds); "
              f"wall time {(time.perf_counter() - started) / 60:.1f} min. Frozen "
              "tf_efficientnet_lite0 (offline ImageNet weights), H-loss + radiomics. "
              "Selection: leave-one-patient-out over Case-3, Case-48 and P9 (Case-4 unseen), "
@@ -178,12 +182,12 @@ def main(argv=None):
                 if args.passed_on else "")]
     text = "\n".join(lines) + "\n"
     print(text)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"{args.name}.md").write_text(text)
-    (args.out / f"{args.name}.json").write_text(json.dumps(
-        {"commit": commit, "seeds": args.seeds, "passed_on": args.passed_on,
-         "chosen": chosen["lever"], "levers": results},
-        indent=1))
+    write_results(args.name, {**info, "seeds": args.seeds, "passed_on": args.passed_on,
+                              "cache": {"cached_files_at_start": cached_at_start,
+                                        "state": reproduce_paper.cache_state(cached_at_start)},
+                              "wall_s": time.perf_counter() - started,
+                              "chosen": chosen["lever"], "levers": results},
+                  text, out_dir=args.out)
     return 0
 
 

@@ -18,10 +18,7 @@ Writes benchmarks/results/paper_tables.md and paper_tables.json and prints the t
 
 import argparse
 import json
-import os
-import platform
 import resource
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -36,13 +33,16 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-import hiercls
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import DATA_DIR, code_line, mean_sd, run_info, write_results  # noqa: E402
+
+import hiercls  # noqa: E402
 from hiercls.labels import CLASS_NAMES, encode_labels
-from hiercls.metrics import paper_metrics, per_class_table
-from hiercls.radiomics import RADIOMIC_COLUMN_PATTERN
+from hiercls.metrics import paper_metrics, per_class_table  # noqa: E402
+from hiercls.radiomics import RADIOMIC_COLUMN_PATTERN  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
-DEFAULT_DATA = HERE.parents[1] / "shared" / "data" / "osteosarcoma-ut-512"
+DEFAULT_DATA = DATA_DIR
 PAPER = {"accuracy": 0.86, "f1_macro": 0.86, "roc_auc_ovr": 0.96}
 HEADLINE = {"hierarchical": True, "radiomics": True}
 #: Protocol A's test patient, the paper's.
@@ -163,18 +163,32 @@ def fusion_run(args, X, codes, protocol, test_patient, train, config, seed, test
 
 def warm_caches(args, X):
     """Radiomics and the frozen backbone's view features of every tile, computed once
-    (with all threads) and cached, so that the runs only read them."""
+    (with all threads) and cached, so that the runs only read them.
+
+    Returns the wall seconds of each stage, ``{"radiomics_s", "backbone_views_s"}``
+    (``backbone_views_s`` is None when fine-tuning, which caches no views); from a cold
+    cache they are the cost of computing, from a warm one of reading.
+    """
+    t0 = time.perf_counter()
     hiercls.RadiomicsTransformer(backend=args.radiomics_backend, mask=radiomics_mask(args),
                                  channel=args.radiomics_channel, n_jobs=2,
                                  verbose=not args.quiet).fit_transform(X)
+    stages = {"radiomics_s": time.perf_counter() - t0, "backbone_views_s": None}
     if not args.full_finetune:
+        t0 = time.perf_counter()
         classifier = fusion_pipeline(args, HEADLINE, 0).named_steps["classifier"]
         classifier.set_params(use_radiomics=False, verbose=int(not args.quiet)).initialize()
         classifier.get_dataset(X[["image"]])
+        stages["backbone_views_s"] = time.perf_counter() - t0
+    return stages
 
 
 def cached_files():
-    """How many feature files the cache held (0: a cold first run that computes them all)."""
+    """How many feature files the cache held (0: a cold first run that computes them all).
+
+    Counts every cached feature file, of any backbone or radiomics setting, so a nonzero
+    count says the cache was in use, not that this run's features were all there.
+    """
     from hiercls.cache import resolve_cache_dir
 
     folder = resolve_cache_dir("auto")
@@ -200,7 +214,10 @@ def run(args):
     say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, flush=True))
     counts = pd.Series(groups).value_counts().sort_index()
     say(f"{len(X)} tiles; per patient: " + ", ".join(f"{p} {n}" for p, n in counts.items()))
-    warm_caches(args, X)
+    args.stages = warm_caches(args, X)
+    say("cache warm-up: radiomics {:.1f} min, backbone views {}".format(
+        args.stages["radiomics_s"] / 60, "n/a" if args.stages["backbone_views_s"] is None
+        else f"{args.stages['backbone_views_s'] / 60:.1f} min"))
     splits = protocol_splits(groups, protocols)
     for protocol, test_patient, train in splits:
         test = ~train
@@ -239,15 +256,6 @@ def _defined(values):
     return [float(v) for v in values if v is not None and np.isfinite(v)]
 
 
-def _mean_sd(values):
-    values = np.array(_defined(values), dtype=float)
-    if len(values) == 0:
-        return "n/a"
-    if len(values) == 1:
-        return f"{values[0]:.3f}"
-    return f"{values.mean():.3f} ± {values.std(ddof=1):.3f}"
-
-
 def tables(runs, args):
     frame = pd.DataFrame(runs)
     fusion = frame[frame["model"] == "fusion"]
@@ -266,18 +274,18 @@ def tables(runs, args):
         part = a[(a["hierarchical"] == config["hierarchical"]) & (a["radiomics"] == config["radiomics"])]
         if len(part):
             lines.append(f"| {args.backbone} frozen, {_config_name(config)} | {len(part)} | "
-                         + " | ".join(_mean_sd(part[m]) for m in METRICS) + " |")
+                         + " | ".join(mean_sd(part[m]) for m in METRICS) + " |")
     base_a = baseline[baseline["protocol"] == "A"]
     if len(base_a):
         lines.append("| radiomics-only logistic regression | 1 | "
-                     + " | ".join(_mean_sd(base_a[m]) for m in METRICS) + " |")
+                     + " | ".join(mean_sd(base_a[m]) for m in METRICS) + " |")
 
     head = a[(a["hierarchical"]) & (a["radiomics"])]
     if len(head):
         section("Protocol A, full model: per class (mean ± sd over seeds), as the paper's Table 2")
         lines += ["| class | Sen@Spe90 | Spe@Sen90 | F1 | AUC |", "|---|---|---|---|---|"]
         for name in CLASS_NAMES:
-            cells = [_mean_sd([run[name][column] for run in head["per_class"]])
+            cells = [mean_sd([run[name][column] for run in head["per_class"]])
                      for column in ("Sen@Spe90", "Spe@Sen90", "F1", "AUC")]
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
 
@@ -323,7 +331,7 @@ def tables(runs, args):
                 cells, fold_means = [], []
                 for patient in sorted(b["test_patient"].unique()):
                     values = _defined(part[part["test_patient"] == patient][metric])
-                    cells.append(_mean_sd(values))
+                    cells.append(mean_sd(values))
                     if values:
                         fold_means.append(np.mean(values))
                 overall = f"{np.mean(fold_means):.3f} ({len(fold_means)})" if fold_means else "n/a (0)"
@@ -331,12 +339,12 @@ def tables(runs, args):
     return lines
 
 
-def git_commit():
+def cache_state(cached_files_at_start):
+    """``"cold"`` (the cache held no feature file), ``"warm"``, or ``"unrecorded"``."""
     try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                              cwd=HERE, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return None
+        return "cold" if int(cached_files_at_start) == 0 else "warm"
+    except (TypeError, ValueError):
+        return "unrecorded"
 
 
 def main(argv=None):
@@ -344,39 +352,52 @@ def main(argv=None):
     if not (args.data / "Training-Set-1").is_dir():
         print(f"data folder not found: {args.data} (pass --data)", file=sys.stderr)
         return 2
+    command = "python benchmarks/reproduce_paper.py " + " ".join(
+        a for a in (sys.argv[1:] if argv is None else argv) if a != "--retable")
     if args.retable:
         # Rebuild the tables from a finished run's JSON, without training again.
         payload = json.loads((args.out / f"{args.name}.json").read_text())
         runs, total, peak = payload["runs"], payload["wall_s"], payload["peak_rss_gib"]
-        commit = payload["commit"]
-        args.cached_files_at_start = payload["settings"].get("cached_files_at_start", "n/a")
+        # Files written before run_info existed lack some of its fields.
+        info = {"dirty": None, "dirty_files": [], "date": "date unrecorded",
+                "command": payload.get("settings", {}).get("command", command), **payload}
+        args.cached_files_at_start = payload.get("cache", {}).get(
+            "cached_files_at_start", payload["settings"].get("cached_files_at_start", "n/a"))
+        args.stages = payload.get("stages", {"radiomics_s": None, "backbone_views_s": None})
     else:
+        # The code state as the run starts (an edit during the run would not be measured).
+        info = run_info(command)
         runs, total, peak = run(args)
-        commit = git_commit()
-    machine = f"{platform.machine()}, {platform.processor() or 'cpu'}, {os.cpu_count()} cores"
+
+    def minutes(seconds):
+        return "n/a" if seconds is None else f"{seconds / 60:.1f} min"
+
+    state = cache_state(args.cached_files_at_start)
     lines = [f"# Paper reproduction: {args.backbone}, frozen={not args.full_finetune}",
              "", "Peak RSS is the largest of the main process and each worker process.",
-             "", f"commit `{commit}`; machine: {machine}; wall time {total / 60:.1f} min; "
-             f"peak RSS {peak:.2f} GiB; command: `python benchmarks/reproduce_paper.py "
-             f"{' '.join(a for a in (sys.argv[1:] if argv is None else argv) if a != '--retable')}`"
-             + (" (tables rebuilt from its JSON with --retable)" if args.retable else ""),
+             "", code_line(info) + (" (tables rebuilt from its JSON with --retable)"
+                                    if args.retable else ""),
+             "", f"Wall time {total / 60:.1f} min; peak RSS {peak:.2f} GiB.",
              "", f"Radiomics: {args.radiomics_channel} channel, regions {args.radiomics_mask} "
              f"(29 features each), {args.radiomics_backend} backend; stain jitter "
              f"{args.stain_jitter}. See levers.md for how the radiomics were chosen.",
-             "", f"Feature cache at start: {args.cached_files_at_start} files "
+             "", f"Feature cache at start: {state}, {args.cached_files_at_start} files "
              "(0: a cold run, which computes the radiomics and the backbone's view features "
-             "of every tile first)."]
+             "of every tile first). Cache warm-up: radiomics "
+             f"{minutes(args.stages['radiomics_s'])}, backbone views "
+             f"{minutes(args.stages['backbone_views_s'])}."]
     lines += tables(runs, args)
     text = "\n".join(lines) + "\n"
     print(text)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"{args.name}.md").write_text(text)
     if args.retable:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / f"{args.name}.md").write_text(text)
         return 0
-    payload = {"commit": commit, "machine": machine, "python": platform.python_version(),
-               "settings": {k: str(v) for k, v in vars(args).items()}, "wall_s": total,
-               "peak_rss_gib": peak, "paper": PAPER, "runs": runs}
-    (args.out / f"{args.name}.json").write_text(json.dumps(payload, indent=1))
+    payload = {**info, "settings": {k: str(v) for k, v in vars(args).items()},
+               "cache": {"cached_files_at_start": args.cached_files_at_start, "state": state},
+               "stages": args.stages, "wall_s": total, "peak_rss_gib": peak, "paper": PAPER,
+               "runs": runs}
+    write_results(args.name, payload, text, out_dir=args.out)
     return 0
 
 

@@ -129,6 +129,23 @@ class HierarchicalFusionClassifier(NeuralNetClassifier):
     See Also
     --------
     hiercls.make_fusion_pipeline : radiomics, standardization and this classifier.
+
+    Examples
+    --------
+    A tiny network (timm's ``test_efficientnet``) on a few generated tiles, one epoch:
+
+    >>> from hiercls import HierarchicalFusionClassifier, RadiomicsTransformer
+    >>> from hiercls.datasets import make_synthetic_tiles
+    >>> X, y, groups = make_synthetic_tiles(n_tiles=12, n_patients=2, size=32, random_state=0)
+    >>> X = RadiomicsTransformer(mask="full", cache=None, verbose=0).fit_transform(X)
+    >>> clf = HierarchicalFusionClassifier(
+    ...     backbone="test_efficientnet", image_size=32, embed_dim=16, max_epochs=1,
+    ...     train_split=None, verbose=0, random_state=0).fit(X, y)
+    >>> clf.classes_
+    array([0, 1, 2])
+    >>> proba = clf.predict_proba(X)
+    >>> proba.shape, bool(abs(proba.sum(axis=1) - 1).max() < 1e-6)
+    ((12, 3), True)
     """
 
     def __init__(self, backbone="efficientnet_b0", *, pretrained=False, embed_dim=256,

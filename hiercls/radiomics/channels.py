@@ -22,6 +22,15 @@ def to_channel(rgb, channel):
         ``"hematoxylin"`` is the hematoxylin optical density of Ruifrok and Johnston's
         colour deconvolution (:func:`skimage.color.rgb2hed`), scaled so that a black pixel
         gives 255 and clipped to [0, 255]: high values are nuclei.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rgb = np.array([[[255, 255, 255], [0, 0, 0]]], dtype=np.uint8)
+    >>> to_channel(rgb, "gray")
+    array([[255.,   0.]])
+    >>> to_channel(rgb, "hematoxylin").round(1)
+    array([[  0., 255.]])
     """
     if channel == "gray":
         weights = np.array([299.0, 587.0, 114.0]) / 1000.0

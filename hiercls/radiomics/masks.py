@@ -36,6 +36,20 @@ def make_mask(gray, mask, *, hematoxylin=None):
         True when the thresholded mask was degenerate (a constant channel, fewer than
         :data:`MIN_MASK_PIXELS` pixels, or one row or column only) and the whole tile
         was used instead.
+
+    Examples
+    --------
+    Dark tissue in the middle of bright glass:
+
+    >>> import numpy as np
+    >>> gray = np.full((32, 32), 230.0)
+    >>> gray[8:24, 8:24] = 90.0
+    >>> region, fell_back = make_mask(gray, "tissue")
+    >>> int(region.sum()), fell_back
+    (256, False)
+    >>> region, fell_back = make_mask(np.full((32, 32), 200.0), "tissue")
+    >>> bool(region.all()), fell_back
+    (True, True)
     """
     if mask == "full":
         return np.ones(gray.shape, dtype=bool), False

@@ -1,0 +1,344 @@
+"""README's figures, rendered from the committed results files and nothing else.
+
+Each figure block of README.md sits between two marker comments::
+
+    <!-- figures:NAME -->...<!-- /figures:NAME -->
+
+and this script rewrites what lies between them from ``benchmarks/results/*.json``; the
+prose around the blocks is README's own. After rerunning benchmarks::
+
+    python benchmarks/readme_figures.py           # rewrite README.md's blocks
+    python benchmarks/readme_figures.py --check   # exit 1, with a diff, if README differs
+
+``tests/test_readme_figures.py`` runs the check, so README and the results cannot drift
+apart. A figure whose results file (or field) is missing is not invented: the block says
+which benchmark would measure it.
+"""
+
+import argparse
+import difflib
+import json
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+from scipy import stats
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import REPO, RESULTS_DIR, mean_sd  # noqa: E402
+
+README = REPO / "README.md"
+MARKER = re.compile(r"<!-- figures:(?P<name>[\w-]+) -->(?P<body>.*?)<!-- /figures:(?P=name) -->",
+                    re.DOTALL)
+TEST_PATIENT = "Case-4"
+PAPER_ROW = "| paper: InceptionV3 fine-tuned + H-loss + radiomics | 0.86 | 0.86 | 0.96 |"
+
+
+def load(results_dir, name):
+    """A results file's JSON, or None when the benchmark has not written it."""
+    path = Path(results_dir) / f"{name}.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _minutes(seconds):
+    return f"{seconds / 60:.1f} min"
+
+
+def _cores(payload):
+    """Logical CPUs of the run: run_info's machine dict, or the older 'x86_64, cpu, 2 cores'."""
+    machine = payload.get("machine")
+    if isinstance(machine, dict):
+        return machine.get("logical_cpus")
+    found = re.search(r"(\d+) cores", str(machine or ""))
+    return int(found.group(1)) if found else None
+
+
+def _p(p):
+    return f"{p:.3f}" if p < 0.01 else f"{p:.2f}"
+
+
+def _paired(a, b, metric="accuracy"):
+    """Mean paired difference over common seeds and the paired t-test's p (None if undefined)."""
+    a = {run["seed"]: run[metric] for run in a}
+    b = {run["seed"]: run[metric] for run in b}
+    seeds = sorted(set(a) & set(b))
+    diff = np.subtract([a[s] for s in seeds], [b[s] for s in seeds])
+    p = (stats.ttest_rel([a[s] for s in seeds], [b[s] for s in seeds]).pvalue
+         if len(seeds) > 1 and diff.std() > 0 else None)
+    return float(diff.mean()), p
+
+
+def _fusion(payload, protocol, hierarchical, radiomics):
+    return [run for run in payload["runs"] if run["model"] == "fusion"
+            and run["protocol"] == protocol and run["hierarchical"] == hierarchical
+            and run["radiomics"] == radiomics]
+
+
+def _baseline(payload, protocol):
+    return [run for run in payload["runs"]
+            if run["model"] == "radiomics_logreg" and run["protocol"] == protocol]
+
+
+def _row(label, runs):
+    return f"| {label} | " + " | ".join(
+        mean_sd([run[m] for run in runs]) for m in ("accuracy", "f1_macro", "roc_auc_ovr")) + " |"
+
+
+def _lever(levers, name):
+    return next((lever for lever in levers["levers"] if lever["lever"] == name), None)
+
+
+def _case4(lever):
+    return [run for run in lever["fusion"] if run["test_patient"] == TEST_PATIENT]
+
+
+# --- the blocks --------------------------------------------------------------------------
+
+def demo(results):
+    payload = results("demo")
+    if payload is None:
+        return "time not recorded yet: `python benchmarks/demo_time.py` measures it"
+    runs = payload["runs"]
+    times = " and ".join(
+        f"{run['wall_s']:.0f} s (load average {run['load_average_start'][0]:.1f} at start)"
+        for run in runs)
+    quick = " (a `--quick` smoke run, not the default demo)" if payload.get("quick") else ""
+    return (f"{times} on a {_cores(payload)}-core machine{quick}, "
+            f"[measured](benchmarks/results/demo.md)")
+
+
+def radiomics_speed(results):
+    payload = results("radiomics_speed")
+    if payload is None:
+        return "\n(not measured yet: `python benchmarks/radiomics_speed.py`)\n"
+    cpus = payload.get("machine", {}).get("logical_cpus") or payload.get(
+        "environment", {}).get("cpu_count")
+    lines = [f"Measured on a {cpus}-core machine:", ""]
+    agreement = payload.get("agreement")
+    if agreement:
+        lines.append(
+            f"- **agreement**: {agreement['tiles']:,} tiles × {{gray, hematoxylin}} × {{whole "
+            f"tile, tissue mask}}: {agreement['violations']:,} of "
+            f"{agreement['values_compared']:,} values off by more than "
+            f"{_sci(payload['tolerance']['rtol'])} relative; largest relative error "
+            f"{agreement['max_rel_err_overall']:.1e};")
+    speed = payload.get("per_tile")
+    if speed:
+        full, tissue = speed["fast/full"], speed["fast/tissue"]
+        slow_full, slow_tissue = speed["pyradiomics/full"], speed["pyradiomics/tissue"]
+        lines.append(
+            f"- **speed** (median per tile, JPEG decoding included, same {full['tiles']} "
+            f"tiles, best of {full.get('repeats', 1)}): **{speed['speedup/full']:.0f}×** "
+            f"faster with the whole-tile mask ({_ms(slow_full['median_s'])} → "
+            f"{_ms(full['median_s'])}) and **{speed['speedup/tissue']:.0f}×** with the tissue "
+            f"mask ({_ms(slow_tissue['median_s'])} → {_ms(tissue['median_s'])}). Of the fast "
+            f"path's {_ms(tissue['median_s'])}, the extraction itself takes "
+            f"{_ms(tissue['median_extract_only_s'])}; the rest is decoding and thresholding;")
+    whole = payload.get("full_set")
+    if whole:
+        lines.append(
+            f"- **whole set**: {whole['tiles']:,} tiles, tissue mask, {whole['n_jobs']} "
+            f"processes: {whole['wall_s']:.1f} s, {whole['process_wall_s']:.1f} s counting the "
+            f"start of Python and its workers; peak memory "
+            f"{whole['peak_rss_sum_sampled_mb']:.0f} MB over all processes;")
+    sizes = payload.get("sizes")
+    if sizes:
+        for size in payload["args"]["sizes"]:
+            if size == 512:
+                continue
+            lines.append(
+                f"- **{size} px** (512 px tiles upsampled, the data hold none larger): "
+                f"PyRadiomics {_ms(sizes[f'{size}/pyradiomics/tissue']['median_s'])} vs fast "
+                f"{_ms(sizes[f'{size}/fast/tissue']['median_s'])} per tile with the tissue mask.")
+    if len(lines) > 2:
+        lines[-1] = lines[-1].rstrip(";") + ("." if not lines[-1].endswith(".") else "")
+    return "\n" + "\n".join(lines) + "\n"
+
+
+def _sci(value):
+    """1e-06 as 1e-6."""
+    mantissa, _, exponent = f"{value:g}".partition("e")
+    return f"{mantissa}e{int(exponent)}" if exponent else mantissa
+
+
+def _ms(seconds):
+    return f"{seconds * 1e3:.3g} ms" if seconds < 1 else f"{seconds:.3g} s"
+
+
+def protocol_a(results):
+    payload, levers = results("paper_tables"), results("levers")
+    if payload is None:
+        return "\n(not measured yet: `python benchmarks/reproduce_paper.py`)\n"
+    lines = ["| model | accuracy | macro-F1 | OvR AUC |", "|---|---|---|---|", PAPER_ROW]
+    for label, hierarchical, radiomics in (
+            ("hiercls: Lite0 frozen + H-loss + radiomics", True, True),
+            ("hiercls: Lite0 frozen + flat loss + radiomics", False, True),
+            ("hiercls: Lite0 frozen + H-loss, image only", True, False),
+            ("hiercls: Lite0 frozen + flat loss, image only", False, False)):
+        runs = _fusion(payload, "A", hierarchical, radiomics)
+        if runs:
+            lines.append(_row(label, runs))
+    base = _baseline(payload, "A")
+    if base:
+        lines.append(_row("radiomics-only logistic regression", base))
+    baseline_lever = _lever(levers, "baseline") if levers else None
+    if baseline_lever:
+        lines.append(_row("hiercls with the paper's radiomics (gray, whole tile), H-loss",
+                          _case4(baseline_lever)))
+    return "\n" + "\n".join(lines) + "\n"
+
+
+def findings(results):
+    """The paired comparisons of protocol A and the levers, as sentences."""
+    payload, levers = results("paper_tables"), results("levers")
+    if payload is None:
+        return "(not measured yet: `python benchmarks/reproduce_paper.py`)"
+    full = _fusion(payload, "A", True, True)
+    sentences = []
+    image_only = _fusion(payload, "A", True, False)
+    if full and image_only:
+        diff, p = _paired(full, image_only)
+        sentences.append(f"Radiomics carry the model ({diff:+.2f} accuracy over image only"
+                         + (f", paired t-test p = {_p(p)})" if p is not None else ")"))
+    base_a, base_b = _baseline(payload, "A"), _baseline(payload, "B")
+    full_b = _fusion(payload, "B", True, True)
+    if full and base_a:
+        gap = np.mean([r["accuracy"] for r in full]) - base_a[0]["accuracy"]
+        text = (f"the fusion {'beats' if gap > 0 else 'trails'} the radiomics-only baseline on "
+                f"{TEST_PATIENT} by {abs(gap):.2f}")
+        if full_b and base_b:
+            ours = np.mean([np.mean([r["accuracy"] for r in full_b if r["test_patient"] == t])
+                            for t in sorted({r["test_patient"] for r in full_b})])
+            theirs = np.mean([r["accuracy"] for r in base_b])
+            text += (f", {'and' if (ours > theirs) == (gap > 0) else 'though not'} on the mean "
+                     f"of the leave-one-patient-out folds ({ours:.3f} vs {theirs:.3f})")
+        sentences.append(text)
+    flat = _fusion(payload, "A", False, True)
+    if full and flat:
+        diff, p = _paired(full, flat)
+        sentences.append(f"the hierarchical loss over the flat one gives {diff:+.3f} accuracy"
+                         + (f" (p = {_p(p)})" if p is not None else ""))
+    out = "; ".join(sentences) + "." if sentences else ""
+    if levers:
+        chosen, base = _lever(levers, levers["chosen"]), _lever(levers, "baseline")
+        if chosen and base and chosen is not base:
+            diff, p = _paired(_case4(chosen), _case4(base))
+            out += (f" The radiomics that `benchmarks/levers.py` chose ({chosen['change']}) "
+                    f"give {diff:+.3f} {TEST_PATIENT} accuracy over the paper's (gray channel, "
+                    "whole tile)" + (f", p = {_p(p)}" if p is not None else "") + ".")
+        jitter = _lever(levers, "stain jitter")
+        if jitter and base:
+            diff, p = _paired(_case4(jitter), _case4(base))
+            out += (f" Stain jitter of the frozen views changed {TEST_PATIENT} accuracy by {diff:+.2f}"
+                    + (f" (p = {_p(p)})" if p is not None else "") + ".")
+    return out
+
+
+def _cache(payload):
+    """How the cache stood when a run started, in words."""
+    cache = payload.get("cache") or {}
+    files = cache.get("cached_files_at_start", payload.get("settings", {}).get(
+        "cached_files_at_start"))
+    if files is None:
+        return "(cache state at start not recorded)"
+    return "from empty caches" if int(files) == 0 else f"with warm caches ({files} files)"
+
+
+def _stages(payload):
+    stages = payload.get("stages") or {}
+    parts = []
+    if stages.get("backbone_views_s") is not None:
+        parts.append(f"the backbone's 8 views of every tile {_minutes(stages['backbone_views_s'])}")
+    if stages.get("radiomics_s") is not None:
+        parts.append(f"the radiomics {_minutes(stages['radiomics_s'])}")
+    return f" (of which {' and '.join(parts)})" if parts else ""
+
+
+def timing(results):
+    sentences = []
+    for name, what in (("paper_tables", "The whole benchmark"),
+                       ("paper_tables_headline",
+                        "the headline configuration alone (`--only headline`)")):
+        payload = results(name)
+        if payload is None:
+            continue
+        sentences.append(f"{what} took {_minutes(payload['wall_s'])} {_cache(payload)}"
+                         f"{_stages(payload)}, peak memory {payload['peak_rss_gib']:.1f} GiB, "
+                         f"on {_cores(payload)} cores")
+    if not sentences:
+        return "(not measured yet: `python benchmarks/reproduce_paper.py`)"
+    return "; ".join(sentences) + "."
+
+
+def overhead(results):
+    payload = results("overhead")
+    if payload is None:
+        return "(not measured yet: `python benchmarks/overhead.py`)"
+    configs = payload["configs"]
+    parts = [f"{configs[name]['in_fit_shared']['cpu']['ratio_median']:.2f}× ({label})"
+             for name, label in (("finetune", "fine-tuning"), ("frozen", "frozen backbone"))
+             if name in configs]
+    quick = " (a `--quick` smoke run)" if payload.get("settings", {}).get("quick") else ""
+    return " and ".join(parts) + quick
+
+
+def seeds(results):
+    payload = results("paper_tables")
+    if payload is None:
+        return "(not measured yet)"
+    head = _fusion(payload, "A", True, True)
+    return str(len({run["seed"] for run in head}))
+
+
+BLOCKS = {"demo": demo, "seeds": seeds, "radiomics-speed": radiomics_speed, "protocol-a": protocol_a,
+          "findings": findings, "timing": timing, "overhead": overhead}
+
+
+def render(readme_text, results_dir=RESULTS_DIR):
+    """README's text with every figure block rewritten from the results in ``results_dir``."""
+    cache = {}
+
+    def results(name):
+        if name not in cache:
+            cache[name] = load(results_dir, name)
+        return cache[name]
+
+    found = [m.group("name") for m in MARKER.finditer(readme_text)]
+    unknown = sorted(set(found) - set(BLOCKS))
+    if unknown:
+        raise ValueError(f"README has figure blocks {unknown}; expected some of {sorted(BLOCKS)}")
+    missing = sorted(set(BLOCKS) - set(found))
+    if missing:
+        raise ValueError(f"README lacks the figure blocks {missing} (markers "
+                         "<!-- figures:NAME --> ... <!-- /figures:NAME -->)")
+    return MARKER.sub(lambda m: f"<!-- figures:{m.group('name')} -->"
+                      f"{BLOCKS[m.group('name')](results)}<!-- /figures:{m.group('name')} -->",
+                      readme_text)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--check", action="store_true",
+                        help="change nothing; exit 1 with a diff if README differs")
+    parser.add_argument("--readme", type=Path, default=README)
+    parser.add_argument("--results", type=Path, default=RESULTS_DIR)
+    args = parser.parse_args(argv)
+    current = args.readme.read_text(encoding="utf-8")
+    rendered = render(current, args.results)
+    if args.check:
+        if rendered != current:
+            sys.stdout.writelines(difflib.unified_diff(
+                current.splitlines(True), rendered.splitlines(True), "README.md", "rendered"))
+            print(f"\n{args.readme} differs from its results: run "
+                  "python benchmarks/readme_figures.py", file=sys.stderr)
+            return 1
+        return 0
+    if rendered != current:
+        args.readme.write_text(rendered, encoding="utf-8")
+        print(f"rewrote the figure blocks of {args.readme}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

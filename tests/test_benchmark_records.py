@@ -1,0 +1,78 @@
+"""benchmarks/common.py: what every results file records about the code it measured."""
+
+import importlib.util
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _git(repo, *args):
+    subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True)
+
+
+@pytest.fixture
+def checkout(tmp_path):
+    """A small git repository holding benchmarks/common.py, committed; its module."""
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
+    repo = tmp_path / "repo"
+    (repo / "benchmarks").mkdir(parents=True)
+    shutil.copy(ROOT / "benchmarks" / "common.py", repo / "benchmarks" / "common.py")
+    (repo / "code.py").write_text("x = 1\n")
+    _git(repo, "init", "-q")
+    _git(repo, "add", ".")
+    _git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "start")
+    spec = importlib.util.spec_from_file_location("bench_common", repo / "benchmarks" / "common.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return repo, module
+
+
+def test_a_clean_tree_records_its_commit_and_no_dirty_files(checkout):
+    repo, common = checkout
+    info = common.run_info("python bench.py")
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True,
+                          text=True, check=True).stdout.strip()
+    assert info["commit"] == head and info["dirty"] is False and info["dirty_files"] == []
+    assert f"commit `{head}` (clean tree); command `python bench.py`" in common.code_line(info)
+
+
+def test_a_changed_tracked_file_makes_the_run_dirty_and_is_named(checkout):
+    repo, common = checkout
+    (repo / "code.py").write_text("x = 2\n")
+    (repo / "untracked_results.json").write_text("{}")  # results being written do not count
+    info = common.run_info()
+    assert info["dirty"] is True and info["dirty_files"] == ["code.py"]
+    assert "dirty: 1 tracked file(s) changed (code.py)" in common.code_line(info)
+
+
+def test_write_results_goes_to_the_folder_asked_for(checkout, tmp_path):
+    _, common = checkout
+    out = tmp_path / "smoke"
+    paths = common.write_results("demo", {"commit": "c", "dirty": False}, "# demo", out_dir=out)
+    assert paths == [out / "demo.json", out / "demo.md"]
+    assert json.loads(paths[0].read_text())["dirty"] is False
+    assert not (common.RESULTS_DIR / "demo.json").exists()
+
+
+def test_an_older_results_file_without_a_dirty_flag_says_so():
+    spec = importlib.util.spec_from_file_location("bench_common2", ROOT / "benchmarks" / "common.py")
+    common = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(common)
+    assert "dirty flag unrecorded" in common.code_line({"commit": "abc", "command": "x"})
+    assert common.mean_sd([0.5, None, float("nan"), 0.7]) == "0.600 ± 0.141"
+    assert common.mean_sd([None]) == "n/a"
+
+
+@pytest.mark.parametrize("script", ["reproduce_paper.py", "levers.py", "overhead.py",
+                                    "radiomics_speed.py", "demo_time.py"])
+def test_every_benchmark_records_through_common(script):
+    """No benchmark keeps its own git helper: each writes run_info() through common."""
+    text = (ROOT / "benchmarks" / script).read_text(encoding="utf-8")
+    assert "from common import" in text and "run_info" in text and "write_results(" in text
+    assert '"rev-parse"' not in text and "_mean_sd" not in text

@@ -1,0 +1,109 @@
+"""README's figure blocks equal their rendering from the committed results files."""
+
+import importlib.util
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def _load_script():
+    spec = importlib.util.spec_from_file_location(
+        "readme_figures", ROOT / "benchmarks" / "readme_figures.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+readme_figures = _load_script()
+
+
+def test_readme_figures_equal_the_committed_results():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    rendered = readme_figures.render(readme, RESULTS)
+    assert rendered == readme, (
+        "README's figures differ from benchmarks/results/: run python benchmarks/readme_figures.py")
+
+
+def test_every_figure_block_is_in_the_readme_and_not_empty():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    blocks = {m.group("name"): m.group("body") for m in readme_figures.MARKER.finditer(readme)}
+    assert set(blocks) == set(readme_figures.BLOCKS)
+    assert all(body.strip() for body in blocks.values())
+    # The headline row comes from paper_tables.json, digit for digit.
+    runs = json.loads((RESULTS / "paper_tables.json").read_text())["runs"]
+    head = [r["accuracy"] for r in runs if r["model"] == "fusion" and r["protocol"] == "A"
+            and r["hierarchical"] and r["radiomics"]]
+    assert readme_figures.mean_sd(head) in blocks["protocol-a"]
+
+
+def test_check_fails_on_a_hand_edited_figure(tmp_path, capsys):
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    body = readme_figures.MARKER.search(readme[readme.index("<!-- figures:protocol-a"):])
+    edited = readme.replace(body.group(0), body.group(0).replace("0.", "0.9", 1))
+    assert edited != readme
+    path = tmp_path / "README.md"
+    path.write_text(edited, encoding="utf-8")
+    assert readme_figures.main(["--check", "--readme", str(path), "--results", str(RESULTS)]) == 1
+    assert "run python benchmarks/readme_figures.py" in capsys.readouterr().err
+    # Without --check it rewrites the block back to the results' figures.
+    assert readme_figures.main(["--readme", str(path), "--results", str(RESULTS)]) == 0
+    assert path.read_text(encoding="utf-8") == readme
+
+
+def test_a_readme_missing_a_block_is_refused():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    without = readme.replace("<!-- figures:overhead -->", "").replace("<!-- /figures:overhead -->", "")
+    with pytest.raises(ValueError, match="lacks the figure blocks \\['overhead'\\]"):
+        readme_figures.render(without, RESULTS)
+
+
+def test_new_fields_of_the_benchmarks_are_rendered(tmp_path):
+    """demo.json, the cache state and the stage times, as the changed benchmarks write them."""
+    results = tmp_path / "results"
+    shutil.copytree(RESULTS, results)
+    (results / "demo.json").write_text(json.dumps({
+        "commit": "a" * 40, "dirty": False, "machine": {"logical_cpus": 2},
+        "runs": [{"wall_s": 91.2, "load_average_start": [0.2, 0.3, 0.4]}]}))
+    headline = json.loads((results / "paper_tables_headline.json").read_text())
+    headline.update(cache={"cached_files_at_start": 0, "state": "cold"},
+                    stages={"radiomics_s": 42.0, "backbone_views_s": 528.0})
+    (results / "paper_tables_headline.json").write_text(json.dumps(headline))
+    whole = json.loads((results / "paper_tables.json").read_text())
+    whole["cache"] = {"cached_files_at_start": 9152, "state": "warm"}
+    (results / "paper_tables.json").write_text(json.dumps(whole))
+    readme = readme_figures.render((ROOT / "README.md").read_text(encoding="utf-8"), results)
+    assert "91 s (load average 0.2 at start) on a 2-core machine" in readme
+    assert "with warm caches (9152 files)" in readme
+    assert ("from empty caches (of which the backbone's 8 views of every tile 8.8 min and "
+            "the radiomics 0.7 min)") in readme
+
+
+def test_a_missing_results_file_gives_no_figure(tmp_path):
+    readme = readme_figures.render((ROOT / "README.md").read_text(encoding="utf-8"), tmp_path)
+    assert "not measured yet: `python benchmarks/reproduce_paper.py`" in readme
+    assert "0.844" not in readme
+
+
+def test_a_quick_smoke_run_is_flagged_not_passed_off_as_the_figure(tmp_path):
+    results = tmp_path / "results"
+    shutil.copytree(RESULTS, results)
+    (results / "demo.json").write_text(json.dumps({
+        "machine": {"logical_cpus": 2}, "quick": True,
+        "runs": [{"wall_s": 12.0, "load_average_start": [0.8, 0.5, 0.3]}]}))
+    readme = readme_figures.render((ROOT / "README.md").read_text(encoding="utf-8"), results)
+    assert "12 s (load average 0.8 at start) on a 2-core machine (a `--quick` smoke run" in readme
+
+
+def test_demo_time_quick_refuses_to_write_into_the_committed_results():
+    spec = importlib.util.spec_from_file_location("demo_time", ROOT / "benchmarks" / "demo_time.py")
+    demo_time = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(demo_time)
+    with pytest.raises(SystemExit):
+        demo_time.parse_args(["--quick"])
+    args = demo_time.parse_args(["--quick", "--out", "/tmp/x", "--", "--seed", "3"])
+    assert args.demo_args == [*demo_time.QUICK_DEMO, "--seed", "3"]
