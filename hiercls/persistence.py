@@ -74,7 +74,8 @@ def _allowed():
         names[f"torch.optim.{optimizer}"] = getattr(torch.optim, optimizer)
     for scheduler in ("StepLR", "MultiStepLR", "ExponentialLR", "CosineAnnealingLR",
                       "ReduceLROnPlateau", "OneCycleLR", "LinearLR"):
-        names[f"torch.optim.lr_scheduler.{scheduler}"] = getattr(torch.optim.lr_scheduler, scheduler)
+        names[f"torch.optim.lr_scheduler.{scheduler}"] = getattr(torch.optim.lr_scheduler,
+                                                                 scheduler)
     for callback in ("EarlyStopping", "LRScheduler", "GradientNormClipping", "ProgressBar",
                      "EpochScoring", "PrintLog"):
         names[f"skorch.callbacks.{callback}"] = getattr(skorch.callbacks, callback)
@@ -114,6 +115,8 @@ def _encode(value, where):
     """``value`` as JSON data; classes and objects only from the allow-list."""
     if value is None or isinstance(value, (bool, str)):
         return value
+    if isinstance(value, np.bool_):
+        return bool(value)
     if isinstance(value, (int, np.integer)):
         return int(value)
     if isinstance(value, (float, np.floating)):
@@ -174,7 +177,8 @@ def _decode(data, where):
     if set(data) == {"tuple"}:
         return tuple(_decode(v, where) for v in _expect(data["tuple"], list, where))
     if set(data) == {"dict"}:
-        return {k: _decode(v, f"{where}[{k!r}]") for k, v in _expect(data["dict"], dict, where).items()}
+        items = _expect(data["dict"], dict, where).items()
+        return {k: _decode(v, f"{where}[{k!r}]") for k, v in items}
     if set(data) == {"float"} and data["float"] in ("nan", "inf", "-inf"):
         return float(data["float"])
     if set(data) == {"ndarray", "dtype"}:
@@ -238,9 +242,10 @@ def _check_structure(pipeline):
     (name, scaler, selector), = (scale.transformers if len(scale.transformers) == 1
                                  else [(None, None, None)])
     (_, _, default_selector), = default.transformers
+    # (Its pandas output is make_radiomics_scaler's again after loading.)
     if (ours != theirs or name != "radiomics" or type(scaler) is not StandardScaler
-            or vars(selector) != vars(default_selector)
-            or scale._sklearn_output_config != default._sklearn_output_config):
+            or type(selector) is not type(default_selector)
+            or vars(selector) != vars(default_selector)):
         raise ValueError("cannot save the step 'scale': it is not make_radiomics_scaler()'s "
                          "ColumnTransformer (only its StandardScaler's parameters may differ)")
     return radiomics, scale, classifier
@@ -451,16 +456,18 @@ def load_model(path, *, device=None):
         if device is not None:
             classifier_params["device"] = device
         params.update({f"classifier__{k}": v for k, v in classifier_params.items()})
-        try:
-            pipeline = make_fusion_pipeline(**params)
-        except (TypeError, ValueError) as error:
-            raise ModelFileError(f"{str(path)!r}: its parameters do not make a pipeline "
-                                 f"({type(error).__name__}: {error})") from None
+        pipeline = make_fusion_pipeline(**params)
         _restore_radiomics(pipeline.named_steps["radiomics"], radiomics)
         _restore_scale(pipeline.named_steps["scale"], scale)
         _restore_classifier(pipeline.named_steps["classifier"], classifier, states, path)
+    except ModelFileError:
+        raise
     except KeyError as error:
         raise ModelFileError(f"{str(path)!r}: {_MANIFEST} lacks the entry {error}") from None
+    except (TypeError, ValueError, AttributeError) as error:
+        # Entries that do not fit together (columns without 'image', a wrong dtype, ...).
+        raise ModelFileError(f"{str(path)!r}: its entries do not make a fitted pipeline "
+                             f"({type(error).__name__}: {error})") from None
     return pipeline
 
 

@@ -71,8 +71,9 @@ def test_round_trip_gives_identical_probabilities_and_parameters(fitted, saved):
     assert clf.optimizer is original.optimizer and clf.module is original.module
     assert (restored.named_steps["radiomics"].get_params()
             == pipe.named_steps["radiomics"].get_params())
-    np.testing.assert_array_equal(restored.named_steps["scale"].named_transformers_["radiomics"].scale_,
-                                  pipe.named_steps["scale"].named_transformers_["radiomics"].scale_)
+    scalers = [p.named_steps["scale"].named_transformers_["radiomics"] for p in (restored, pipe)]
+    np.testing.assert_array_equal(scalers[0].mean_, scalers[1].mean_)
+    np.testing.assert_array_equal(scalers[0].scale_, scalers[1].scale_)
 
 
 def test_the_file_holds_only_json_and_state_dicts(saved):
@@ -151,6 +152,10 @@ def test_a_pickle_smuggled_into_the_weights_is_refused_unrun(saved, tmp_path):
     with pytest.raises(ModelFileError, match="module.pt.*weights_only"):
         load_model(saved)
     assert not marker.exists()
+    # The payload is live: an unrestricted load runs it.
+    torch.load(io.BytesIO(buffer.getvalue()), weights_only=False)
+    assert marker.exists()
+    marker.unlink()
     # A plain pickle in place of the manifest is not JSON either.
     _rewrite(saved, "hiercls-model.json", pickle.dumps(_Smuggled()))
     with pytest.raises(ModelFileError):
@@ -179,16 +184,23 @@ def test_a_changed_tensor_shape_is_refused(saved):
 
 
 def test_a_pickle_named_hiercls_is_not_unpickled(tmp_path):
+    import tempfile
+    from pathlib import Path
+
+    marker = Path(tempfile.gettempdir()) / MARKER
+    marker.unlink(missing_ok=True)
     path = tmp_path / "model.hiercls"
     path.write_bytes(pickle.dumps(_Smuggled()))
     with pytest.raises(ModelFileError, match="not a zip"):
         load_model(path)
+    assert not marker.exists()
 
 
 def test_cli_fit_writes_and_predict_reads_the_safe_file(tmp_path, capsys):
-    from hiercls.datasets import make_synthetic_tiles
-    from PIL import Image
     import pandas as pd
+    from PIL import Image
+
+    from hiercls.datasets import make_synthetic_tiles
 
     X, y, groups = make_synthetic_tiles(n_tiles=12, n_patients=2, size=32, random_state=0)
     rows = []
@@ -241,3 +253,24 @@ def test_round_trip_of_the_flat_model_with_a_scheduler_and_two_regions(tmp_path)
     (name, callback), = restored.named_steps["classifier"].callbacks
     assert name == "decay" and callback.policy is torch.optim.lr_scheduler.StepLR
     assert callback.kwargs == {"step_size": 1}
+
+
+def test_round_trip_of_a_frozen_head_convolution_backbone(tmp_path):
+    from hiercls.datasets import make_synthetic_tiles
+
+    X, y, _ = make_synthetic_tiles(n_tiles=8, n_patients=2, size=32, random_state=2)
+    pipe = make_fusion_pipeline(
+        **{**TINY_CLASSIFIER, "max_epochs": 1, "batch_size": 4,
+           "backbone": "mobilenetv3_small_050"}, freeze_backbone=True, train_split=None, cache=None,
+        radiomics__mask="full", radiomics__cache=None).fit(X, y)
+    path = tmp_path / "frozen.hiercls"
+    save_model(pipe, path)
+    np.testing.assert_array_equal(load_model(path).predict_proba(X), pipe.predict_proba(X))
+
+
+def test_entries_that_do_not_fit_together_are_refused(saved):
+    manifest = _manifest(saved)
+    manifest["radiomics"]["feature_names_in_"] = ["path"]  # no image column
+    _rewrite(saved, "hiercls-model.json", json.dumps(manifest).encode())
+    with pytest.raises(ModelFileError, match="do not make a fitted pipeline.*'image'"):
+        load_model(saved)
