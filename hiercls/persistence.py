@@ -55,6 +55,7 @@ class ModelFileError(ValueError):
 def _allowed():
     import skorch.callbacks
     import skorch.dataset
+    import skorch.utils
     from torch.utils.data import DataLoader
 
     from .loss import FlatLoss, HierarchicalLoss
@@ -77,8 +78,11 @@ def _allowed():
         names[f"torch.optim.lr_scheduler.{scheduler}"] = getattr(torch.optim.lr_scheduler,
                                                                  scheduler)
     for callback in ("EarlyStopping", "LRScheduler", "GradientNormClipping", "ProgressBar",
-                     "EpochScoring", "PrintLog"):
+                     "EpochScoring"):
         names[f"skorch.callbacks.{callback}"] = getattr(skorch.callbacks, callback)
+    # Defaults of skorch's callbacks (sink, target_extractor).
+    names["builtins.print"] = print
+    names["skorch.utils.to_numpy"] = skorch.utils.to_numpy
     return names
 
 
@@ -103,10 +107,10 @@ def allowed_names():
 
 # --- encoding parameters as plain JSON -----------------------------------------------
 
-def _name_of(cls):
+def _name_of(obj):
     allowed_names()
     for name, allowed in _ALLOWED.items():
-        if allowed is cls:
+        if allowed is obj:
             return name
     return None
 
@@ -137,6 +141,8 @@ def _encode(value, where):
         if not all(isinstance(k, str) for k in value):
             raise ValueError(f"cannot save {where}: a dict with keys that are not strings")
         return {"dict": {k: _encode(v, f"{where}[{k!r}]") for k, v in value.items()}}
+    if _name_of(value) is not None:  # an allow-listed class or function itself
+        return {"class": _name_of(value)}
     if isinstance(value, type):
         name = _name_of(value)
         if name is None:

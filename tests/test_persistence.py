@@ -234,7 +234,7 @@ def test_cli_fit_writes_and_predict_reads_the_safe_file(tmp_path, capsys):
 
 
 def test_round_trip_of_the_flat_model_with_a_scheduler_and_two_regions(tmp_path):
-    from skorch.callbacks import LRScheduler
+    from skorch.callbacks import EarlyStopping, GradientNormClipping, LRScheduler
 
     from hiercls.datasets import make_synthetic_tiles
 
@@ -242,7 +242,9 @@ def test_round_trip_of_the_flat_model_with_a_scheduler_and_two_regions(tmp_path)
     names = np.asarray(hiercls.CLASS_NAMES, dtype=object)[np.asarray(y)]
     pipe = make_fusion_pipeline(
         **{**TINY_CLASSIFIER, "max_epochs": 1}, hierarchical=False, train_split=None,
-        callbacks=[("decay", LRScheduler(policy=torch.optim.lr_scheduler.StepLR, step_size=1))],
+        callbacks=[("decay", LRScheduler(policy=torch.optim.lr_scheduler.StepLR, step_size=1)),
+                   ("clip", GradientNormClipping(1.0)),
+                   ("stop", EarlyStopping(monitor="train_loss", patience=3))],
         radiomics__mask=("full", "tissue"), radiomics__cache=None).fit(X, names)
     path = tmp_path / "flat.hiercls"
     save_model(pipe, path)
@@ -250,9 +252,13 @@ def test_round_trip_of_the_flat_model_with_a_scheduler_and_two_regions(tmp_path)
     np.testing.assert_array_equal(restored.predict_proba(X), pipe.predict_proba(X))
     assert list(restored.predict(X)) == list(pipe.predict(X))
     assert restored.named_steps["radiomics"].mask == ("full", "tissue")
-    (name, callback), = restored.named_steps["classifier"].callbacks
-    assert name == "decay" and callback.policy is torch.optim.lr_scheduler.StepLR
-    assert callback.kwargs == {"step_size": 1}
+    callbacks = restored.named_steps["classifier"].callbacks
+    assert [name for name, _ in callbacks] == ["decay", "clip", "stop"]
+    (_, scheduler), (_, clipping), (_, stopping) = callbacks
+    assert scheduler.policy is torch.optim.lr_scheduler.StepLR
+    assert scheduler.kwargs == {"step_size": 1}
+    assert isinstance(clipping, GradientNormClipping) and clipping.gradient_clip_value == 1.0
+    assert isinstance(stopping, EarlyStopping) and stopping.patience == 3 and stopping.sink is print
 
 
 def test_round_trip_of_a_frozen_head_convolution_backbone(tmp_path):
