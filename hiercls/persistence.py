@@ -14,7 +14,7 @@ page says the same). A ``.hiercls`` file holds only data:
 The file is a zip archive of those three members. Parameters that are classes or objects
 (``module=FusionNet``, ``criterion=HierarchicalLoss``, ``optimizer=AdamW``,
 ``train_split=GroupedValidSplit(0.2)``, skorch callbacks, ...) are written as names from
-:data:`ALLOWED`, an explicit allow-list; saving anything else fails with an error naming
+:func:`allowed_names`, an explicit allow-list; saving anything else fails with an error naming
 the parameter, and loading a name outside the list is refused. :func:`load_model` rebuilds
 the pipeline with :func:`~hiercls.make_fusion_pipeline` and the steps' public parameters,
 builds the backbone with random weights (nothing is downloaded or read from where the
