@@ -10,6 +10,8 @@ The package's pieces, one concept per module:
 - :mod:`hiercls.metrics` and :mod:`hiercls.evaluation`: how it is scored, by patient;
 - :mod:`hiercls.necrosis`, :mod:`hiercls.plots`, :mod:`hiercls.report`: the clinical answer
   (necrosis per patient) and what people look at;
+- :mod:`hiercls.persistence`: model files that load without running code from the file
+  (``save_model``, ``load_model``);
 - :mod:`hiercls.datasets`: where tiles come from; :mod:`hiercls.cli`: the ``hiercls`` command.
 """
 
@@ -23,6 +25,7 @@ if TYPE_CHECKING:  # what static tools (type checkers, the API docs) see; see _L
     from .classifier import HierarchicalFusionClassifier  # noqa: F401
     from .labels import CLASS_NAMES  # noqa: F401
     from .necrosis import necrosis_report  # noqa: F401
+    from .persistence import load_model, save_model  # noqa: F401
     from .pipeline import make_fusion_pipeline  # noqa: F401
     from .radiomics import RadiomicsTransformer  # noqa: F401
 
@@ -32,8 +35,10 @@ _LAZY = {
     "CLASS_NAMES": ".labels",
     "HierarchicalFusionClassifier": ".classifier",
     "RadiomicsTransformer": ".radiomics",
+    "load_model": ".persistence",
     "make_fusion_pipeline": ".pipeline",
     "necrosis_report": ".necrosis",
+    "save_model": ".persistence",
 }
 _SUBMODULES = ("datasets", "metrics")
 

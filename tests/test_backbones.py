@@ -6,7 +6,7 @@ import timm
 import torch
 
 from hiercls.backbones import (LITE0_MODEL, LITE0_SOURCE, backbone_data_config, create_backbone,
-                               load_lite0_state_dict)
+                               feature_width, load_lite0_state_dict)
 
 TINY = "test_efficientnet"
 
@@ -22,7 +22,7 @@ def test_random_init_gives_pooled_features_and_data_config():
     module.eval()
     with torch.no_grad():
         features = module(torch.zeros(2, 3, 32, 32))
-    assert features.shape == (2, module.num_features)
+    assert features.shape == (2, module.num_features) == (2, feature_width(module))
 
     config = backbone_data_config(module, False)
     assert config["input_size"] == (3, 160, 160)

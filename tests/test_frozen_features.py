@@ -7,6 +7,7 @@ from skimage.color import rgb2hed
 
 from hiercls import HierarchicalFusionClassifier
 from hiercls.augmentation import TileAugmentation
+from hiercls.backbones import feature_width
 from hiercls.frozen_features import N_VIEWS, frozen_view_features, symmetric_views
 from hiercls.stain import hed_jitter
 from hiercls.tile_dataset import TileDataset
@@ -147,7 +148,7 @@ def test_stain_jitter_gives_each_cached_view_a_fixed_jitter(synthetic, weights_f
     jittered = frozen_view_features(backbone, dataset, stain_jitter=0.05)
     again = frozen_view_features(backbone, TileDataset(X, image_size=32, use_radiomics=False),
                                  stain_jitter=0.05)
-    assert jittered.shape == plain.shape == (4, N_VIEWS, backbone.num_features)
+    assert jittered.shape == plain.shape == (4, N_VIEWS, feature_width(backbone))
     assert not np.allclose(jittered, plain)
     np.testing.assert_array_equal(jittered, again)
 

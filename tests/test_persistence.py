@@ -1,0 +1,282 @@
+"""Model files that load without running code from the file: save_model / load_model."""
+
+import io
+import json
+import pickle
+import zipfile
+
+import numpy as np
+import pytest
+import torch
+from sklearn.exceptions import NotFittedError
+
+import hiercls
+from hiercls import load_model, make_fusion_pipeline, save_model
+from hiercls.cli import main
+from hiercls.persistence import ModelFileError
+
+from .conftest import TINY_CLASSIFIER
+
+#: Where the pickle smuggled into a weights member would leave its trace if it ran.
+MARKER = "hiercls-persistence-pickle-ran"
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    """A small fitted pipeline (one epoch, patient-grouped early-stopping split)."""
+    from hiercls.datasets import make_synthetic_tiles
+
+    X, y, groups = make_synthetic_tiles(n_tiles=24, n_patients=3, size=32, random_state=0)
+    params = {**TINY_CLASSIFIER, "max_epochs": 1, "patience": 1}
+    pipe = make_fusion_pipeline(**params, radiomics__mask="full", radiomics__cache=None)
+    pipe.fit(X, y, classifier__groups=groups)
+    return pipe, X
+
+
+@pytest.fixture
+def saved(fitted, tmp_path):
+    path = tmp_path / "model.hiercls"
+    save_model(fitted[0], path)
+    return path
+
+
+def _rewrite(path, member, data):
+    """A copy of the zip at ``path`` with ``member``'s bytes replaced."""
+    with zipfile.ZipFile(path) as archive:
+        contents = {name: archive.read(name) for name in archive.namelist()}
+    contents[member] = data
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, value in contents.items():
+            archive.writestr(name, value)
+
+
+def _manifest(path):
+    with zipfile.ZipFile(path) as archive:
+        return json.loads(archive.read("hiercls-model.json"))
+
+
+def test_round_trip_gives_identical_probabilities_and_parameters(fitted, saved):
+    pipe, X = fitted
+    restored = load_model(saved)
+    np.testing.assert_array_equal(restored.predict_proba(X), pipe.predict_proba(X))
+    np.testing.assert_array_equal(restored.predict(X), pipe.predict(X))
+    original, clf = pipe.named_steps["classifier"], restored.named_steps["classifier"]
+    np.testing.assert_array_equal(clf.classes_, original.classes_)
+    assert clf.radiomic_columns_ == original.radiomic_columns_
+    assert clf.data_config_ == original.data_config_
+    np.testing.assert_array_equal(clf.task_weights_, original.task_weights_)
+    for key in ("tumor", "viable", "flat"):
+        np.testing.assert_array_equal(clf.class_weights_[key], original.class_weights_[key])
+    assert repr(clf.train_split) == repr(original.train_split)
+    assert clf.optimizer is original.optimizer and clf.module is original.module
+    assert (restored.named_steps["radiomics"].get_params()
+            == pipe.named_steps["radiomics"].get_params())
+    scalers = [p.named_steps["scale"].named_transformers_["radiomics"] for p in (restored, pipe)]
+    np.testing.assert_array_equal(scalers[0].mean_, scalers[1].mean_)
+    np.testing.assert_array_equal(scalers[0].scale_, scalers[1].scale_)
+
+
+def test_the_file_holds_only_json_and_state_dicts(saved):
+    with zipfile.ZipFile(saved) as archive:
+        assert sorted(archive.namelist()) == ["criterion.pt", "hiercls-model.json", "module.pt"]
+        for member in ("module.pt", "criterion.pt"):
+            state = torch.load(io.BytesIO(archive.read(member)), weights_only=True)
+            assert all(isinstance(v, torch.Tensor) for v in state.values())
+    manifest = _manifest(saved)
+    assert manifest["classifier"]["params"]["module"] == {"class": "hiercls.model.FusionNet"}
+    assert manifest["classifier"]["params"]["optimizer"] == {"class": "torch.optim.AdamW"}
+
+
+def test_loading_builds_the_backbone_without_the_original_weights(fitted, tmp_path):
+    pipe, X = fitted
+    # Claim the weights came from a file that no longer exists: loading must not look.
+    pipe.named_steps["classifier"].set_params(pretrained=str(tmp_path / "gone.pth"))
+    try:
+        path = tmp_path / "model.hiercls"
+        save_model(pipe, path)
+    finally:
+        pipe.named_steps["classifier"].set_params(pretrained=False)
+    before = torch.random.get_rng_state()
+    restored = load_model(path)
+    assert torch.equal(torch.random.get_rng_state(), before)  # the caller's RNG untouched
+    assert restored.named_steps["classifier"].pretrained == str(tmp_path / "gone.pth")
+    np.testing.assert_array_equal(restored.predict_proba(X), pipe.predict_proba(X))
+
+
+def test_public_names_are_exported_lazily():
+    assert hiercls.save_model is save_model and hiercls.load_model is load_model
+    assert {"save_model", "load_model"} <= set(hiercls.__all__)
+
+
+def test_saving_a_parameter_outside_the_allow_list_names_it(fitted, tmp_path):
+    pipe, _ = fitted
+
+    class Custom(torch.optim.AdamW):
+        pass
+
+    clf = pipe.named_steps["classifier"]
+    # Assigned, not set_params: skorch would re-initialize the fitted net.
+    clf.optimizer = Custom
+    try:
+        with pytest.raises(ValueError, match="classifier__optimizer.*Custom.*allow-list"):
+            save_model(pipe, tmp_path / "model.hiercls")
+    finally:
+        clf.optimizer = torch.optim.AdamW
+    assert not (tmp_path / "model.hiercls").exists()
+
+
+def test_saving_needs_a_fitted_pipeline_and_the_suffix(tmp_path, fitted):
+    with pytest.raises(NotFittedError):
+        save_model(make_fusion_pipeline(**TINY_CLASSIFIER), tmp_path / "model.hiercls")
+    with pytest.raises(ValueError, match=r"\.hiercls"):
+        save_model(fitted[0], tmp_path / "model.zip")
+
+
+class _Smuggled:
+    def __reduce__(self):
+        import pathlib
+        import tempfile
+
+        return (pathlib.Path.touch, (pathlib.Path(tempfile.gettempdir()) / MARKER,))
+
+
+def test_a_pickle_smuggled_into_the_weights_is_refused_unrun(saved, tmp_path):
+    import tempfile
+    from pathlib import Path
+
+    marker = Path(tempfile.gettempdir()) / MARKER
+    marker.unlink(missing_ok=True)
+    buffer = io.BytesIO()
+    torch.save({"projection.weight": _Smuggled()}, buffer)
+    _rewrite(saved, "module.pt", buffer.getvalue())
+    with pytest.raises(ModelFileError, match="module.pt.*weights_only"):
+        load_model(saved)
+    assert not marker.exists()
+    # The payload is live: an unrestricted load runs it.
+    torch.load(io.BytesIO(buffer.getvalue()), weights_only=False)
+    assert marker.exists()
+    marker.unlink()
+    # A plain pickle in place of the manifest is not JSON either.
+    _rewrite(saved, "hiercls-model.json", pickle.dumps(_Smuggled()))
+    with pytest.raises(ModelFileError):
+        load_model(saved)
+    assert not marker.exists()
+
+
+def test_an_unknown_class_name_is_refused(saved):
+    manifest = _manifest(saved)
+    manifest["classifier"]["params"]["criterion"] = {"class": "os.system"}
+    _rewrite(saved, "hiercls-model.json", json.dumps(manifest).encode())
+    with pytest.raises(ModelFileError, match="classifier__criterion.*'os.system'.*allow-list"):
+        load_model(saved)
+
+
+def test_a_changed_tensor_shape_is_refused(saved):
+    with zipfile.ZipFile(saved) as archive:
+        state = torch.load(io.BytesIO(archive.read("module.pt")), weights_only=True)
+    key = "image_encoder.projection.weight"
+    state[key] = torch.zeros(state[key].shape[0], state[key].shape[1] + 1)
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    _rewrite(saved, "module.pt", buffer.getvalue())
+    with pytest.raises(ModelFileError, match=f"{key}.*shape"):
+        load_model(saved)
+
+
+def test_a_pickle_named_hiercls_is_not_unpickled(tmp_path):
+    import tempfile
+    from pathlib import Path
+
+    marker = Path(tempfile.gettempdir()) / MARKER
+    marker.unlink(missing_ok=True)
+    path = tmp_path / "model.hiercls"
+    path.write_bytes(pickle.dumps(_Smuggled()))
+    with pytest.raises(ModelFileError, match="not a zip"):
+        load_model(path)
+    assert not marker.exists()
+
+
+def test_cli_fit_writes_and_predict_reads_the_safe_file(tmp_path, capsys):
+    import pandas as pd
+    from PIL import Image
+
+    from hiercls.datasets import make_synthetic_tiles
+
+    X, y, groups = make_synthetic_tiles(n_tiles=12, n_patients=2, size=32, random_state=0)
+    rows = []
+    for k, (image, label, patient) in enumerate(zip(X["image"], y, groups)):
+        Image.fromarray(image).save(tmp_path / f"{k:02d}.png")
+        rows.append({"image": f"{k:02d}.png", "label": int(label), "patient": patient})
+    csv = tmp_path / "tiles.csv"
+    pd.DataFrame(rows).to_csv(csv, index=False)
+    model = tmp_path / "model.hiercls"
+    tiny = ["--backbone", "test_efficientnet", "--image-size", "32", "--embed-dim", "8",
+            "--max-epochs", "1", "--patience", "0", "--backend", "fast", "--mask", "full",
+            "--cache", "none", "--quiet"]
+    assert main(["fit", str(csv), "--model", str(model), *tiny]) == 0
+    assert zipfile.is_zipfile(model)
+    out = tmp_path / "proba.csv"
+    assert main(["predict", str(model), str(csv), "--out", str(out), "--quiet"]) == 0
+    table = pd.read_csv(out)
+    expected = load_model(model).predict_proba(pd.read_csv(csv).assign(
+        image=lambda t: [str(tmp_path / p) for p in t["image"]])[["image"]])
+    np.testing.assert_allclose(table[list(hiercls.CLASS_NAMES)].to_numpy(), expected, rtol=1e-6)
+
+    # A tampered file ends the command with one line and exit status 2.
+    manifest = _manifest(model)
+    manifest["classifier"]["params"]["module"] = {"class": "builtins.eval"}
+    _rewrite(model, "hiercls-model.json", json.dumps(manifest).encode())
+    capsys.readouterr()
+    assert main(["predict", str(model), str(csv), "--out", str(out), "--quiet"]) == 2
+    message = capsys.readouterr().err.strip()
+    assert message.startswith("hiercls predict: error: MODEL") and "'builtins.eval'" in message
+    assert "\n" not in message
+
+
+def test_round_trip_of_the_flat_model_with_a_scheduler_and_two_regions(tmp_path):
+    from skorch.callbacks import EarlyStopping, GradientNormClipping, LRScheduler
+
+    from hiercls.datasets import make_synthetic_tiles
+
+    X, y, _ = make_synthetic_tiles(n_tiles=12, n_patients=2, size=32, random_state=1)
+    names = np.asarray(hiercls.CLASS_NAMES, dtype=object)[np.asarray(y)]
+    pipe = make_fusion_pipeline(
+        **{**TINY_CLASSIFIER, "max_epochs": 1}, hierarchical=False, train_split=None,
+        callbacks=[("decay", LRScheduler(policy=torch.optim.lr_scheduler.StepLR, step_size=1)),
+                   ("clip", GradientNormClipping(1.0)),
+                   ("stop", EarlyStopping(monitor="train_loss", patience=3))],
+        radiomics__mask=("full", "tissue"), radiomics__cache=None).fit(X, names)
+    path = tmp_path / "flat.hiercls"
+    save_model(pipe, path)
+    restored = load_model(path)
+    np.testing.assert_array_equal(restored.predict_proba(X), pipe.predict_proba(X))
+    assert list(restored.predict(X)) == list(pipe.predict(X))
+    assert restored.named_steps["radiomics"].mask == ("full", "tissue")
+    callbacks = restored.named_steps["classifier"].callbacks
+    assert [name for name, _ in callbacks] == ["decay", "clip", "stop"]
+    (_, scheduler), (_, clipping), (_, stopping) = callbacks
+    assert scheduler.policy is torch.optim.lr_scheduler.StepLR
+    assert scheduler.kwargs == {"step_size": 1}
+    assert isinstance(clipping, GradientNormClipping) and clipping.gradient_clip_value == 1.0
+    assert isinstance(stopping, EarlyStopping) and stopping.patience == 3 and stopping.sink is print
+
+
+def test_round_trip_of_a_frozen_head_convolution_backbone(tmp_path):
+    from hiercls.datasets import make_synthetic_tiles
+
+    X, y, _ = make_synthetic_tiles(n_tiles=8, n_patients=2, size=32, random_state=2)
+    pipe = make_fusion_pipeline(
+        **{**TINY_CLASSIFIER, "max_epochs": 1, "batch_size": 4,
+           "backbone": "mobilenetv3_small_050"}, freeze_backbone=True, train_split=None, cache=None,
+        radiomics__mask="full", radiomics__cache=None).fit(X, y)
+    path = tmp_path / "frozen.hiercls"
+    save_model(pipe, path)
+    np.testing.assert_array_equal(load_model(path).predict_proba(X), pipe.predict_proba(X))
+
+
+def test_entries_that_do_not_fit_together_are_refused(saved):
+    manifest = _manifest(saved)
+    manifest["radiomics"]["feature_names_in_"] = ["path"]  # no image column
+    _rewrite(saved, "hiercls-model.json", json.dumps(manifest).encode())
+    with pytest.raises(ModelFileError, match="do not make a fitted pipeline.*'image'"):
+        load_model(saved)
