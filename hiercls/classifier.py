@@ -111,16 +111,20 @@ class HierarchicalFusionClassifier(NeuralNetClassifier):
     batch_size : int, default=16
     max_epochs : int, default=10
     patience : int or None, default=5
-        Early stopping on the validation loss, restoring the best epoch's weights; None
-        turns it off.
+        Early stopping on the validation loss, restoring the best epoch's weights, the
+        network's and the loss's learned task weights alike; None turns it off.
     train_split : callable or None, default=GroupedValidSplit(0.2)
         The internal validation split. When ``fit`` gets ``groups`` it holds out whole
-        patients. None trains on everything (and disables early stopping).
+        patients, else tiles; in a Pipeline or search ``groups`` reaches ``fit`` only by
+        ``classifier__groups`` or metadata routing (docs/grid-search.md). None trains on
+        everything (and disables early stopping).
     device : str, default="auto"
         "auto" uses CUDA where available, else the CPU.
     random_state : int, RandomState or None, default=None
         Seeds weight initialization, shuffling, augmentation and the validation split;
-        two fits with the same seed on the CPU give identical models.
+        two fits with the same seed on the CPU give identical models, also when they run
+        in two threads: fits in one process take turns under a lock, since torch's global
+        generator they seed is shared by all threads (docs/reproducibility.md).
     verbose : int, default=1
         Print one line per epoch; 0 is silent.
     **kwargs
@@ -142,6 +146,8 @@ class HierarchicalFusionClassifier(NeuralNetClassifier):
         The backbone's input size, mean, std and interpolation.
     history_ : skorch History
         Per-epoch losses, validation accuracy and task weights.
+    random_seed_ : int or None
+        The seed drawn from ``random_state`` for this fit (None without one).
     module_ : FusionNet
         The trained network.
     criterion_ : HierarchicalLoss or FlatLoss

@@ -62,7 +62,13 @@ def test_classes_are_all_three_even_when_a_class_is_missing(synthetic):
 def test_fitted_attributes_users_read(fitted, synthetic):
     X, y, _ = synthetic
     assert fitted.task_weights_.shape == (2,)
-    assert (fitted.task_weights_ > 0).all()
+    # exp(-l) of the loss's learned log-variances, recorded after the last epoch, and
+    # learned: they have moved from their initial value 1.
+    log_vars = torch.stack([fitted.criterion_.log_var_tumor, fitted.criterion_.log_var_viable])
+    np.testing.assert_allclose(fitted.task_weights_, torch.exp(-log_vars).detach().numpy(), rtol=1e-6)
+    np.testing.assert_allclose(fitted.task_weights_, [fitted.history_[-1, "task_weight_tumor"],
+                                                      fitted.history_[-1, "task_weight_viable"]])
+    assert (fitted.task_weights_ != 1.0).all()
     counts = np.bincount((y != 0).astype(int))
     expected = (1 / counts) / (1 / counts).mean()
     np.testing.assert_allclose(fitted.class_weights_["tumor"], expected)
