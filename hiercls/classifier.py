@@ -156,6 +156,20 @@ class HierarchicalFusionClassifier(NeuralNetClassifier):
     See Also
     --------
     hiercls.make_fusion_pipeline : radiomics, standardization and this classifier.
+
+    Examples
+    --------
+    >>> from hiercls import HierarchicalFusionClassifier
+    >>> from hiercls.datasets import make_synthetic_tiles
+    >>> X, y, groups = make_synthetic_tiles(n_tiles=24, n_patients=3, size=32, random_state=0)
+    >>> clf = HierarchicalFusionClassifier("test_efficientnet", use_radiomics=False,
+    ...                                    image_size=32, embed_dim=16, max_epochs=1,
+    ...                                    patience=None, random_state=0, verbose=0)
+    >>> proba = clf.fit(X, y, groups=groups).predict_proba(X)  # validation split by patient
+    >>> proba.shape
+    (24, 3)
+    >>> bool(np.allclose(proba.sum(axis=1), 1.0))
+    True
     """
 
     def __init__(self, backbone="efficientnet_b0", *, pretrained=False, embed_dim=256,

@@ -31,6 +31,16 @@ class GroupedValidSplit:
     metadata routing, by ``classifier.set_fit_request(groups=True)`` (this split requests
     ``groups`` of its own accord, as ``GroupKFold`` does); otherwise it draws tiles.
     See docs/grid-search.md.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from hiercls.splits import GroupedValidSplit
+    >>> y = np.tile([0, 1, 2], 5)
+    >>> patients = np.repeat(["a", "b", "c", "d", "e"], 3)
+    >>> train, valid = GroupedValidSplit(0.2, random_state=0).split_indices(y, patients)
+    >>> len(set(patients[valid])), set(patients[train]) & set(patients[valid])
+    (1, set())
     """
 
     def __init__(self, fraction=0.2, random_state=None):
