@@ -1,7 +1,9 @@
 """skorch callbacks specific to the hierarchical model."""
 
+from copy import deepcopy
+
 import numpy as np
-from skorch.callbacks import Callback, EpochScoring
+from skorch.callbacks import Callback, EarlyStopping, EpochScoring
 
 from .labels import encode_labels
 
@@ -31,3 +33,34 @@ class RecordTaskWeights(Callback):
         tumor, viable = task_weights()
         net.history.record("task_weight_tumor", tumor)
         net.history.record("task_weight_viable", viable)
+
+
+class EarlyStoppingWithLoss(EarlyStopping):
+    """skorch's :class:`~skorch.callbacks.EarlyStopping` that also restores the loss's state.
+
+    With ``load_best=True`` skorch restores the module's weights only; the hierarchical
+    loss holds learned parameters too (the log-variances behind ``task_weights_``), and
+    the best epoch's validation loss was computed with the best epoch's values of them.
+    This callback keeps and restores both, so the restored model is the best epoch's.
+    """
+
+    def on_train_begin(self, net, **kwargs):
+        super().on_train_begin(net, **kwargs)
+        self.best_criterion_state_ = None
+
+    def on_epoch_end(self, net, **kwargs):
+        super().on_epoch_end(net, **kwargs)
+        if self.load_best and self.best_epoch_ == net.history[-1, "epoch"]:
+            self.best_criterion_state_ = deepcopy(net.criterion_.state_dict())
+
+    def on_train_end(self, net, **kwargs):
+        restore = (self.load_best and self.best_epoch_ != net.history[-1, "epoch"]
+                   and self.best_criterion_state_ is not None)
+        super().on_train_end(net, **kwargs)
+        if restore:
+            net.criterion_.load_state_dict(self.best_criterion_state_)
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        state["best_criterion_state_"] = None
+        return state

@@ -2,18 +2,19 @@
 
 import contextlib
 import re
+import threading
 
 import numpy as np
 import pandas as pd
 import torch
 from skorch import NeuralNetClassifier
-from skorch.callbacks import EarlyStopping
 from skorch.utils import is_dataset, to_numpy, to_tensor
 from sklearn.utils import check_random_state
+from sklearn.utils.metadata_routing import MethodMapping
 
 from .backbones import backbone_data_config
 from .cache import resolve_cache_dir
-from .callbacks import RecordTaskWeights, validation_accuracy
+from .callbacks import EarlyStoppingWithLoss, RecordTaskWeights, validation_accuracy
 from .frozen_features import embedding_cache, frozen_view_features
 from .images import check_image_frame
 from .labels import encode_labels, tumor_target
@@ -35,6 +36,26 @@ def find_radiomic_columns(X):
     """The columns of ``X`` whose names are radiomic feature names."""
     pattern = re.compile(RADIOMIC_COLUMN_PATTERN)
     return [str(column) for column in X.columns if pattern.match(str(column))]
+
+
+#: Fits draw from torch's global generator (weight init, shuffling, augmentation, the
+#: frozen-view pick), which all threads share: fits in one process take turns under this
+#: lock, so that two of them in two threads cannot interleave their draws.
+_FIT_LOCK = threading.RLock()
+
+
+@contextlib.contextmanager
+def _seeded(seed):
+    """Hold the fit lock; with a seed, under torch's global generator seeded with it and
+    restored after."""
+    with _FIT_LOCK:
+        if seed is None:
+            yield
+            return
+        devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(seed)
+            yield
 
 
 class HierarchicalFusionClassifier(NeuralNetClassifier):
@@ -90,16 +111,20 @@ class HierarchicalFusionClassifier(NeuralNetClassifier):
     batch_size : int, default=16
     max_epochs : int, default=10
     patience : int or None, default=5
-        Early stopping on the validation loss, restoring the best epoch's weights; None
-        turns it off.
+        Early stopping on the validation loss, restoring the best epoch's weights, the
+        network's and the loss's learned task weights alike; None turns it off.
     train_split : callable or None, default=GroupedValidSplit(0.2)
         The internal validation split. When ``fit`` gets ``groups`` it holds out whole
-        patients. None trains on everything (and disables early stopping).
+        patients, else tiles; in a Pipeline or search ``groups`` reaches ``fit`` only by
+        ``classifier__groups`` or metadata routing (docs/grid-search.md). None trains on
+        everything (and disables early stopping).
     device : str, default="auto"
         "auto" uses CUDA where available, else the CPU.
     random_state : int, RandomState or None, default=None
         Seeds weight initialization, shuffling, augmentation and the validation split;
-        two fits with the same seed on the CPU give identical models.
+        two fits with the same seed on the CPU give identical models, also when they run
+        in two threads: fits in one process take turns under a lock, since torch's global
+        generator they seed is shared by all threads (docs/reproducibility.md).
     verbose : int, default=1
         Print one line per epoch; 0 is silent.
     **kwargs
@@ -121,6 +146,8 @@ class HierarchicalFusionClassifier(NeuralNetClassifier):
         The backbone's input size, mean, std and interpolation.
     history_ : skorch History
         Per-epoch losses, validation accuracy and task weights.
+    random_seed_ : int or None
+        The seed drawn from ``random_state`` for this fit (None without one).
     module_ : FusionNet
         The trained network.
     criterion_ : HierarchicalLoss or FlatLoss
@@ -195,12 +222,13 @@ class HierarchicalFusionClassifier(NeuralNetClassifier):
         self.device = requested
 
     def initialize(self):
-        with self._resolved_device():
+        # The one seed of this fit (weight init here, then shuffling, augmentation and the
+        # validation split), drawn once from random_state.
+        self.random_seed_ = (
+            None if self.random_state is None
+            else int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max)))
+        with self._resolved_device(), _seeded(self.random_seed_):
             return super().initialize()
-
-    def partial_fit(self, X, y=None, classes=None, **fit_params):
-        with self._resolved_device():
-            return super().partial_fit(X, y, classes=classes, **fit_params)
 
     def load_params(self, *args, **kwargs):
         with self._resolved_device():
@@ -218,7 +246,7 @@ class HierarchicalFusionClassifier(NeuralNetClassifier):
         if self.hierarchical:
             callbacks.insert(-1, ("task_weights", RecordTaskWeights()))
         if self.patience is not None and self.train_split:
-            callbacks.insert(-1, ("early_stopping", EarlyStopping(
+            callbacks.insert(-1, ("early_stopping", EarlyStoppingWithLoss(
                 monitor="valid_loss", patience=self.patience, load_best=True, sink=self._print)))
         return callbacks
 
@@ -281,7 +309,10 @@ class HierarchicalFusionClassifier(NeuralNetClassifier):
             0/1/2 or the class names; at least two classes.
         groups : array-like of shape (n_samples,), optional
             Patient of each tile; the internal validation split then holds out whole
-            patients.
+            patients. Inside a Pipeline pass it as ``classifier__groups``, or request it
+            with metadata routing (``set_fit_request(groups=True)``): a
+            ``GridSearchCV(...).fit(X, y, groups=groups)`` alone gives the patients to
+            the search's splitter only, and the validation split then draws tiles.
         **fit_params
             Passed on to skorch's ``fit``.
 
@@ -289,45 +320,66 @@ class HierarchicalFusionClassifier(NeuralNetClassifier):
         -------
         self : HierarchicalFusionClassifier
         """
-        self._check_params()
-        self._check_frame(X, fitting=True)
+        return self._train(X, y, groups, fit_params,
+                           fresh=not self.warm_start or not self.initialized_)
+
+    def partial_fit(self, X, y=None, classes=None, groups=None, **fit_params):
+        """Train ``max_epochs`` more epochs, without re-initializing a fitted network.
+
+        On a fresh classifier this is :meth:`fit`: the same checks, class weights,
+        radiomic columns and seeding. On a fitted one the network, its class weights and
+        radiomic columns are kept, and the data is checked against them.
+
+        Parameters
+        ----------
+        X, y, groups, **fit_params
+            As in :meth:`fit`.
+        classes : ignored
+            For scikit-learn's ``partial_fit`` signature; the classes are always the three.
+
+        Returns
+        -------
+        self : HierarchicalFusionClassifier
+        """
+        return self._train(X, y, groups, fit_params, fresh=not self.initialized_)
+
+    def _train(self, X, y, groups, fit_params, *, fresh):
+        # The one path of fit and partial_fit: check, prepare (fresh fits only), train.
+        if fresh:
+            self._check_params()
+        if y is None:
+            raise ValueError("y is required to fit HierarchicalFusionClassifier")
+        self._check_frame(X, fitting=fresh)
         codes, _ = encode_labels(y)
         if len(codes) != len(X):
             raise ValueError(f"y has {len(codes)} labels; expected one per row of X ({len(X)})")
-        present = np.unique(codes)
-        if len(present) < 2:
-            raise ValueError(
-                f"y contains a single class ({present[0]}); expected at least two of the "
-                "classes 0 (Non-Tumor), 1 (Non-Viable-Tumor), 2 (Viable-Tumor)"
-            )
-        if groups is not None and len(groups) != len(codes):
-            raise ValueError(f"groups has {len(groups)} entries; expected one per row of X ({len(X)})")
-        self.class_weights_ = {
-            "tumor": inverse_frequency_weights(tumor_target(codes), 2),
-            "viable": inverse_frequency_weights(codes[codes != 0] - 1, 2),
-            "flat": inverse_frequency_weights(codes, 3),
-        }
-        random_state = self.random_state
-        self._fit_seed = (None if random_state is None
-                          else int(check_random_state(random_state).randint(np.iinfo(np.int32).max)))
-        self._fit_groups = None if groups is None else np.asarray(groups)
+        if groups is not None:
+            groups = np.asarray(groups)
+            if len(groups) != len(codes):
+                raise ValueError(
+                    f"groups has {len(groups)} entries; expected one per row of X ({len(X)})")
+            fit_params = {**fit_params, "groups": groups}
+        if fresh:
+            present = np.unique(codes)
+            if len(present) < 2:
+                raise ValueError(
+                    f"y contains a single class ({present[0]}); expected at least two of the "
+                    "classes 0 (Non-Tumor), 1 (Non-Viable-Tumor), 2 (Viable-Tumor)"
+                )
+            self.class_weights_ = {
+                "tumor": inverse_frequency_weights(tumor_target(codes), 2),
+                "viable": inverse_frequency_weights(codes[codes != 0] - 1, 2),
+                "flat": inverse_frequency_weights(codes, 3),
+            }
+            self.initialize()
+        seed = self.random_seed_
+        if seed is not None and not fresh:
+            # A later partial_fit draws afresh, reproducibly.
+            seed += len(self.history_)
         y_values = y.to_numpy() if isinstance(y, pd.Series) else np.asarray(y)
-        try:
-            with self._resolved_device(), self._seeded(self._fit_seed):
-                super().fit(X, y_values, **fit_params)
-        finally:
-            del self._fit_seed, self._fit_groups
+        with self._resolved_device(), _seeded(seed):
+            super().partial_fit(X, y_values, **fit_params)
         return self
-
-    @contextlib.contextmanager
-    def _seeded(self, seed):
-        if seed is None:
-            yield
-            return
-        devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
-        with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(seed)
-            yield
 
     def check_data(self, X, y):
         if y is None:
@@ -376,6 +428,15 @@ class HierarchicalFusionClassifier(NeuralNetClassifier):
         self.criterion_ = criterion(**params) if isinstance(criterion, type) else criterion
         return self
 
+    def get_params_for(self, prefix):
+        params = super().get_params_for(prefix)
+        if prefix == "iterator_valid":
+            # A DataLoader draws a seed from torch's global generator each time it is
+            # iterated, even unshuffled; validation and prediction take their own, so a
+            # prediction never disturbs a seeded fit running in another thread.
+            params.setdefault("generator", torch.Generator())
+        return params
+
     def get_all_learnable_params(self):
         # Frozen backbone weights never get a gradient; leaving them out of the optimizer
         # spares it a loop over hundreds of tensors per step.
@@ -383,17 +444,30 @@ class HierarchicalFusionClassifier(NeuralNetClassifier):
             if parameter.requires_grad:
                 yield name, parameter
 
-    def get_split_datasets(self, X, y=None, **fit_params):
+    def get_split_datasets(self, X, y=None, groups=None, **fit_params):
+        # `groups` arrives as a fit parameter by either route: without metadata routing
+        # skorch passes every fit parameter on; with it, get_metadata_routing sends it here.
         dataset = self.get_dataset(X, y)
         if not self.train_split:
             return dataset, None
-        groups = getattr(self, "_fit_groups", None)
         if isinstance(self.train_split, GroupedValidSplit):
-            return self.train_split(dataset, y, groups=groups,
-                                    random_state=getattr(self, "_fit_seed", None))
+            return self.train_split(dataset, y, groups=groups, random_state=self.random_seed_)
         if groups is not None:
             fit_params = {"groups": groups, **fit_params}
         return self.train_split(dataset, y, **fit_params)
+
+    def get_metadata_routing(self):
+        """Metadata routing: ``groups`` of ``fit`` goes to the internal validation split too."""
+        router = super().get_metadata_routing()
+        if isinstance(self.train_split, GroupedValidSplit):
+            router.add(splitter=self.train_split, method_mapping=MethodMapping()
+                       .add(caller="fit", callee="split").add(caller="partial_fit", callee="split"))
+        return router
+
+    def infer(self, x, groups=None, **fit_params):
+        # skorch hands every fit parameter to the module's forward as well; the patients
+        # are for the split only.
+        return super().infer(x, **fit_params)
 
     def get_dataset(self, X, y=None):
         if is_dataset(X):

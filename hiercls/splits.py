@@ -4,6 +4,7 @@ import warnings
 
 import numpy as np
 from sklearn.model_selection import GroupShuffleSplit, ShuffleSplit, StratifiedShuffleSplit
+from sklearn.utils.metadata_routing import MetadataRequest
 from torch.utils.data import Subset
 
 
@@ -22,6 +23,24 @@ class GroupedValidSplit:
     random_state : int or None, default=None
         Seed of the split; the classifier supplies its own ``random_state`` when this is
         None.
+
+    Notes
+    -----
+    The classifier gives it the ``groups`` of its ``fit``. Inside a Pipeline or a search,
+    the patients reach that ``fit`` by ``classifier__groups=groups`` or, with scikit-learn's
+    metadata routing, by ``classifier.set_fit_request(groups=True)`` (this split requests
+    ``groups`` of its own accord, as ``GroupKFold`` does); otherwise it draws tiles.
+    See docs/grid-search.md.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from hiercls.splits import GroupedValidSplit
+    >>> y = np.tile([0, 1, 2], 5)
+    >>> patients = np.repeat(["a", "b", "c", "d", "e"], 3)
+    >>> train, valid = GroupedValidSplit(0.2, random_state=0).split_indices(y, patients)
+    >>> len(set(patients[valid])), set(patients[train]) & set(patients[valid])
+    (1, set())
     """
 
     def __init__(self, fraction=0.2, random_state=None):
@@ -30,6 +49,16 @@ class GroupedValidSplit:
 
     def __repr__(self):
         return f"GroupedValidSplit(fraction={self.fraction!r}, random_state={self.random_state!r})"
+
+    def get_metadata_routing(self):
+        """Metadata routing: the split consumes ``groups``, like scikit-learn's group splitters."""
+        request = MetadataRequest(owner=type(self).__name__)
+        request.split.add_request(param="groups", alias=True)
+        return request
+
+    def split(self, X, y=None, groups=None):
+        """Yield the one (train indices, validation indices) pair, as a CV splitter does."""
+        yield self.split_indices(y if y is not None else np.zeros(len(X)), groups)
 
     def split_indices(self, y, groups=None, random_state=None):
         """(train indices, validation indices)."""

@@ -1,4 +1,5 @@
 import pickle
+import threading
 
 import numpy as np
 import pytest
@@ -61,7 +62,13 @@ def test_classes_are_all_three_even_when_a_class_is_missing(synthetic):
 def test_fitted_attributes_users_read(fitted, synthetic):
     X, y, _ = synthetic
     assert fitted.task_weights_.shape == (2,)
-    assert (fitted.task_weights_ > 0).all()
+    # exp(-l) of the loss's learned log-variances, recorded after the last epoch, and
+    # learned: they have moved from their initial value 1.
+    log_vars = torch.stack([fitted.criterion_.log_var_tumor, fitted.criterion_.log_var_viable])
+    np.testing.assert_allclose(fitted.task_weights_, torch.exp(-log_vars).detach().numpy(), rtol=1e-6)
+    np.testing.assert_allclose(fitted.task_weights_, [fitted.history_[-1, "task_weight_tumor"],
+                                                      fitted.history_[-1, "task_weight_viable"]])
+    assert (fitted.task_weights_ != 1.0).all()
     counts = np.bincount((y != 0).astype(int))
     expected = (1 / counts) / (1 / counts).mean()
     np.testing.assert_allclose(fitted.class_weights_["tumor"], expected)
@@ -228,3 +235,152 @@ def test_batch_without_tumor_trains_without_nan(synthetic):
     model.fit(X.iloc[order], y.iloc[order])
     assert np.isfinite(model.history_[-1]["train_loss"])
     assert np.isfinite(model.predict_proba(X)).all()
+
+
+# --- early stopping ---------------------------------------------------------------------
+
+def test_early_stopping_stops_on_a_plateau_and_restores_the_best_epoch(synthetic):
+    X, y, groups = synthetic
+    # A large learning rate overfits 48 tiles within a few epochs: the validation loss
+    # turns up and early stopping must end the fit long before max_epochs.
+    model = tiny(max_epochs=40, patience=3, lr=3e-2, batch_size=64).fit(X, y, groups=groups)
+    history = model.history_
+    best_flags = history[:, "valid_loss_best"]
+    best = max(i for i, flag in enumerate(best_flags) if flag)
+    assert len(history) < 40
+    assert len(history) == best + 1 + 3  # stopped after `patience` epochs without progress
+    assert history[-1, "valid_loss"] != history[best, "valid_loss"]
+    # The restored network and loss are the best epoch's: the learned task weights are the
+    # ones recorded then, and the validation loss recomputed now is the one recorded then.
+    np.testing.assert_allclose(model.task_weights_,
+                               [history[best, "task_weight_tumor"], history[best, "task_weight_viable"]],
+                               rtol=1e-6)
+    _, valid = GroupedValidSplit(0.2).split_indices(y.to_numpy(), groups.to_numpy(),
+                                                    random_state=model.random_seed_)
+    X_valid, y_valid = X.iloc[valid], y.iloc[valid].to_numpy()
+    with torch.no_grad():
+        logits, _ = model.forward(X_valid)
+        loss = model.criterion_(logits, torch.tensor(y_valid))
+    np.testing.assert_allclose(float(loss), history[best, "valid_loss"], rtol=1e-5)
+
+
+# --- partial_fit ------------------------------------------------------------------------
+
+def _regional(X):
+    # Radiomic columns as a multi-region transformer names them.
+    return X.rename(columns=lambda c: c if c == "image" else f"tissue__{c}")
+
+
+def test_partial_fit_on_a_fresh_classifier_prepares_as_fit_does(synthetic):
+    X, y, groups = synthetic
+    X = _regional(X)
+    by_fit = tiny(random_state=3).fit(X, y, groups=groups)
+    by_partial = tiny(random_state=3).partial_fit(X, y, groups=groups)
+    assert by_partial.radiomic_columns_ == by_fit.radiomic_columns_
+    assert by_partial.radiomic_columns_[0].startswith("tissue__")
+    for task in ("tumor", "viable", "flat"):
+        np.testing.assert_array_equal(by_partial.class_weights_[task], by_fit.class_weights_[task])
+    np.testing.assert_array_equal(by_partial.criterion_.tumor_weight, by_fit.criterion_.tumor_weight)
+    np.testing.assert_array_equal(by_partial.predict_proba(X), by_fit.predict_proba(X))
+
+
+def test_partial_fit_checks_parameters_and_data_like_fit(synthetic):
+    X, y, _ = synthetic
+    with pytest.raises(ValueError, match="cannot both be False"):
+        tiny(use_image=False, use_radiomics=False).partial_fit(X, y)
+    with pytest.raises(ValueError, match="single class"):
+        tiny().partial_fit(X, np.zeros(len(X), dtype=int))
+    with pytest.raises(ValueError, match="y is required"):
+        tiny().partial_fit(X)
+
+
+def test_partial_fit_continues_a_fitted_classifier_reproducibly(synthetic):
+    X, y, groups = synthetic
+    first = tiny(max_epochs=1, batch_size=64).fit(X, y, groups=groups)
+    weights = first.class_weights_
+    first.partial_fit(X.iloc[:24], y.iloc[:24], groups=groups.iloc[:24])
+    assert len(first.history_) == 2
+    assert first.class_weights_ is weights  # kept, not recomputed on the smaller batch
+    second = tiny(max_epochs=1, batch_size=64).fit(X, y, groups=groups)
+    second.partial_fit(X.iloc[:24], y.iloc[:24], groups=groups.iloc[:24])
+    np.testing.assert_array_equal(first.predict_proba(X), second.predict_proba(X))
+    with pytest.raises(ValueError, match="lacks the radiomic columns"):
+        first.partial_fit(_regional(X), y)
+
+
+# --- threads ----------------------------------------------------------------------------
+
+def test_same_seed_fits_in_two_threads_give_identical_probabilities(synthetic):
+    X, y, groups = synthetic
+    params = dict(max_epochs=3, random_state=11)
+    expected = tiny(**params).fit(X, y, groups=groups).predict_proba(X)
+    results, errors = [None, None], []
+
+    def work(slot):
+        try:
+            results[slot] = tiny(**params).fit(X, y, groups=groups).predict_proba(X)
+        except Exception as exc:  # reported below, not lost in the thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(slot,)) for slot in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    for proba in results:
+        np.testing.assert_array_equal(proba, expected)
+
+
+# --- bad input, continued ---------------------------------------------------------------
+
+def test_predict_names_missing_and_non_numeric_radiomic_columns(fitted, synthetic):
+    X, _, _ = synthetic
+    with pytest.raises(ValueError, match="lacks the radiomic columns.*firstorder_Energy"):
+        fitted.predict_proba(X.drop(columns="firstorder_Energy"))
+    text = X.assign(firstorder_Energy=X["firstorder_Energy"].astype(str))
+    with pytest.raises(ValueError, match="must be numeric.*firstorder_Energy"):
+        fitted.predict_proba(text)
+
+
+def test_y_and_groups_of_the_wrong_length_are_rejected(synthetic):
+    X, y, groups = synthetic
+    with pytest.raises(ValueError, match=f"y has {len(X) - 1} labels"):
+        tiny().fit(X, y.iloc[:-1])
+    with pytest.raises(ValueError, match=f"groups has {len(X) - 2} entries"):
+        tiny().fit(X, y, groups=groups.iloc[:-2])
+
+
+def test_mixed_label_types_are_rejected(synthetic):
+    X, y, _ = synthetic
+    mixed = np.array(CLASS_NAMES, dtype=object)[y.to_numpy()]
+    mixed[0] = 0
+    with pytest.raises(ValueError, match="mixes label types"):
+        tiny().fit(X, mixed)
+
+
+def test_a_corrupt_image_file_is_named_at_fit_and_predict(fitted, synthetic, tmp_path):
+    X, y, _ = synthetic
+    broken = tmp_path / "broken-tile.png"
+    broken.write_bytes(b"not an image at all")
+    X = X.copy()
+    X["image"] = X["image"].astype(object)
+    X.at[X.index[5], "image"] = str(broken)
+    with pytest.raises(ValueError, match="broken-tile.png"):
+        fitted.predict_proba(X)
+    with pytest.raises(ValueError, match="broken-tile.png"):
+        tiny(max_epochs=1).fit(X, y)
+
+
+def test_a_single_patient_warns_and_splits_by_tile(synthetic):
+    X, y, _ = synthetic
+    one_patient = np.full(len(X), "patient-1")
+    with pytest.warns(UserWarning, match="single patient"):
+        model = tiny(max_epochs=1).fit(X, y, groups=one_patient)
+    assert np.isfinite(model.history_[-1, "valid_loss"])
+    split = GroupedValidSplit(0.2, random_state=0)
+    with pytest.warns(UserWarning, match="single patient"):
+        train, valid = split.split_indices(y.to_numpy(), one_patient)
+    by_tile = split.split_indices(y.to_numpy())
+    np.testing.assert_array_equal(train, by_tile[0])
+    np.testing.assert_array_equal(valid, by_tile[1])

@@ -6,6 +6,7 @@ import torch
 from skimage.color import rgb2hed
 
 from hiercls import HierarchicalFusionClassifier
+import hiercls.frozen_features as frozen_features
 from hiercls.augmentation import TileAugmentation
 from hiercls.backbones import feature_width
 from hiercls.frozen_features import N_VIEWS, frozen_view_features, symmetric_views
@@ -51,7 +52,7 @@ def test_symmetric_views_are_the_8_distinct_flips_and_rotations():
 
 
 def test_frozen_backbone_keeps_its_weights_and_caches_each_tile_once(synthetic, weights_file,
-                                                                      tmp_path):
+                                                                      tmp_path, monkeypatch):
     X, y, groups = synthetic
     model = frozen(weights_file, cache=tmp_path)
     before = {k: v.clone() for k, v in model.initialize().module_.image_encoder.backbone.state_dict().items()}
@@ -59,9 +60,17 @@ def test_frozen_backbone_keeps_its_weights_and_caches_each_tile_once(synthetic, 
     after = model.module_.image_encoder.backbone.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
     assert _tiles_in_cache(tmp_path) == len(X)
-    # A second fit with the same seed reads the cache and gives the same model.
+
+    # A second fit with the same seed reads the cache and gives the same model: computing
+    # view features is made impossible, and the refusal is shown to bite without a cache.
+    def refuse(images):
+        raise AssertionError("view features were recomputed although cached")
+
+    monkeypatch.setattr(frozen_features, "symmetric_views", refuse)
     again = frozen(weights_file, cache=tmp_path).fit(X, y, groups=groups)
     np.testing.assert_array_equal(model.predict_proba(X), again.predict_proba(X))
+    with pytest.raises(AssertionError, match="recomputed"):
+        frozen(weights_file, cache=tmp_path / "empty").fit(X, y, groups=groups)
 
 
 def test_frozen_prediction_averages_the_views(synthetic, weights_file):

@@ -26,10 +26,20 @@ def test_flat_probabilities_are_a_softmax():
 def test_gate_weights_are_a_softmax_and_mix_the_embeddings():
     torch.manual_seed(0)
     net = _net()
-    logits, gate = net(image=torch.randn(3, 3, 32, 32), radiomics=torch.randn(3, 5))
+    image, radiomics = torch.randn(3, 3, 32, 32), torch.randn(3, 5)
+    with torch.no_grad():
+        logits, gate = net(image=image, radiomics=radiomics)
+        z_img, z_rad = net.image_encoder(image), net.radiomics_encoder(radiomics)
+        expected_gate = net.gate(torch.cat([z_img, z_rad], dim=1)).softmax(1)
+        mixed = net.head(gate[:, :1] * z_img + gate[:, 1:] * z_rad)
+        image_alone, radiomics_alone = net.head(z_img), net.head(z_rad)
     assert logits.shape == (3, 4)
+    torch.testing.assert_close(gate, expected_gate)
     torch.testing.assert_close(gate.sum(1), torch.ones(3))
     assert bool((gate > 0).all())
+    # The head sees the gate-weighted sum of the two embeddings, not either one alone.
+    torch.testing.assert_close(logits, mixed)
+    assert not torch.allclose(logits, image_alone) and not torch.allclose(logits, radiomics_alone)
 
 
 def test_single_branch_models_fix_the_gate():
