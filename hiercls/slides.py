@@ -541,7 +541,7 @@ def predict_slide(pipeline, slide, *, mpp=None, tile_size=None, batch_size=64, s
     return table
 
 
-def predict_slides(pipeline, slides, *, n_jobs=None, **kwargs):
+def predict_slides(pipeline, slides, *, n_jobs=None, verbose=1, **kwargs):
     """:func:`predict_slide` over several slides, in parallel with joblib.
 
     Under ``joblib.parallel_config(backend="dask")`` each slide is a task on the Dask
@@ -553,8 +553,11 @@ def predict_slides(pipeline, slides, *, n_jobs=None, **kwargs):
     slides : list of paths
     n_jobs : int or None, default=None
         joblib's ``n_jobs``; None is one at a time unless a ``parallel_config`` says more.
+    verbose : int, default=1
+        joblib's progress messages as slides finish (each slide's own bar stays off); 0
+        is silent.
     **kwargs
-        Passed to :func:`predict_slide` (``verbose`` defaults to 0 here).
+        Passed to :func:`predict_slide`.
 
     Returns
     -------
@@ -563,9 +566,9 @@ def predict_slides(pipeline, slides, *, n_jobs=None, **kwargs):
     """
     from joblib import Parallel, delayed
 
-    kwargs.setdefault("verbose", 0)
     slides = [str(s) if isinstance(s, os.PathLike) else s for s in slides]
-    return Parallel(n_jobs=n_jobs)(delayed(predict_slide)(pipeline, s, **kwargs) for s in slides)
+    tasks = (delayed(predict_slide)(pipeline, s, verbose=0, **kwargs) for s in slides)
+    return Parallel(n_jobs=n_jobs, verbose=10 if verbose else 0)(tasks)
 
 
 # --------------------------------------------------------------------------------------

@@ -292,14 +292,14 @@ def test_slide_from_real_tiles_matches_the_tiles(real_data_dir, pipeline, tmp_pa
 def test_predict_slides_under_dask_backend_match_local(slide, pipeline):
     distributed = pytest.importorskip("dask.distributed")
     path, _ = slide
-    local = slides.predict_slides(pipeline, [path, path], mpp=MPP, tile_size=TILE)
+    local = slides.predict_slides(pipeline, [path, path], mpp=MPP, tile_size=TILE, verbose=0)
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                                   dashboard_address=None) as cluster, \
             distributed.Client(cluster) as client, \
             distributed.get_task_stream(client) as tasks, \
             joblib.parallel_config(backend="dask"):
         remote = slides.predict_slides(pipeline, [path, path], mpp=MPP, tile_size=TILE,
-                                       n_jobs=-1)
+                                       n_jobs=-1, verbose=0)
     assert len(tasks.data) >= 2                              # the slides ran on the cluster
     for a, b in zip(local, remote):
         pd.testing.assert_frame_equal(a, b, check_exact=False, atol=1e-6)
