@@ -27,6 +27,7 @@ Run from the repository root::
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -161,7 +162,7 @@ def main():
         done = subprocess.run([sys.executable, "-c", _CHILD, str(model_path), str(path), str(mpp),
                                str(side), str(args.batch_size)], capture_output=True, text=True,
                               cwd=common.REPO, check=True,
-                              env={**__import__("os").environ, "PYTHONPATH": str(common.REPO)})
+                              env={**os.environ, "PYTHONPATH": str(common.REPO)})
         memory[name] = json.loads(done.stdout.strip().splitlines()[-1])
     memory["ratio_4x"] = memory["slide_4x"]["peak_rss_mib"] / memory["slide"]["peak_rss_mib"]
 

@@ -290,7 +290,8 @@ def tissue_mask(slide, *, size=TISSUE_THUMBNAIL):
     try:
         thumbnail = slide.get_thumbnail((size, size)).convert("RGB")
     except _openslide().OpenSlideError as error:
-        raise SlideReadError(f"slide {_name(slide)!r} could not be read: {error}") from None
+        raise SlideReadError(f"slide {_name(slide)!r}: reading its thumbnail failed: "
+                             f"{' '.join(str(error).split())}") from None
     rgb = np.asarray(thumbnail, dtype=np.uint8)
     gray = rgb.astype(float) @ np.array([0.299, 0.587, 0.114])
     brightest = rgb.max(axis=2).astype(float)
@@ -328,8 +329,8 @@ def tile_grid(slide, *, mpp=None, tile_size=None, slide_mpp=None, min_tissue=0.5
     """
     slide = open_slide(slide)
     mpp, tile_size = resolve_model_resolution(pipeline, mpp, tile_size)
-    min_tissue = float(min_tissue)
-    if not 0.0 < min_tissue <= 1.0:
+    if (not isinstance(min_tissue, numbers.Real) or isinstance(min_tissue, bool)
+            or not 0.0 < min_tissue <= 1.0):
         raise ValueError(f"min_tissue must be a number in (0, 1]; got {min_tissue!r}")
     extent = tile_size * mpp / _level0_mpp(slide, slide_mpp)
     width, height = slide.dimensions

@@ -191,6 +191,27 @@ def test_missing_and_corrupt_slides_give_named_errors(tmp_path, pipeline):
         slides.tile_grid(text, mpp=MPP, tile_size=TILE)
 
 
+def test_corrupt_tile_data_gives_a_named_error(tmp_path, pipeline):
+    rng = np.random.default_rng(0)
+    path = write_slide(tmp_path / "damaged.tif",
+                       rng.integers(0, 200, size=(512, 512, 3)).astype(np.uint8), MPP)
+    data = bytearray(path.read_bytes())
+    # Level 0's tiles fill the first part of the file; the small levels after it (and the
+    # thumbnail read from them) stay intact.
+    data[len(data) // 10: len(data) // 3] = b"Z" * (len(data) // 3 - len(data) // 10)
+    path.write_bytes(bytes(data))
+    with pytest.raises(slides.SlideReadError, match="damaged.tif.*failed"):
+        slides.predict_slide(pipeline, path, mpp=MPP, tile_size=TILE, verbose=0)
+
+
+def test_progress_bar_shows_and_can_be_silenced(slide, pipeline, capsys):
+    path, _ = slide
+    slides.predict_slide(pipeline, path, mpp=MPP, tile_size=TILE, verbose=0)
+    assert capsys.readouterr().err == ""
+    slides.predict_slide(pipeline, path, mpp=MPP, tile_size=TILE, verbose=1)
+    assert f"{len(CELLS)}/{len(CELLS)}" in capsys.readouterr().err
+
+
 def test_a_slide_without_resolution_needs_slide_mpp(tmp_path, slide, pipeline):
     path, _ = slide
     image = np.asarray(slides.open_slide(path).read_region((0, 0), 0, (160, 128)))[..., :3]
