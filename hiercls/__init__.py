@@ -12,7 +12,8 @@ The package's pieces, one concept per module:
   (necrosis per patient) and what people look at;
 - :mod:`hiercls.persistence`: model files that load without running code from the file
   (``save_model``, ``load_model``);
-- :mod:`hiercls.datasets`: where tiles come from; :mod:`hiercls.cli`: the ``hiercls`` command.
+- :mod:`hiercls.datasets`: where tiles come from; :mod:`hiercls.slides`: tiles, predictions
+  and maps of whole slides; :mod:`hiercls.cli`: the ``hiercls`` command.
 """
 
 import importlib
@@ -21,12 +22,13 @@ from typing import TYPE_CHECKING
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:  # what static tools (type checkers, the API docs) see; see _LAZY
-    from . import datasets, metrics  # noqa: F401
+    from . import datasets, metrics, slides  # noqa: F401
     from .classifier import HierarchicalFusionClassifier  # noqa: F401
     from .labels import CLASS_NAMES  # noqa: F401
     from .necrosis import necrosis_report  # noqa: F401
     from .persistence import load_model, save_model  # noqa: F401
     from .pipeline import make_fusion_pipeline  # noqa: F401
+    from .slides import predict_slide  # noqa: F401
     from .radiomics import RadiomicsTransformer  # noqa: F401
 
 # Imported on first use (PEP 562), so that ``import hiercls.radiomics`` (in a radiomics
@@ -38,9 +40,10 @@ _LAZY = {
     "load_model": ".persistence",
     "make_fusion_pipeline": ".pipeline",
     "necrosis_report": ".necrosis",
+    "predict_slide": ".slides",
     "save_model": ".persistence",
 }
-_SUBMODULES = ("datasets", "metrics")
+_SUBMODULES = ("datasets", "metrics", "slides")
 
 __all__ = sorted([*_LAZY, *_SUBMODULES])
 

@@ -807,6 +807,66 @@ def run_report(args):
 
 
 # --------------------------------------------------------------------------------------
+# slide
+
+def _slide_folders(paths):
+    """One output folder name per slide: its file stem, numbered where stems repeat."""
+    names, seen = [], {}
+    for path in paths:
+        stem = Path(path).stem or "slide"
+        seen[stem] = seen.get(stem, 0) + 1
+        names.append(stem if seen[stem] == 1 else f"{stem}-{seen[stem]}")
+    return names
+
+
+def run_slide(args):
+    """Tiles, necrosis and maps of whole slides, with one HTML report."""
+    from . import slides
+
+    say = _say(args)
+    out = _output_folder(args.out, "--out")
+    model = _load_model(args.model)
+    # The saved model is quiet; the slide's own progress bar is shown instead.
+    model.set_params(**{f"{name}__verbose": 0 for name, step in model.steps
+                        if "verbose" in step.get_params()})
+    paths = [_existing_path(value, "SLIDE", "a whole-slide image (SVS, NDPI, MRXS, tiled "
+                                            "TIFF, ...)") for value in args.slides]
+    try:
+        mpp, tile_size = slides.resolve_model_resolution(model, args.mpp, args.tile_size)
+    except ValueError as error:
+        raise CommandError(f"--mpp: {error}") from None
+    say(f"hiercls slide: {len(paths)} slide(s); tiles of {tile_size} px at {mpp:g} um/px")
+    entries = {}
+    for path, folder in zip(paths, _slide_folders(paths)):
+        try:
+            tiles = slides.predict_slide(model, path, mpp=mpp, tile_size=tile_size,
+                                         batch_size=args.batch_size, slide_mpp=args.slide_mpp,
+                                         min_tissue=args.min_tissue, verbose=not args.quiet)
+        except (OSError, ValueError) as error:
+            raise CommandError(" ".join(str(error).split())) from None
+        necrosis = slides.slide_necrosis(tiles, name=folder, random_state=args.seed)
+        figures = {"overlay": slides.plot_slide_overlay(tiles, path),
+                   "heatmap": slides.plot_slide_heatmap(tiles, path)}
+        target = out / folder
+        target.mkdir(parents=True, exist_ok=True)
+        tiles.to_csv(target / "tiles.csv", index=False)
+        necrosis.to_csv(target / "necrosis.csv")
+        for key, figure in figures.items():
+            figure.savefig(target / f"{key}.png", dpi=110)
+        entries[folder] = {"tiles": tiles, "necrosis": necrosis, "figures": figures}
+        row = necrosis.iloc[0]
+        say(f"{path.name}: {len(tiles)} tissue tiles, necrosis "
+            + ("n/a" if not np.isfinite(row["necrotic_fraction"])
+               else f"{100 * row['necrotic_fraction']:.1f} %") + f" ({row['response']})")
+    metadata = {"model": str(Path(args.model).expanduser().resolve()),
+                "tiles": f"{tile_size} px at {mpp:g} um/px",
+                "slides": ", ".join(str(p) for p in paths)}
+    report = slides.write_slide_report(out, entries, title=args.title, metadata=metadata)
+    say(f"wrote {report}")
+    return 0
+
+
+# --------------------------------------------------------------------------------------
 # The parser
 
 _EVALUATE_EPILOG = """\
@@ -841,6 +901,18 @@ RUN/run.json where present; recomputes the per-fold metrics and the per-patient 
 from the predictions; writes report.html (and its figures as PNG) to --out, by default
 RUN itself. Use it to re-render a report, e.g. after editing predictions.csv or with a
 newer hiercls.
+"""
+
+_SLIDE_EPILOG = """\
+files written to DIR, per slide in DIR/<slide name>/:
+  tiles.csv     one row per tissue tile: x, y (level-0 top-left corner), extent (side in
+                level-0 pixels), tissue (fraction), Non-Tumor, Non-Viable-Tumor,
+                Viable-Tumor (probabilities), predicted, gate_image, gate_radiomics
+  necrosis.csv  the slide's necrotic and viable fraction of the tumor with a bootstrap
+                interval, the argmax variant and the response
+  overlay.png   the thumbnail with each tile coloured by its predicted class
+  heatmap.png   the probability of viable tumor over the slide
+and DIR/report.html with all slides.
 """
 
 
@@ -955,6 +1027,34 @@ def build_parser():
     report.add_argument("--seed", type=int, default=0, help="seed of the necrosis bootstrap")
     _add_quiet(report)
     report.set_defaults(handler=run_report)
+    slide = commands.add_parser(
+        "slide", formatter_class=formatter, epilog=_SLIDE_EPILOG,
+        help="tiles, necrosis and maps of whole-slide images with a saved model",
+        description="Find the tissue of each SLIDE, cut it into tiles of the model's field "
+                    "of view, predict each tile with a model saved by 'hiercls fit', and "
+                    "write per slide the tiles, the necrotic fraction and two maps, and one "
+                    "report.html.")
+    slide.add_argument("model", metavar="MODEL", help="a model saved by 'hiercls fit'")
+    slide.add_argument("slides", metavar="SLIDE", nargs="+",
+                       help="whole-slide images (SVS, NDPI, MRXS, SCN, tiled TIFF, ...)")
+    slide.add_argument("--out", required=True, metavar="DIR",
+                       help="output folder (created if needed; files in it are overwritten)")
+    slide.add_argument("--mpp", type=float, metavar="M",
+                       help="the model's resolution in micrometres per pixel (default: what "
+                            "the model declares, else 2.0, the 512 px TCIA tiles)")
+    slide.add_argument("--tile-size", type=_positive_int, metavar="S",
+                       help="the model's tile side in pixels (default: what the model "
+                            "declares, else 512)")
+    slide.add_argument("--slide-mpp", type=float, metavar="M",
+                       help="the slides' level-0 resolution, for files that do not declare it")
+    slide.add_argument("--min-tissue", type=float, default=0.5, metavar="F",
+                       help="least tissue fraction of a tile (default: 0.5)")
+    slide.add_argument("--batch-size", type=_positive_int, default=64,
+                       help="tiles read and predicted at a time (default: 64)")
+    slide.add_argument("--title", default="hiercls slide report", help="title of report.html")
+    slide.add_argument("--seed", type=int, default=0, help="seed of the necrosis bootstrap")
+    _add_quiet(slide)
+    slide.set_defaults(handler=run_slide)
     for command in commands.choices.values():
         # Raw formatting keeps the epilogs' layout; wrap the descriptions by hand.
         if command.formatter_class is formatter and command.description:
