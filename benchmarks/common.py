@@ -26,6 +26,10 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 
+#: Tracked paths that benchmarks write: changes there do not make a run dirty.
+OUTPUTS = ("benchmarks/results/", "README.md")
+
+
 def git(*command):
     """The output of a git command in the repository, or None where git cannot answer."""
     try:
@@ -39,11 +43,14 @@ def git(*command):
 def code_state():
     """``{"commit", "dirty", "dirty_files"}``: HEAD and the tracked files changed since.
 
-    Untracked files do not count (results files being written, caches); a change to any
-    tracked file does, since a benchmark may measure code outside the package too.
+    Untracked files do not count (caches), nor what benchmarks write themselves: the
+    results files and the README figures rendered from them, so that benchmarks run one
+    after another on one commit all record it as clean. A change to any other tracked file
+    counts, since a benchmark may measure code outside the package too.
     """
     status = git("status", "--porcelain", "--untracked-files=no")
-    changed = [line[3:] for line in (status or "").splitlines()]
+    changed = [line[3:] for line in (status or "").splitlines()
+               if not line[3:].startswith(OUTPUTS)]
     return {"commit": git("rev-parse", "HEAD"), "dirty": bool(changed), "dirty_files": changed}
 
 

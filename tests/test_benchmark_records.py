@@ -60,6 +60,20 @@ def test_write_results_goes_to_the_folder_asked_for(checkout, tmp_path):
     assert not (common.RESULTS_DIR / "demo.json").exists()
 
 
+def test_results_files_and_readme_written_by_benchmarks_leave_the_run_clean(checkout):
+    repo, common = checkout
+    (repo / "benchmarks" / "results").mkdir()
+    (repo / "benchmarks" / "results" / "a.json").write_text("{}")
+    (repo / "README.md").write_text("figures\n")
+    _git(repo, "add", ".")
+    _git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "outputs")
+    (repo / "benchmarks" / "results" / "a.json").write_text('{"new": 1}')
+    (repo / "README.md").write_text("new figures\n")
+    assert common.code_state()["dirty"] is False
+    (repo / "code.py").write_text("x = 2\n")
+    assert common.code_state()["dirty_files"] == ["code.py"]
+
+
 def test_an_older_results_file_without_a_dirty_flag_says_so():
     spec = importlib.util.spec_from_file_location("bench_common2", ROOT / "benchmarks" / "common.py")
     common = importlib.util.module_from_spec(spec)
