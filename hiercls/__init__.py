@@ -29,6 +29,7 @@ if TYPE_CHECKING:  # what static tools (type checkers, the API docs) see; see _L
     from .persistence import load_model, save_model  # noqa: F401
     from .pipeline import make_fusion_pipeline  # noqa: F401
     from .slides import predict_slide  # noqa: F401
+    from .images import UnreadableTileError, check_tiles  # noqa: F401
     from .radiomics import RadiomicsTransformer  # noqa: F401
 
 # Imported on first use (PEP 562), so that ``import hiercls.radiomics`` (in a radiomics
@@ -37,6 +38,8 @@ _LAZY = {
     "CLASS_NAMES": ".labels",
     "HierarchicalFusionClassifier": ".classifier",
     "RadiomicsTransformer": ".radiomics",
+    "UnreadableTileError": ".images",
+    "check_tiles": ".images",
     "load_model": ".persistence",
     "make_fusion_pipeline": ".pipeline",
     "necrosis_report": ".necrosis",

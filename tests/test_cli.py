@@ -59,7 +59,7 @@ def test_module_entry_point_prints_help():
     done = subprocess.run([sys.executable, "-m", "hiercls", "--help"], capture_output=True,
                           text=True, cwd=REPO, env=env, timeout=120)
     assert done.returncode == 0, done.stderr
-    for command in ("demo", "extract", "fit", "evaluate", "predict", "report"):
+    for command in ("demo", "extract", "fit", "evaluate", "predict", "report", "slide"):
         assert command in done.stdout
 
 
