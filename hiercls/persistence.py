@@ -28,12 +28,16 @@ import inspect
 import io
 import json
 import math
+import os
 import pickle
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
+import timm
 import torch
+from torch.torch_version import TorchVersion
 
 __all__ = ["FORMAT", "MODEL_SUFFIX", "ModelFileError", "allowed_names", "load_model", "save_model"]
 
@@ -46,6 +50,9 @@ MODEL_SUFFIX = ".hiercls"
 
 _MANIFEST = "hiercls-model.json"
 _STATE_FILES = {"module": "module.pt", "criterion": "criterion.pt"}
+
+
+_TORCH_VERSION = TorchVersion(torch.__version__)
 
 
 class ModelFileError(ValueError):
@@ -84,6 +91,12 @@ def _allowed():
     names["builtins.print"] = print
     names["skorch.utils.to_numpy"] = skorch.utils.to_numpy
     return names
+
+
+#: Allow-listed names a file may refer to but never call: functions, and classes whose
+#: construction from the file's arguments is never needed (skorch takes them as classes).
+_REFERENCE_ONLY = frozenset({"builtins.print", "skorch.utils.to_numpy", "skorch.dataset.Dataset",
+                             "torch.utils.data.DataLoader"})
 
 
 _ALLOWED = {}
@@ -126,6 +139,8 @@ def _encode(value, where):
     if isinstance(value, (float, np.floating)):
         value = float(value)
         return value if math.isfinite(value) else {"float": repr(value)}
+    if isinstance(value, os.PathLike):  # pretrained=Path(...), cache=Path(...)
+        return os.fspath(value)
     if isinstance(value, np.ndarray):
         if value.dtype.kind not in "biufU" and not (
                 value.dtype.kind == "O" and all(isinstance(v, str) for v in value.ravel())):
@@ -197,6 +212,10 @@ def _decode(data, where):
         return _lookup(data["class"], where)
     if set(data) == {"object", "params"}:
         cls = _lookup(data["object"], where)
+        if data["object"] in _REFERENCE_ONLY or not isinstance(cls, type):
+            # Building is calling: only the split and callback classes are built.
+            raise ModelFileError(f"{where} asks to call {data['object']!r}, which a model "
+                                 "file may name but not call; refusing to load it")
         params = {k: _decode(v, f"{where}.{k}")
                   for k, v in _expect(data["params"], dict, where).items()}
         return cls(**params)
@@ -359,10 +378,24 @@ def _version():
 def _read(path):
     if not path.is_file():
         raise FileNotFoundError(f"model file {str(path)!r} does not exist")
+    if _TORCH_VERSION < (2, 6):
+        # Before 2.6, torch.load(weights_only=True) could be made to run code (CVE-2025-32434).
+        raise ModelFileError(f"loading {str(path)!r} safely needs torch >= 2.6 (installed: "
+                             f"{torch.__version__}); upgrade torch")
     if not zipfile.is_zipfile(path):
         raise ModelFileError(f"{str(path)!r} is not a {MODEL_SUFFIX} model file (not a zip "
                              "archive); a pickled model (.joblib, .pkl) is loaded with joblib, "
                              "which runs code from the file")
+    try:
+        return _read_archive(path)
+    except (zipfile.BadZipFile, zlib.error, EOFError, RecursionError, UnicodeDecodeError) as error:
+        # A damaged file (a flipped byte fails the CRC) or one built to crash the reader.
+        raise ModelFileError(f"{str(path)!r} is damaged or not a {MODEL_SUFFIX} model file "
+                             f"({type(error).__name__}: {' '.join(str(error).split())[:200]})"
+                             ) from None
+
+
+def _read_archive(path):
     with zipfile.ZipFile(path) as archive:
         names = set(archive.namelist())
         expected = {_MANIFEST, *_STATE_FILES.values()}
@@ -461,7 +494,17 @@ def load_model(path, *, device=None):
                              _expect(classifier["params"], dict, "classifier params").items()}
         if device is not None:
             classifier_params["device"] = device
+        backbone = classifier_params.get("backbone")
+        if classifier_params.get("use_image", True) and not (
+                isinstance(backbone, str) and timm.is_model(backbone)):
+            # Names like "hf-hub:..." or "local-dir:..." make timm read files or the network.
+            raise ModelFileError(f"{str(path)!r}: backbone {backbone!r} is not a timm "
+                                 "architecture name (timm.list_models())")
         params.update({f"classifier__{k}": v for k, v in classifier_params.items()})
+        for name in ("radiomics__cache", "classifier__cache"):
+            # A cache folder is the saving machine's: a shared file must not write there.
+            if params.get(name) not in (None, False, "auto"):
+                params[name] = "auto"
         pipeline = make_fusion_pipeline(**params)
         _restore_radiomics(pipeline.named_steps["radiomics"], radiomics)
         _restore_scale(pipeline.named_steps["scale"], scale)
@@ -470,6 +513,8 @@ def load_model(path, *, device=None):
         raise
     except KeyError as error:
         raise ModelFileError(f"{str(path)!r}: {_MANIFEST} lacks the entry {error}") from None
+    except RecursionError:
+        raise ModelFileError(f"{str(path)!r}: {_MANIFEST} is nested too deeply") from None
     except (TypeError, ValueError, AttributeError) as error:
         # Entries that do not fit together (columns without 'image', a wrong dtype, ...).
         raise ModelFileError(f"{str(path)!r}: its entries do not make a fitted pipeline "

@@ -171,6 +171,52 @@ def test_an_unknown_class_name_is_refused(saved):
         load_model(saved)
 
 
+def test_a_file_may_name_functions_but_never_call_them(saved, capsys):
+    manifest = _manifest(saved)
+    manifest["classifier"]["params"]["train_split"] = {
+        "object": "builtins.print", "params": {"end": "called from the file\n"}}
+    _rewrite(saved, "hiercls-model.json", json.dumps(manifest).encode())
+    with pytest.raises(ModelFileError, match="may name but not call"):
+        load_model(saved)
+    assert "called from the file" not in capsys.readouterr().out
+
+
+def test_a_damaged_file_is_a_model_file_error(saved):
+    data = bytearray(saved.read_bytes())
+    with zipfile.ZipFile(saved) as archive:
+        info = archive.getinfo("module.pt")
+    # Flip a byte inside the weights member's data: its CRC no longer matches.
+    at = info.header_offset + 30 + len(info.filename) + len(info.extra) + info.compress_size // 2
+    data[at] ^= 0xFF
+    saved.write_bytes(bytes(data))
+    with pytest.raises(ModelFileError, match="damaged|not a plain state dict"):
+        load_model(saved)
+
+
+def test_a_backbone_name_that_makes_timm_read_files_is_refused(saved):
+    manifest = _manifest(saved)
+    manifest["classifier"]["params"]["backbone"] = "hf-hub:someone/something"
+    _rewrite(saved, "hiercls-model.json", json.dumps(manifest).encode())
+    with pytest.raises(ModelFileError, match="not a timm architecture"):
+        load_model(saved)
+
+
+def test_the_saving_machines_cache_folder_is_not_used_on_load(fitted, tmp_path):
+    from pathlib import Path
+
+    pipe, X = fitted
+    elsewhere = tmp_path / "author-cache"
+    original = pipe.get_params()["radiomics__cache"]
+    try:
+        pipe.set_params(radiomics__cache=Path(elsewhere))
+        save_model(pipe, tmp_path / "m.hiercls")
+    finally:
+        pipe.set_params(radiomics__cache=original)
+    assert _manifest(tmp_path / "m.hiercls")["radiomics"]["params"]["cache"] == str(elsewhere)
+    restored = load_model(tmp_path / "m.hiercls")
+    assert restored.get_params()["radiomics__cache"] == "auto"
+
+
 def test_a_changed_tensor_shape_is_refused(saved):
     with zipfile.ZipFile(saved) as archive:
         state = torch.load(io.BytesIO(archive.read("module.pt")), weights_only=True)
