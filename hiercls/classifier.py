@@ -445,8 +445,8 @@ class HierarchicalFusionClassifier(NeuralNetClassifier):
                 yield name, parameter
 
     def get_split_datasets(self, X, y=None, groups=None, **fit_params):
-        # `groups` arrives as a fit parameter by either route: without metadata routing
-        # skorch passes every fit parameter on; with it, get_metadata_routing sends it here.
+        # `groups` arrives by either route: as a fit parameter (``classifier__groups``), or
+        # routed to the split (``set_fit_request(groups=True)``, see get_metadata_routing).
         dataset = self.get_dataset(X, y)
         if not self.train_split:
             return dataset, None
@@ -457,9 +457,15 @@ class HierarchicalFusionClassifier(NeuralNetClassifier):
         return self.train_split(dataset, y, **fit_params)
 
     def get_metadata_routing(self):
-        """Metadata routing: ``groups`` of ``fit`` goes to the internal validation split too."""
+        """Metadata routing: the internal split gets ``groups`` when ``fit`` requests them.
+
+        Under routing skorch hands its split only what the split is routed, so the split
+        joins the router, but only after ``set_fit_request(groups=True)``: with
+        ``groups=False`` the patients go nowhere and the split draws tiles.
+        """
         router = super().get_metadata_routing()
-        if isinstance(self.train_split, GroupedValidSplit):
+        if (isinstance(self.train_split, GroupedValidSplit)
+                and router.consumes(method="fit", params={"groups"})):
             router.add(splitter=self.train_split, method_mapping=MethodMapping()
                        .add(caller="fit", callee="split").add(caller="partial_fit", callee="split"))
         return router

@@ -115,15 +115,15 @@ def _run(route, protocol, X, y, groups):
     cv = GroupKFold(n_splits=3)
     if route == "legacy":
         extra = {"classifier__groups": groups}
-    elif route == "routing":
-        pipe.named_steps["classifier"].set_fit_request(groups=True)
+    elif route in ("routing", "routing-off"):
+        pipe.named_steps["classifier"].set_fit_request(groups=route == "routing")
         extra = {}
     else:  # neither: the patients reach the search's splitter only
         extra = {}
     if protocol == "grid":
         GridSearchCV(pipe, {"classifier__lr": [1e-4, 1e-3]}, cv=cv, scoring="accuracy").fit(
             X, y, groups=groups, **extra)
-    elif route == "routing":
+    elif route in ("routing", "routing-off"):
         cross_validate(pipe, X, y, cv=cv, params={"groups": groups}, scoring="accuracy")
     else:
         cross_validate(pipe, X, y, groups=groups, cv=cv, params=extra, scoring="accuracy")
@@ -154,6 +154,16 @@ def test_without_a_route_the_inner_split_draws_tiles(tiles):
     X, y, groups = tiles
     fits = _run("none", "grid", X, y, groups)
     assert fits == [None] * 7
+
+
+@pytest.mark.parametrize("protocol", ["grid", "cross_validate"])
+def test_routing_with_groups_not_requested_keeps_the_tile_split(tiles, protocol):
+    # set_fit_request(groups=False) is the documented way to keep the tile split under
+    # metadata routing: nothing may route the patients around it.
+    X, y, groups = tiles
+    with sklearn.config_context(enable_metadata_routing=True):
+        fits = _run("routing-off", protocol, X, y, np.asarray(groups))
+    assert fits and fits == [None] * len(fits)
 
 
 def test_pyradiomics_backend_end_to_end_in_a_pipeline():
