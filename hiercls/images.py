@@ -173,6 +173,10 @@ def _read_high_bit_depth_tiff(path):
             page = tiff.pages[0]
             if page.bitspersample <= 8:
                 return None  # 8-bit, palette, CMYK, ...: Pillow converts these
+            if page.dtype.kind != "f" and (page.bitspersample != 16 or page.dtype.kind != "u"):
+                # 12-bit data in 16-bit words would come out dark under the 1/257 rule.
+                raise ValueError(f"{page.bitspersample}-bit {page.dtype} TIFF is not supported; "
+                                 "expected 8 or 16 bits per sample (unsigned) or floats in [0, 1]")
             photometric = page.photometric.name
             if photometric not in ("MINISBLACK", "RGB"):
                 raise ValueError(f"{page.bitspersample}-bit TIFF with photometric {photometric} "

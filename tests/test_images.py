@@ -77,6 +77,12 @@ def test_16_bit_tiffs_gray_and_rgb_are_scaled_to_8_bits(tmp_path):
     for name in ("empty.tif", "cut.tif"):
         with pytest.raises(UnreadableTileError, match=name):
             read_tile(tmp_path / name)
+    # Other integer depths (32-bit; 12-bit likewise) do not follow the 1/257 rule: refused.
+    for dtype in (np.uint32, np.int16):
+        name = f"gray-{np.dtype(dtype).name}.tif"
+        tifffile.imwrite(tmp_path / name, RAMP16.astype(dtype), photometric="minisblack")
+        with pytest.raises(UnreadableTileError, match=f"{name}.*not supported"):
+            read_tile(tmp_path / name)
     # An 8-bit TIFF is still Pillow's.
     tifffile.imwrite(tmp_path / "rgb8.tif", _scaled(rgb16), photometric="rgb")
     np.testing.assert_array_equal(read_tile(tmp_path / "rgb8.tif"), _scaled(rgb16))
