@@ -68,9 +68,11 @@ def test_fit_and_predict_with_a_timm_family(tiles, backbone, image_size, side):
     proba = clf.predict_proba(X)
     assert proba.shape == (len(X), 3)
     np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-5)
-    # The projection takes exactly what the backbone returns.
-    encoder = clf.module_.image_encoder
-    assert encoder.projection.in_features == feature_width(encoder.backbone)
+    # The projection takes exactly what the backbone returns, measured here by a forward pass.
+    encoder = clf.module_.image_encoder.eval()
+    with torch.no_grad():
+        returned = encoder.backbone(inputs["image"][None]).shape[-1]
+    assert encoder.projection.in_features == returned == feature_width(encoder.backbone)
 
 
 def test_frozen_head_convolution_backbone_fits_on_its_cached_view_features(tiles):
