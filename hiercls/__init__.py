@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:  # what static tools (type checkers, the API docs) see; see _LAZY
-    from . import datasets, metrics, slides  # noqa: F401
+    from . import datasets, metrics, resolution, slides  # noqa: F401
     from .classifier import HierarchicalFusionClassifier  # noqa: F401
     from .labels import CLASS_NAMES  # noqa: F401
     from .necrosis import necrosis_report  # noqa: F401
@@ -43,7 +43,7 @@ _LAZY = {
     "predict_slide": ".slides",
     "save_model": ".persistence",
 }
-_SUBMODULES = ("datasets", "metrics", "slides")
+_SUBMODULES = ("datasets", "metrics", "resolution", "slides")
 
 __all__ = sorted([*_LAZY, *_SUBMODULES])
 
