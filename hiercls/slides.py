@@ -400,8 +400,8 @@ def iter_tile_batches(slide, *, mpp=None, tile_size=None, batch_size=64, slide_m
     Yields
     ------
     DataFrame
-        Columns ``image`` (RGB uint8 arrays of ``tile_size`` px), ``mpp`` (their pixel
-        size, the model's ``mpp``), ``x``, ``y``, ``extent``, ``tissue``; indexed by the tile's position in the grid.
+        Columns ``image`` (RGB uint8 arrays of ``tile_size`` px), ``x``, ``y``, ``extent``,
+        ``tissue``, ``mpp`` (the tiles' pixel size: the model's ``mpp``); indexed by the tile's position in the grid.
     """
     slide = open_slide(slide)
     mpp, tile_size = resolve_model_resolution(pipeline, mpp, tile_size)
@@ -417,7 +417,7 @@ def iter_tile_batches(slide, *, mpp=None, tile_size=None, batch_size=64, slide_m
         batch = part.copy()
         batch.insert(0, "image", pd.Series(images, index=part.index, dtype=object))
         # Read at the model's resolution; declared, so that TileResampler leaves them be.
-        batch.insert(1, MPP_COLUMN, float(mpp))
+        batch[MPP_COLUMN] = float(mpp)
         yield batch
 
 
@@ -431,7 +431,7 @@ def slide_tiles(slide, *, mpp=None, tile_size=None, slide_mpp=None, min_tissue=0
     Returns
     -------
     DataFrame
-        Columns ``image``, ``mpp``, ``x``, ``y``, ``extent``, ``tissue``, one row per
+        Columns ``image``, ``x``, ``y``, ``extent``, ``tissue``, ``mpp``, one row per
         tissue tile. Predict with ``pipeline.predict_proba(tiles[["image", "mpp"]])``
         (a pipeline of :func:`~hiercls.make_fusion_pipeline`; one fitted on ``image``
         alone takes ``tiles[["image"]]``).
@@ -441,10 +441,10 @@ def slide_tiles(slide, *, mpp=None, tile_size=None, slide_mpp=None, min_tissue=0
                                      pipeline=pipeline))
     if not batches:
         return pd.DataFrame({"image": pd.Series(dtype=object),
-                             MPP_COLUMN: pd.Series(dtype=float),
                              **tile_grid(slide, mpp=mpp, tile_size=tile_size,
                                          slide_mpp=slide_mpp, min_tissue=min_tissue,
-                                         pipeline=pipeline)})
+                                         pipeline=pipeline),
+                             MPP_COLUMN: pd.Series(dtype=float)})
     return pd.concat(batches)
 
 
@@ -465,7 +465,7 @@ def _predict_batch(pipeline, batch, gates):
     missing = [c for c in columns if c not in batch.columns]
     if missing:
         raise ValueError(f"the pipeline was fitted on the columns {columns}; slide tiles have "
-                         f"only image, mpp, x, y, extent and tissue")
+                         f"only image, x, y, extent, tissue and mpp")
     X = batch[columns]
     classifier = pipeline.steps[-1][1] if hasattr(pipeline, "steps") else pipeline
     if gates and hasattr(classifier, "gate_weights"):
@@ -526,7 +526,7 @@ def predict_slide(pipeline, slide, *, mpp=None, tile_size=None, batch_size=64, s
         for batch in iter_tile_batches(slide, mpp=mpp, tile_size=tile_size,
                                        batch_size=batch_size, grid=grid):
             proba, weights = _predict_batch(pipeline, batch, gates)
-            part = batch.drop(columns="image")
+            part = batch.drop(columns=["image", MPP_COLUMN])
             for k, name in enumerate(CLASS_NAMES):
                 part[name] = proba[:, k]
             part["predicted"] = np.asarray(CLASS_NAMES, dtype=object)[proba.argmax(axis=1)]
