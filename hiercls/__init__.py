@@ -6,7 +6,8 @@ The package's pieces, one concept per module:
 - :mod:`hiercls.model` and :mod:`hiercls.loss`: what learns (the gated fusion network and
   the hierarchical loss);
 - :mod:`hiercls.classifier`: how it is wrapped for scikit-learn (``HierarchicalFusionClassifier``);
-- :mod:`hiercls.pipeline`: the three steps as one Pipeline (``make_fusion_pipeline``);
+- :mod:`hiercls.resolution`: the physical size of a pixel (``TileResampler``, the TCIA figures);
+- :mod:`hiercls.pipeline`: the four steps as one Pipeline (``make_fusion_pipeline``);
 - :mod:`hiercls.metrics` and :mod:`hiercls.evaluation`: how it is scored, by patient;
 - :mod:`hiercls.necrosis`, :mod:`hiercls.plots`, :mod:`hiercls.report`: the clinical answer
   (necrosis per patient) and what people look at;

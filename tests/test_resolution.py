@@ -140,3 +140,33 @@ def test_resolution_step_survives_save_and_load(tiles, tmp_path):
     assert list(step.feature_names_in_) == list(X.columns)
     assert np.array_equal(restored.predict_proba(X), pipe.predict_proba(X))
     assert model_resolution(restored) == (0.5, 32)
+
+
+@pytest.mark.filterwarnings("ignore::hiercls.resolution.TileSizeWarning")
+def test_real_tiles_at_twice_the_resolution_declared_agree(real_data_dir):
+    from PIL import Image
+
+    from hiercls.datasets import load_osteosarcoma_ut
+    from hiercls.images import read_tile
+
+    X, y, _ = load_osteosarcoma_ut(real_data_dir, subsample=6, random_state=0)
+    X = X[["image"]]
+    pipe = hiercls.make_fusion_pipeline(**{**TINY_CLASSIFIER, "image_size": 64, "max_epochs": 3},
+                                        radiomics__mask="tissue", radiomics__cache=None).fit(X, y)
+    assert model_resolution(pipe) == (2.0, 512)
+    big = pd.DataFrame({"image": [np.asarray(Image.fromarray(read_tile(t)).resize(
+        (1024, 1024), Image.Resampling.LANCZOS)) for t in X["image"]], "mpp": 1.0},
+        index=X.index)
+    at_train, twice = pipe.predict_proba(X), pipe.predict_proba(big)
+    assert (twice.argmax(1) == at_train.argmax(1)).mean() >= 0.9
+    # Undeclared, the same 1024 px tiles warn once and are taken as they are.
+    with pytest.warns(TileSizeWarning, match=r"24 of 24 tile\(s\).*\[1024\] px.*512 px"):
+        undeclared = pipe.predict_proba(big[["image"]])
+    # What moves the model: the standardized shape features, counted in pixels, are 4x
+    # (areas) off when undeclared and back in place when declared and resampled.
+    column = "shape2D_PixelSurface"
+    features = {name: pipe[:-1].transform(frame)[column].to_numpy()
+                for name, frame in (("train", X), ("declared", big), ("undeclared", big[["image"]]))}
+    assert np.abs(features["declared"] - features["train"]).max() < 0.1
+    assert np.abs(features["undeclared"] - features["train"]).min() > 1.0
+    assert np.abs(twice - at_train).max() < np.abs(undeclared - at_train).max()
