@@ -6,7 +6,8 @@ The package's pieces, one concept per module:
 - :mod:`hiercls.model` and :mod:`hiercls.loss`: what learns (the gated fusion network and
   the hierarchical loss);
 - :mod:`hiercls.classifier`: how it is wrapped for scikit-learn (``HierarchicalFusionClassifier``);
-- :mod:`hiercls.pipeline`: the three steps as one Pipeline (``make_fusion_pipeline``);
+- :mod:`hiercls.resolution`: the physical size of a pixel (``TileResampler``, the TCIA figures);
+- :mod:`hiercls.pipeline`: the four steps as one Pipeline (``make_fusion_pipeline``);
 - :mod:`hiercls.metrics` and :mod:`hiercls.evaluation`: how it is scored, by patient;
 - :mod:`hiercls.necrosis`, :mod:`hiercls.plots`, :mod:`hiercls.report`: the clinical answer
   (necrosis per patient) and what people look at;
@@ -22,7 +23,7 @@ from typing import TYPE_CHECKING
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:  # what static tools (type checkers, the API docs) see; see _LAZY
-    from . import datasets, metrics, slides  # noqa: F401
+    from . import datasets, metrics, resolution, slides  # noqa: F401
     from .classifier import HierarchicalFusionClassifier  # noqa: F401
     from .labels import CLASS_NAMES  # noqa: F401
     from .necrosis import necrosis_report  # noqa: F401
@@ -46,7 +47,7 @@ _LAZY = {
     "predict_slide": ".slides",
     "save_model": ".persistence",
 }
-_SUBMODULES = ("datasets", "metrics", "slides")
+_SUBMODULES = ("datasets", "metrics", "resolution", "slides")
 
 __all__ = sorted([*_LAZY, *_SUBMODULES])
 

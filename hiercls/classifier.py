@@ -15,7 +15,7 @@ from sklearn.utils.metadata_routing import MethodMapping
 from .backbones import backbone_data_config
 from .cache import resolve_cache_dir
 from .callbacks import EarlyStoppingWithLoss, RecordTaskWeights, validation_accuracy
-from .frozen_features import embedding_cache, frozen_view_features
+from .frozen_features import PREDICT_VIEW_SUBSETS, embedding_cache, frozen_view_features
 from .images import check_image_frame
 from .labels import encode_labels, tumor_target
 from .loss import FlatLoss, HierarchicalLoss, inverse_frequency_weights
@@ -101,6 +101,12 @@ class HierarchicalFusionClassifier(NeuralNetClassifier):
         each tile's 8 symmetric views (flips and 90-degree rotations): one view drawn per
         tile and epoch in training, their mean in prediction. Epochs then cost little,
         which makes CPU training practical; use it with pretrained weights.
+    predict_views : {1, 2, 4, 8}, default=8
+        With ``freeze_backbone``, how many of the 8 symmetric views are averaged in
+        prediction (``predict_proba``, ``predict``, ``gate_weights``; validation during
+        ``fit`` keeps all 8): 1 the tile as it is, 2 with its mirror image, 4 with the
+        half-turns of both, 8 all (the paper's test-time averaging). Fewer views cost
+        proportionally less backbone time on tiles not yet cached.
     cache : "auto", path or None, default="auto"
         Where a frozen pretrained backbone's features are kept between fits (keyed by
         tile content, backbone, weights and preprocessing); None keeps them in memory.
@@ -178,7 +184,7 @@ class HierarchicalFusionClassifier(NeuralNetClassifier):
     def __init__(self, backbone="efficientnet_b0", *, pretrained=False, embed_dim=256,
                  hierarchical=True, use_image=True, use_radiomics=True, radiomic_columns="auto",
                  image_size=None, augment=True, stain_jitter=0.0, freeze_backbone=False,
-                 cache="auto", eta=0.2, lr=1e-4, batch_size=16, max_epochs=10,
+                 predict_views=8, cache="auto", eta=0.2, lr=1e-4, batch_size=16, max_epochs=10,
                  patience=5, train_split=GroupedValidSplit(0.2), device="auto", random_state=None,
                  verbose=1, module=FusionNet, criterion=HierarchicalLoss,
                  optimizer=torch.optim.AdamW, **kwargs):
@@ -198,6 +204,7 @@ class HierarchicalFusionClassifier(NeuralNetClassifier):
         self.augment = augment
         self.stain_jitter = stain_jitter
         self.freeze_backbone = freeze_backbone
+        self.predict_views = predict_views
         self.cache = cache
         self.eta = eta
         self.patience = patience
@@ -264,6 +271,13 @@ class HierarchicalFusionClassifier(NeuralNetClassifier):
             raise ValueError(f"embed_dim must be a positive integer; got {self.embed_dim!r}")
         if not (isinstance(self.stain_jitter, (int, float, np.number)) and 0 <= self.stain_jitter < 1):
             raise ValueError(f"stain_jitter must be a number in [0, 1); got {self.stain_jitter!r}")
+        if (isinstance(self.predict_views, (bool, np.bool_))
+                or not isinstance(self.predict_views, (int, np.integer))):
+            raise TypeError(f"predict_views must be an int in {sorted(PREDICT_VIEW_SUBSETS)}; "
+                            f"got {type(self.predict_views).__name__} {self.predict_views!r}")
+        if int(self.predict_views) not in PREDICT_VIEW_SUBSETS:
+            raise ValueError(f"predict_views must be one of {sorted(PREDICT_VIEW_SUBSETS)}; "
+                             f"got {self.predict_views!r}")
 
     def _check_frame(self, X, *, fitting):
         if self.use_image:
@@ -498,9 +512,27 @@ class HierarchicalFusionClassifier(NeuralNetClassifier):
         cache = embedding_cache(resolve_cache_dir(self.cache), backbone=self.backbone,
                                 pretrained=self.pretrained, image_size=options["image_size"],
                                 data_config=options, stain_jitter=self.stain_jitter)
+        views = (PREDICT_VIEW_SUBSETS[int(self.predict_views)]
+                 if self.__dict__.get("_predicting_", False) else None)
         return frozen_view_features(self.module_.image_encoder.backbone, images, cache=cache,
                                     device=resolve_device(self.device),
-                                    stain_jitter=self.stain_jitter, verbose=self.verbose)
+                                    stain_jitter=self.stain_jitter, verbose=self.verbose,
+                                    views=views)
+
+    @contextlib.contextmanager
+    def _prediction(self):
+        # Marks get_dataset's calls from predict_proba and gate_weights (not fit's
+        # validation), whose frozen features average predict_views views.
+        # Straight into __dict__ and out again: not a parameter, not a fitted attribute.
+        previous = self.__dict__.get("_predicting_", False)
+        self.__dict__["_predicting_"] = True
+        try:
+            yield
+        finally:
+            if previous:
+                self.__dict__["_predicting_"] = previous
+            else:
+                self.__dict__.pop("_predicting_", None)
 
     def get_loss(self, y_pred, y_true, X=None, training=False):
         logits = y_pred[0] if isinstance(y_pred, tuple) else y_pred
@@ -520,7 +552,8 @@ class HierarchicalFusionClassifier(NeuralNetClassifier):
         proba : ndarray of shape (n_samples, 3), rows summing to one
         """
         self.check_is_fitted()
-        return super().predict_proba(X)
+        with self._prediction():
+            return super().predict_proba(X)
 
     def predict(self, X):
         """The most probable class of each tile, in the form of ``classes_``."""
@@ -537,7 +570,8 @@ class HierarchicalFusionClassifier(NeuralNetClassifier):
             indexed like ``X``.
         """
         self.check_is_fitted()
-        gates = [to_numpy(output[1]) for output in self.forward_iter(X, training=False)]
+        with self._prediction():
+            gates = [to_numpy(output[1]) for output in self.forward_iter(X, training=False)]
         return pd.DataFrame(np.concatenate(gates), columns=["image", "radiomics"], index=X.index)
 
     @property

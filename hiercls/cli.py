@@ -576,11 +576,13 @@ def run_evaluate(args):
     started = time.perf_counter()
     # Radiomics need no fitting: computed once for all tiles, then each fold fits the
     # scaler and the classifier (the same models as fitting the whole pipeline per fold).
-    features = pipeline.named_steps["radiomics"].fit_transform(X[["image"]])
+    # (Tiles declare no mpp here, so the resolution step passes them through.)
+    prepare = pipeline[:list(pipeline.named_steps).index("radiomics") + 1]
+    features = prepare.fit_transform(X[["image"]])
     with warnings.catch_warnings():
         # Patients lack classes, so some figures are undefined on a fold: n/a in the table.
         warnings.simplefilter("ignore", UndefinedMetricWarning)
-        result = cross_validate_by_patient(pipeline[1:], features, y, groups, cv=cv,
+        result = cross_validate_by_patient(pipeline[len(prepare):], features, y, groups, cv=cv,
                                            verbose=verbose)
         necrosis = necrosis_from_evaluation(result, random_state=args.seed)
     elapsed = time.perf_counter() - started
@@ -715,6 +717,7 @@ def run_predict(args):
     """Class probabilities, predicted class and gate weights of each tile."""
     from .labels import CLASS_NAMES
     from .radiomics import RadiomicsTransformer
+    from .resolution import MPP_COLUMN, TileResampler
 
     say = _say(args)
     out = _output_path(args.out, "--out", (".csv",))
@@ -726,8 +729,13 @@ def run_predict(args):
     if missing:
         raise CommandError(f"the model was fitted on the columns {columns}; TILES lacks "
                            f"{', '.join(map(repr, missing))}")
+    if isinstance(first, TileResampler) and MPP_COLUMN in X.columns and MPP_COLUMN not in columns:
+        columns.append(MPP_COLUMN)  # the tiles' declared resolution, for the resampler
     (X,) = _readable(args, (X,), _skipped_file(out))
-    if isinstance(first, RadiomicsTransformer):
+    radiomics = next((step for _, step in model.steps if isinstance(step, RadiomicsTransformer)),
+                     None)
+    if radiomics is not None:
+        first = radiomics
         first.set_params(verbose=0 if args.quiet else 1)
         if args.n_jobs is not None:
             first.set_params(n_jobs=args.n_jobs)

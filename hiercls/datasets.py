@@ -17,6 +17,7 @@ import pandas as pd
 from sklearn.utils import check_random_state
 
 from .images import IMAGE_COLUMN
+from .resolution import MPP_COLUMN, tcia_mpp, tile_side
 from .labels import CLASS_NAMES
 
 __all__ = ["load_osteosarcoma_ut", "make_synthetic_tiles", "subsample_per_patient"]
@@ -176,6 +177,12 @@ def load_osteosarcoma_ut(root, *, subsample=None, random_state=None):
         One row per tile, sorted by path: ``image`` (the file path, str), ``tile`` (the
         file stem), ``patient`` (the file-name prefix: ``Case-3``, ``Case-4``,
         ``Case-48`` or ``P9``) and ``raw_label`` (the label as written in the CSV).
+        ``X.attrs["mpp"]`` states the resolution, micrometres per pixel, when all tiles
+        have one size: :func:`hiercls.resolution.tcia_mpp` of it (1.0 for the 1024 px
+        originals, 2.0 for 512 px copies; the figure is explained at
+        :data:`hiercls.resolution.TCIA_ORIGINAL_RESOLUTION`). It is an attribute, not a
+        column, so that features and predictions stay those of tiles without one;
+        :class:`~hiercls.resolution.TileResampler` reads it in ``fit``.
     y : pandas.Series
         The class name of each tile, named ``"label"``.
     groups : pandas.Series
@@ -279,6 +286,11 @@ def load_osteosarcoma_ut(root, *, subsample=None, random_state=None):
                                random_state)
         frame = frame.iloc[rows].reset_index(drop=True)
         classes = classes[rows]
+    # The resolution, from the tiles' size (originals 1024 px, or downscaled copies): in
+    # X.attrs, not a column, so that pipelines see the very columns (and features) as before.
+    sides = {max(tile_side(path)) for path in frame[IMAGE_COLUMN]}
+    if len(sides) == 1:
+        frame.attrs[MPP_COLUMN] = tcia_mpp(sides.pop())
     y = pd.Series(list(classes), name="label", index=frame.index, dtype=frame["tile"].dtype)
     groups = frame["patient"].rename("patient").copy()
     return frame, y, groups

@@ -34,9 +34,14 @@ def symmetric_views(images):
     return torch.stack(views, dim=1)
 
 
+#: The views averaged when predicting with fewer than 8 (indices into
+#: :func:`symmetric_views`: 0-3 the rotations, 4-7 those of the mirror image).
+PREDICT_VIEW_SUBSETS = {1: (0,), 2: (0, 4), 4: (0, 2, 4, 6), 8: tuple(range(8))}
+
+
 @torch.no_grad()
 def frozen_view_features(backbone, dataset, *, cache=None, batch_size=4, device="cpu",
-                         stain_jitter=0.0, verbose=0):
+                         stain_jitter=0.0, verbose=0, views=None):
     """Pooled backbone features of every tile's 8 views.
 
     Parameters
@@ -58,10 +63,13 @@ def frozen_view_features(backbone, dataset, *, cache=None, batch_size=4, device=
         cache's settings must include it.
     verbose : int, default=0
         Progress bar when > 0.
+    views : sequence of int or None, default=None
+        Only these views (indices into the 8): cached tiles give their subset, the others
+        go through the backbone for these views alone (and are not cached). None is all 8.
 
     Returns
     -------
-    features : ndarray of shape (n_tiles, 8, F), float32
+    features : ndarray of shape (n_tiles, n_views, F), float32
     """
     was_training = backbone.training
     backbone.eval()
@@ -76,6 +84,9 @@ def frozen_view_features(backbone, dataset, *, cache=None, batch_size=4, device=
             cached = cache.get(digest)
             if cached is not None and cached.shape == expected:
                 found[index] = cached
+    subset = None if views is None or tuple(views) == tuple(range(N_VIEWS)) else list(views)
+    if subset is not None:
+        found = {index: values[subset] for index, values in found.items()}
     todo = [index for index in range(n) if index not in found]
     progress = tqdm(total=len(todo), desc="frozen backbone", unit="tile", disable=not verbose)
     for start in range(0, len(todo), batch_size):
@@ -87,10 +98,12 @@ def frozen_view_features(backbone, dataset, *, cache=None, batch_size=4, device=
                 hed_jitter(tile_views, stain_jitter, generator=_content_generator(digests[index]),
                            mean=dataset.mean, std=dataset.std)
                 for tile_views, index in zip(views, batch)])
-        pooled = backbone(views.flatten(0, 1).to(device)).reshape(len(batch), N_VIEWS, -1)
+        if subset is not None:
+            views = views[:, subset]
+        pooled = backbone(views.flatten(0, 1).to(device)).reshape(len(batch), views.shape[1], -1)
         for index, values in zip(batch, pooled.float().cpu().numpy()):
             found[index] = values
-            if cache is not None:
+            if cache is not None and subset is None:
                 cache.put(digests[index], values)
         progress.update(len(batch))
     progress.close()

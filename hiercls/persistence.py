@@ -44,7 +44,7 @@ __all__ = ["FORMAT", "MODEL_SUFFIX", "ModelFileError", "allowed_names", "load_mo
 #: Name of the format, recorded in the file.
 FORMAT = "hiercls-model"
 #: Version of the format this module writes and reads.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 #: The suffix of a model file (``hiercls fit --model model.hiercls``).
 MODEL_SUFFIX = ".hiercls"
 
@@ -247,14 +247,16 @@ def _check_structure(pipeline):
     from .classifier import HierarchicalFusionClassifier
     from .pipeline import STEP_NAMES, make_radiomics_scaler
     from .radiomics import RadiomicsTransformer
+    from .resolution import TileResampler
 
     if not isinstance(pipeline, Pipeline) or tuple(pipeline.named_steps) != STEP_NAMES:
         raise ValueError(f"save_model saves a pipeline of make_fusion_pipeline, with the steps "
                          f"{STEP_NAMES}; got {pipeline!r}")
     if pipeline.memory is not None:
         raise ValueError(f"cannot save the pipeline's memory={pipeline.memory!r}; expected None")
-    radiomics, scale, classifier = (pipeline.named_steps[name] for name in STEP_NAMES)
-    for name, step, kind in (("radiomics", radiomics, RadiomicsTransformer),
+    resolution, radiomics, scale, classifier = (pipeline.named_steps[name] for name in STEP_NAMES)
+    for name, step, kind in (("resolution", resolution, TileResampler),
+                             ("radiomics", radiomics, RadiomicsTransformer),
                              ("scale", scale, ColumnTransformer),
                              ("classifier", classifier, HierarchicalFusionClassifier)):
         if type(step) is not kind:
@@ -273,7 +275,7 @@ def _check_structure(pipeline):
             or vars(selector) != vars(default_selector)):
         raise ValueError("cannot save the step 'scale': it is not make_radiomics_scaler()'s "
                          "ColumnTransformer (only its StandardScaler's parameters may differ)")
-    return radiomics, scale, classifier
+    return resolution, radiomics, scale, classifier
 
 
 def _state_dict(module):
@@ -288,7 +290,7 @@ def save_model(pipeline, path):
     Parameters
     ----------
     pipeline : sklearn.pipeline.Pipeline
-        Fitted, with the steps ``radiomics``, ``scale``, ``classifier`` of
+        Fitted, with the steps ``resolution``, ``radiomics``, ``scale``, ``classifier`` of
         :func:`~hiercls.make_fusion_pipeline`.
     path : str or path-like
         The file to write, ending in ``.hiercls``; its folder must exist.
@@ -326,7 +328,8 @@ def save_model(pipeline, path):
     path = Path(path)
     if path.suffix.lower() != MODEL_SUFFIX:
         raise ValueError(f"path {str(path)!r} must end in {MODEL_SUFFIX}")
-    radiomics, scale, classifier = _check_structure(pipeline)
+    resolution, radiomics, scale, classifier = _check_structure(pipeline)
+    check_is_fitted(resolution, "training_resolution_")
     check_is_fitted(radiomics, "feature_names_in_")
     check_is_fitted(scale, "transformers_")
     classifier.check_is_fitted()
@@ -340,6 +343,11 @@ def save_model(pipeline, path):
         "format": FORMAT,
         "version": FORMAT_VERSION,
         "hiercls": _version(),
+        "resolution": {"params": params(resolution, "resolution"),
+                       "feature_names_in_": [str(c) for c in resolution.feature_names_in_],
+                       "training_resolution_": [float(resolution.training_resolution_[0]),
+                                                int(resolution.training_resolution_[1])],
+                       "mpp_declared_": bool(resolution.mpp_declared_)},
         "radiomics": {"params": params(radiomics, "radiomics"),
                       "feature_names_in_": [str(c) for c in radiomics.feature_names_in_]},
         "scale": {
@@ -486,8 +494,11 @@ def load_model(path, *, device=None):
         radiomics = _expect(manifest["radiomics"], dict, "radiomics")
         scale = _expect(manifest["scale"], dict, "scale")
         classifier = _expect(manifest["classifier"], dict, "classifier")
-        params = {f"radiomics__{k}": _decode(v, f"radiomics__{k}")
-                  for k, v in _expect(radiomics["params"], dict, "radiomics params").items()}
+        resolution = _expect(manifest["resolution"], dict, "resolution")
+        params = {f"resolution__{k}": _decode(v, f"resolution__{k}")
+                  for k, v in _expect(resolution["params"], dict, "resolution params").items()}
+        params.update({f"radiomics__{k}": _decode(v, f"radiomics__{k}")
+                       for k, v in _expect(radiomics["params"], dict, "radiomics params").items()})
         params.update({f"scale__radiomics__{k}": _decode(v, f"scale__radiomics__{k}")
                        for k, v in _expect(scale["params"], dict, "scale params").items()})
         classifier_params = {k: _decode(v, f"classifier__{k}") for k, v in
@@ -506,6 +517,7 @@ def load_model(path, *, device=None):
             if params.get(name) not in (None, False, "auto"):
                 params[name] = "auto"
         pipeline = make_fusion_pipeline(**params)
+        _restore_resolution(pipeline.named_steps["resolution"], resolution)
         _restore_radiomics(pipeline.named_steps["radiomics"], radiomics)
         _restore_scale(pipeline.named_steps["scale"], scale)
         _restore_classifier(pipeline.named_steps["classifier"], classifier, states, path)
@@ -527,6 +539,20 @@ def _frame(columns):
 
     # One blank row: the steps' fit records the columns; the statistics are set after.
     return pd.DataFrame({column: [0.0] for column in columns})
+
+
+def _restore_resolution(step, saved):
+    columns = [str(c) for c in _expect(saved["feature_names_in_"], list, "resolution columns")]
+    mpp, side = _expect(saved["training_resolution_"], list, "resolution training_resolution_")
+    if not (isinstance(mpp, float) and mpp > 0 and isinstance(side, int) and side > 0):
+        raise ValueError(f"training_resolution_ must be [mpp > 0, side > 0]; got {[mpp, side]}")
+    declared = saved["mpp_declared_"]
+    if not isinstance(declared, bool):
+        raise ValueError(f"mpp_declared_ must be a boolean; got {declared!r}")
+    step.feature_names_in_ = np.asarray(columns, dtype=object)
+    step.n_features_in_ = len(columns)
+    step.training_resolution_ = (mpp, side)
+    step.mpp_declared_ = declared
 
 
 def _restore_radiomics(step, saved):

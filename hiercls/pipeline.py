@@ -1,4 +1,4 @@
-"""make_fusion_pipeline: radiomics -> standardization -> classifier, as one sklearn Pipeline."""
+"""make_fusion_pipeline: resolution -> radiomics -> standardization -> classifier, one sklearn Pipeline."""
 
 from sklearn.compose import ColumnTransformer, make_column_selector
 from sklearn.pipeline import Pipeline
@@ -6,8 +6,9 @@ from sklearn.preprocessing import StandardScaler
 
 from .classifier import HierarchicalFusionClassifier
 from .radiomics import RADIOMIC_COLUMN_PATTERN, RadiomicsTransformer
+from .resolution import TileResampler
 
-STEP_NAMES = ("radiomics", "scale", "classifier")
+STEP_NAMES = ("resolution", "radiomics", "scale", "classifier")
 
 
 def make_radiomics_scaler():
@@ -25,7 +26,11 @@ def make_radiomics_scaler():
 
 
 def make_fusion_pipeline(**params):
-    """The method as a scikit-learn Pipeline with steps ``radiomics``, ``scale``, ``classifier``.
+    """The method as a scikit-learn Pipeline: ``resolution``, ``radiomics``, ``scale``, ``classifier``.
+
+    ``resolution`` (:class:`~hiercls.resolution.TileResampler`) records the resolution the
+    pipeline is trained at and resamples tiles that declare another one (an ``mpp``
+    column, micrometres per pixel); tiles without a declaration pass through untouched.
 
     Parameters
     ----------
@@ -45,9 +50,10 @@ def make_fusion_pipeline(**params):
     >>> pipe = make_fusion_pipeline(backbone="efficientnet_b0", max_epochs=10,
     ...                             radiomics__mask="full")
     >>> list(pipe.named_steps)
-    ['radiomics', 'scale', 'classifier']
+    ['resolution', 'radiomics', 'scale', 'classifier']
     """
     pipeline = Pipeline([
+        ("resolution", TileResampler()),
         ("radiomics", RadiomicsTransformer()),
         ("scale", make_radiomics_scaler()),
         ("classifier", HierarchicalFusionClassifier()),

@@ -50,6 +50,7 @@ from tqdm.auto import tqdm
 from .images import read_tile
 from .labels import CLASS_NAMES
 from .necrosis import GOOD_RESPONSE, MIN_TUMOR_TILES, necrosis_from_probabilities
+from .resolution import DEFAULT_RESOLUTION, MPP_COLUMN, TCIA_ORIGINAL_RESOLUTION, TileResampler
 
 __all__ = [
     "DEFAULT_RESOLUTION",
@@ -75,16 +76,8 @@ __all__ = [
     "write_slide_report",
 ]
 
-#: (mpp, tile_size) of the TCIA originals: 1024 px tiles cut "at 10x" from Aperio
-#: ScanScope slides (collection description; Arunachalam et al., PLoS ONE 2019). Neither
-#: source states micrometres per pixel; 1.0 um/px is the usual figure of a 10x level on
-#: those scanners (0.25 um/px at 40x), so it is an assumption, not a measured value.
-TCIA_ORIGINAL_RESOLUTION = (1.0, 1024)
+# The TCIA figures and where they come from: hiercls.resolution (one place).
 
-#: (mpp, tile_size) assumed for a pipeline that declares none: the 512 px copies of the
-#: TCIA originals (/work/shared's ``osteosarcoma-ut-512``), i.e. about 2.0 um/px and a
-#: field of view of about 1 mm. Derived from :data:`TCIA_ORIGINAL_RESOLUTION`.
-DEFAULT_RESOLUTION = (2.0, 512)
 
 #: Long side (px) of the thumbnail tissue is detected on.
 TISSUE_THUMBNAIL = 1024
@@ -408,7 +401,7 @@ def iter_tile_batches(slide, *, mpp=None, tile_size=None, batch_size=64, slide_m
     ------
     DataFrame
         Columns ``image`` (RGB uint8 arrays of ``tile_size`` px), ``x``, ``y``, ``extent``,
-        ``tissue``; indexed by the tile's position in the grid.
+        ``tissue``, ``mpp`` (the tiles' pixel size: the model's ``mpp``); indexed by the tile's position in the grid.
     """
     slide = open_slide(slide)
     mpp, tile_size = resolve_model_resolution(pipeline, mpp, tile_size)
@@ -423,6 +416,8 @@ def iter_tile_batches(slide, *, mpp=None, tile_size=None, batch_size=64, slide_m
                   for x, y, e in zip(part["x"], part["y"], part["extent"])]
         batch = part.copy()
         batch.insert(0, "image", pd.Series(images, index=part.index, dtype=object))
+        # Read at the model's resolution; declared, so that TileResampler leaves them be.
+        batch[MPP_COLUMN] = float(mpp)
         yield batch
 
 
@@ -436,8 +431,10 @@ def slide_tiles(slide, *, mpp=None, tile_size=None, slide_mpp=None, min_tissue=0
     Returns
     -------
     DataFrame
-        Columns ``image``, ``x``, ``y``, ``extent``, ``tissue``, one row per tissue tile.
-        Predict with ``pipeline.predict_proba(tiles[["image"]])``.
+        Columns ``image``, ``x``, ``y``, ``extent``, ``tissue``, ``mpp``, one row per
+        tissue tile. Predict with ``pipeline.predict_proba(tiles[["image", "mpp"]])``
+        (a pipeline of :func:`~hiercls.make_fusion_pipeline`; one fitted on ``image``
+        alone takes ``tiles[["image"]]``).
     """
     batches = list(iter_tile_batches(slide, mpp=mpp, tile_size=tile_size, batch_size=256,
                                      slide_mpp=slide_mpp, min_tissue=min_tissue,
@@ -446,7 +443,8 @@ def slide_tiles(slide, *, mpp=None, tile_size=None, slide_mpp=None, min_tissue=0
         return pd.DataFrame({"image": pd.Series(dtype=object),
                              **tile_grid(slide, mpp=mpp, tile_size=tile_size,
                                          slide_mpp=slide_mpp, min_tissue=min_tissue,
-                                         pipeline=pipeline)})
+                                         pipeline=pipeline),
+                             MPP_COLUMN: pd.Series(dtype=float)})
     return pd.concat(batches)
 
 
@@ -455,7 +453,11 @@ def slide_tiles(slide, *, mpp=None, tile_size=None, slide_mpp=None, min_tissue=0
 
 def _input_columns(pipeline):
     first = pipeline.steps[0][1] if hasattr(pipeline, "steps") else pipeline
-    return list(getattr(first, "feature_names_in_", ["image"]))
+    columns = list(getattr(first, "feature_names_in_", ["image"]))
+    if isinstance(first, TileResampler) and MPP_COLUMN not in columns:
+        # The tiles' declared resolution, which TileResampler reads and then drops.
+        columns.append(MPP_COLUMN)
+    return columns
 
 
 def _predict_batch(pipeline, batch, gates):
@@ -463,7 +465,7 @@ def _predict_batch(pipeline, batch, gates):
     missing = [c for c in columns if c not in batch.columns]
     if missing:
         raise ValueError(f"the pipeline was fitted on the columns {columns}; slide tiles have "
-                         f"only image, x, y, extent and tissue")
+                         f"only image, x, y, extent, tissue and mpp")
     X = batch[columns]
     classifier = pipeline.steps[-1][1] if hasattr(pipeline, "steps") else pipeline
     if gates and hasattr(classifier, "gate_weights"):
@@ -524,7 +526,7 @@ def predict_slide(pipeline, slide, *, mpp=None, tile_size=None, batch_size=64, s
         for batch in iter_tile_batches(slide, mpp=mpp, tile_size=tile_size,
                                        batch_size=batch_size, grid=grid):
             proba, weights = _predict_batch(pipeline, batch, gates)
-            part = batch.drop(columns="image")
+            part = batch.drop(columns=["image", MPP_COLUMN])
             for k, name in enumerate(CLASS_NAMES):
                 part[name] = proba[:, k]
             part["predicted"] = np.asarray(CLASS_NAMES, dtype=object)[proba.argmax(axis=1)]

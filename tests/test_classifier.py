@@ -7,6 +7,8 @@ import torch
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 
+import hiercls
+import hiercls.classifier
 from hiercls import CLASS_NAMES, HierarchicalFusionClassifier
 from hiercls.loss import FlatLoss, HierarchicalLoss
 from hiercls.splits import GroupedValidSplit
@@ -384,3 +386,53 @@ def test_a_single_patient_warns_and_splits_by_tile(synthetic):
     by_tile = split.split_indices(y.to_numpy())
     np.testing.assert_array_equal(train, by_tile[0])
     np.testing.assert_array_equal(valid, by_tile[1])
+
+
+@pytest.mark.parametrize("views", [0, 3, 16])
+def test_predict_views_must_be_1_2_4_or_8(views, synthetic):
+    X, y = synthetic[0], synthetic[1]
+    with pytest.raises(ValueError, match=r"predict_views must be one of \[1, 2, 4, 8\]"):
+        HierarchicalFusionClassifier(use_image=False, predict_views=views, max_epochs=1,
+                                     verbose=0).fit(X, y)
+
+
+def test_predict_views_must_be_an_int(synthetic):
+    X, y = synthetic[0], synthetic[1]
+    with pytest.raises(TypeError, match="predict_views must be an int"):
+        HierarchicalFusionClassifier(use_image=False, predict_views=2.0, max_epochs=1,
+                                     verbose=0).fit(X, y)
+
+
+def test_predict_views_average_the_chosen_views_of_the_frozen_backbone():
+    from hiercls.frozen_features import PREDICT_VIEW_SUBSETS
+
+    X, y, _ = hiercls.datasets.make_synthetic_tiles(n_tiles=12, n_patients=2, size=32,
+                                                    random_state=0)
+    clf = HierarchicalFusionClassifier(use_radiomics=False, freeze_backbone=True,
+                                       backbone="test_efficientnet", image_size=32,
+                                       embed_dim=8, max_epochs=1, train_split=None,
+                                       random_state=0, verbose=0, cache=None).fit(X, y)
+    full = clf.predict_proba(X)
+    calls = []
+    original = hiercls.classifier.frozen_view_features
+
+    def spy(*args, **kwargs):
+        out = original(*args, **kwargs)
+        calls.append((kwargs.get("views"), out))
+        return out
+
+    hiercls.classifier.frozen_view_features = spy
+    try:
+        one = clf.set_params(predict_views=1).predict_proba(X)
+        four = clf.set_params(predict_views=4).predict_proba(X)
+        eight = clf.set_params(predict_views=8).predict_proba(X)
+    finally:
+        hiercls.classifier.frozen_view_features = original
+    assert [c[0] for c in calls] == [PREDICT_VIEW_SUBSETS[n] for n in (1, 4, 8)]
+    assert [c[1].shape[1] for c in calls] == [1, 4, 8]
+    # The subsets are those views of the 8, computed alone.
+    np.testing.assert_allclose(calls[1][1], calls[2][1][:, list(PREDICT_VIEW_SUBSETS[4])],
+                               rtol=1e-5, atol=1e-6)
+    assert np.array_equal(eight, full)
+    assert not np.array_equal(one, full)
+    assert "_predicting_" not in vars(clf) and "_predicting_" not in clf.get_params()

@@ -260,3 +260,12 @@ def test_subsample_per_patient_keeps_class_shares_and_small_patients():
     assert len(kept_a) == 5 and (labels[kept_a] == "Non-Tumor").sum() == 3
     assert set(range(10, 13)) <= set(rows)  # b has fewer than 5: all kept
     np.testing.assert_array_equal(rows, subsample_per_patient(patients, labels, 5, random_state=0))
+
+
+def test_loader_states_the_resolution_of_the_512_px_copies(real_data_dir):
+    from hiercls.resolution import TileResampler
+
+    X, _, _ = load_osteosarcoma_ut(real_data_dir, subsample=3, random_state=0)
+    assert X.attrs["mpp"] == 2.0
+    assert "mpp" not in X.columns  # the columns, and so the features, as before
+    assert TileResampler().fit(X).training_resolution_ == (2.0, 512)

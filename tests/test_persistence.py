@@ -326,3 +326,25 @@ def test_entries_that_do_not_fit_together_are_refused(saved):
     _rewrite(saved, "hiercls-model.json", json.dumps(manifest).encode())
     with pytest.raises(ModelFileError, match="do not make a fitted pipeline.*'image'"):
         load_model(saved)
+
+
+@pytest.mark.parametrize("entry, value, message", [
+    ("training_resolution_", [-1.0, 32], "training_resolution_ must be"),
+    ("training_resolution_", [2.0, "32"], "training_resolution_ must be"),
+    ("mpp_declared_", "yes", "mpp_declared_ must be a boolean"),
+])
+def test_a_damaged_resolution_entry_is_refused(saved, entry, value, message):
+    manifest = _manifest(saved)
+    assert manifest["resolution"]["training_resolution_"][1] > 0
+    manifest["resolution"][entry] = value
+    _rewrite(saved, "hiercls-model.json", json.dumps(manifest).encode())
+    with pytest.raises(ModelFileError, match=message):
+        load_model(saved)
+
+
+def test_a_model_file_without_the_resolution_step_is_refused(saved):
+    manifest = _manifest(saved)
+    del manifest["resolution"]
+    _rewrite(saved, "hiercls-model.json", json.dumps(manifest).encode())
+    with pytest.raises(ModelFileError, match="lacks the entry 'resolution'"):
+        load_model(saved)

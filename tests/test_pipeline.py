@@ -22,9 +22,9 @@ def tiny_pipeline(**params):
     return hiercls.make_fusion_pipeline(**{**TINY_CLASSIFIER, "radiomics__mask": "full", **params})
 
 
-def test_pipeline_has_the_three_named_steps_and_routes_parameters():
+def test_pipeline_has_the_four_named_steps_and_routes_parameters():
     pipe = tiny_pipeline(radiomics__channel="hematoxylin", classifier__lr=3e-4)
-    assert list(pipe.named_steps) == ["radiomics", "scale", "classifier"]
+    assert list(pipe.named_steps) == ["resolution", "radiomics", "scale", "classifier"]
     assert pipe.get_params()["radiomics__channel"] == "hematoxylin"
     assert pipe.get_params()["classifier__lr"] == 3e-4
     assert pipe.get_params()["classifier__backbone"] == "test_efficientnet"

@@ -90,6 +90,7 @@ def test_slide_tiles_are_the_tiles_the_slide_was_assembled_from(slide):
     path, tiles = slide
     X = slides.slide_tiles(path, mpp=MPP, tile_size=TILE)
     assert list(X.columns[:3]) == ["image", "x", "y"]
+    assert (X["mpp"] == MPP).all()  # the tiles declare the resolution they were read at
     where = _by_cell(X)
     assert set(where) == set(CELLS)                      # every tissue tile, nothing else
     for k, cell in enumerate(CELLS):
@@ -159,16 +160,26 @@ def test_slide_at_twice_the_resolution_gives_the_same_tiles(slide, pipeline, tmp
 
 def test_resolution_comes_from_the_pipeline_when_it_declares_it(slide, pipeline):
     path, _ = slide
-    declared = copy.deepcopy(pipeline)
-    assert slides.model_resolution(declared) is None
-    declared.training_resolution_ = (MPP, TILE)
-    assert slides.model_resolution(declared) == (MPP, TILE)
-    implicit = slides.predict_slide(declared, path, verbose=0)
+    # The fitted pipeline's TileResampler declares it: the default mpp, its tiles' side.
+    assert slides.model_resolution(pipeline) == (slides.DEFAULT_RESOLUTION[0], TILE) == (MPP, TILE)
+    implicit = slides.predict_slide(pipeline, path, verbose=0)
     explicit = slides.predict_slide(pipeline, path, mpp=MPP, tile_size=TILE, verbose=0)
     pd.testing.assert_frame_equal(implicit, explicit)
-    # Undeclared: the TCIA tiles' resolution, whose 512 px tiles do not fit this slide.
-    assert slides.resolve_model_resolution(pipeline) == slides.DEFAULT_RESOLUTION
-    assert len(slides.predict_slide(pipeline, path, verbose=0)) == 0
+    # Another training resolution (same field of view): the grid follows it, the tiles
+    # are read at it and declared so.
+    coarse = copy.deepcopy(pipeline)
+    coarse.named_steps["resolution"].training_resolution_ = (2 * MPP, TILE // 2)
+    assert slides.resolve_model_resolution(coarse) == (2 * MPP, TILE // 2)
+    X = slides.slide_tiles(path, pipeline=coarse)
+    assert X["image"].iloc[0].shape == (TILE // 2, TILE // 2, 3)
+    assert (X["mpp"] == 2 * MPP).all()
+    np.testing.assert_array_equal(X[["x", "y"]].to_numpy(), implicit[["x", "y"]].to_numpy())
+    # A pipeline that declares nothing: the TCIA tiles' resolution, whose 512 px tiles
+    # do not fit this slide.
+    bare = copy.deepcopy(pipeline)
+    del bare.named_steps["resolution"].training_resolution_
+    assert slides.model_resolution(bare) is None
+    assert slides.resolve_model_resolution(bare) == slides.DEFAULT_RESOLUTION
 
 
 def test_tiles_are_streamed_in_bounded_batches(slide):

@@ -313,7 +313,21 @@ def _axis_eigenvalues(region, n_pixels):
     return major, minor
 
 
-def extract_fast(channel, region, *, bin_width=25.0):
+def _apply_spacing(features, spacing):
+    """PyRadiomics' features at an isotropic pixel ``spacing`` from those at unit spacing:
+    areas scale by spacing**2, lengths by spacing, TotalEnergy by the pixel's area, and
+    the ratios of like quantities not at all."""
+    s = _SHAPE_INDEX
+    area = spacing * spacing
+    for name in ("MeshSurface", "PixelSurface"):
+        features[s[name]] *= area
+    for name in ("Perimeter", "MaximumDiameter", "MajorAxisLength", "MinorAxisLength"):
+        features[s[name]] *= spacing
+    features[s["PerimeterSurfaceRatio"]] /= spacing
+    features[_FIRST_INDEX["TotalEnergy"]] *= area
+
+
+def extract_fast(channel, region, *, bin_width=25.0, spacing=1.0):
     """The 29 features of one tile, computed as PyRadiomics does, without PyRadiomics.
 
     Parameters
@@ -326,6 +340,9 @@ def extract_fast(channel, region, *, bin_width=25.0):
         nonzero value as inside (the reference counts only the label 1).
     bin_width : float, default=25.0
         PyRadiomics' ``binWidth``: the histogram bin width of Entropy and Uniformity.
+    spacing : float, default=1.0
+        The physical size of a (square) pixel, e.g. micrometres; PyRadiomics' image
+        spacing. 1.0 counts the shape features in pixels.
 
     Returns
     -------
@@ -351,6 +368,11 @@ def extract_fast(channel, region, *, bin_width=25.0):
     features = np.empty(len(FEATURE_NAMES), dtype=np.float64)
     _firstorder(values, bin_width, features)
     _shape2d(region, features)
+    if spacing != 1.0:
+        if not (isinstance(spacing, (int, float, np.number)) and math.isfinite(spacing)
+                and spacing > 0):
+            raise ValueError(f"spacing must be a positive number; got {spacing!r}")
+        _apply_spacing(features, float(spacing))
     return features
 
 

@@ -26,7 +26,7 @@ def _extractor(bin_width):
     return extractor
 
 
-def extract_pyradiomics(channel, region, *, bin_width=25.0):
+def extract_pyradiomics(channel, region, *, bin_width=25.0, spacing=1.0):
     """The 29 features of one tile, computed by PyRadiomics.
 
     Parameters
@@ -34,6 +34,8 @@ def extract_pyradiomics(channel, region, *, bin_width=25.0):
     channel : ndarray of shape (H, W), float
     region : ndarray of shape (H, W), bool
     bin_width : float, default=25.0
+    spacing : float, default=1.0
+        The pixel spacing given to PyRadiomics (both axes).
 
     Returns
     -------
@@ -43,6 +45,9 @@ def extract_pyradiomics(channel, region, *, bin_width=25.0):
 
     image = sitk.GetImageFromArray(np.asarray(channel, dtype=np.float64))
     mask = sitk.GetImageFromArray(np.asarray(region, dtype=np.uint8))
+    if spacing != 1.0:
+        image.SetSpacing((float(spacing), float(spacing)))
+        mask.SetSpacing((float(spacing), float(spacing)))
     result = _extractor(bin_width).execute(image, mask)
     values = [result[f"original_firstorder_{name}"] for name in FIRSTORDER_FEATURES]
     values += [result[f"original_shape2D_{name}"] for name in SHAPE2D_FEATURES]

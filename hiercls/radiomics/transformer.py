@@ -11,6 +11,7 @@ from tqdm.auto import tqdm
 
 from ..cache import ArrayCache, resolve_cache_dir
 from ..images import IMAGE_COLUMN, check_image_frame, read_tile, tile_digest
+from ..resolution import MPP_COLUMN
 from .channels import CHANNELS, to_channel
 from .masks import MASK_CHANNEL, MASKS, make_mask
 from .names import FEATURE_NAMES
@@ -42,8 +43,11 @@ def _region_names(mask):
     return (mask,) if isinstance(mask, str) else tuple(mask)
 
 
-def tile_radiomics(tile, *, channel, mask, bin_width, backend):
+def tile_radiomics(tile, *, channel, mask, bin_width, backend, spacing=1.0):
     """The radiomic features of one tile.
+
+    ``spacing`` is the physical size of a pixel (micrometres), which scales the shape
+    features; 1.0 counts them in pixels.
 
     Returns
     -------
@@ -63,12 +67,16 @@ def tile_radiomics(tile, *, channel, mask, bin_width, backend):
         region, degenerate = make_mask(channels.get("gray", intensities), region_name,
                                        hematoxylin=channels.get("hematoxylin"))
         fell_back += int(degenerate)
-        features.append(extract(intensities, region, bin_width=bin_width))
+        features.append(extract(intensities, region, bin_width=bin_width, spacing=spacing))
     return np.concatenate(features), fell_back
 
 
 class RadiomicsTransformer(TransformerMixin, BaseEstimator):
     """Add the 29 PyRadiomics features of each tile as numeric columns.
+
+    When ``X`` has an ``mpp`` column (micrometres per pixel), it is the physical pixel
+    spacing of the shape features (areas in um^2, lengths in um) and of TotalEnergy, as
+    PyRadiomics computes them with that spacing; without one they are counted in pixels.
 
     The features are all 19 first-order features (StandardDeviation included) and all 10
     shape2D features (SphericalDisproportion included) of one intensity channel inside a
@@ -203,7 +211,11 @@ class RadiomicsTransformer(TransformerMixin, BaseEstimator):
                 f"X has columns {columns}, but RadiomicsTransformer was fitted on "
                 f"{list(self.feature_names_in_)}"
             )
-        features = self._extract(X[IMAGE_COLUMN].tolist())
+        # Declared pixel sizes (after TileResampler: the training mpp) are the physical
+        # spacing of the shape features.
+        spacings = (X[MPP_COLUMN].astype(float).tolist() if MPP_COLUMN in X.columns
+                    else None)
+        features = self._extract(X[IMAGE_COLUMN].tolist(), spacings)
         radiomics = pd.DataFrame(features, columns=self._radiomic_names(), index=X.index)
         return pd.concat([X, radiomics], axis=1)
 
@@ -224,7 +236,7 @@ class RadiomicsTransformer(TransformerMixin, BaseEstimator):
                 "bin_width": float(self.bin_width), "backend": self.backend,
                 "version": _FEATURE_VERSION}
 
-    def _extract(self, tiles):
+    def _extract(self, tiles, spacings=None):
         settings = self._settings()
         folder = resolve_cache_dir(self.cache)
         cache = ArrayCache(folder, "radiomics", settings) if folder is not None else None
@@ -236,6 +248,9 @@ class RadiomicsTransformer(TransformerMixin, BaseEstimator):
             todo = []
             for index, tile in enumerate(tiles):
                 digests[index] = tile_digest(tile)
+                if spacings is not None:
+                    # Another spacing, other shape features; without one, the old keys.
+                    digests[index] += f"-mpp{float(spacings[index])!r}"
                 cached = cache.get(digests[index])
                 if cached is not None and cached.shape == (n_columns,):
                     features[index] = cached
@@ -245,7 +260,9 @@ class RadiomicsTransformer(TransformerMixin, BaseEstimator):
         if todo:
             keywords = dict(channel=self.channel, mask=self.mask,
                             bin_width=float(self.bin_width), backend=self.backend)
-            jobs = (delayed(tile_radiomics)(tiles[index], **keywords) for index in todo)
+            jobs = (delayed(tile_radiomics)(
+                tiles[index], **keywords,
+                spacing=1.0 if spacings is None else float(spacings[index])) for index in todo)
             results = Parallel(n_jobs=self.n_jobs, return_as="generator")(jobs)
             progress = tqdm(results, total=len(todo), desc="radiomics", unit="tile",
                             disable=not self.verbose)

@@ -1,0 +1,172 @@
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.pipeline import Pipeline
+
+import hiercls
+from hiercls import HierarchicalFusionClassifier, RadiomicsTransformer, load_model, save_model
+from hiercls.pipeline import make_radiomics_scaler
+from hiercls.radiomics.fast_backend import extract_fast
+from hiercls.radiomics.names import FEATURE_NAMES
+from hiercls.radiomics.pyradiomics_backend import extract_pyradiomics
+from hiercls.resolution import (DEFAULT_RESOLUTION, TileResampler, TileSizeWarning, tcia_mpp)
+from hiercls.slides import model_resolution
+
+from .conftest import TINY_CLASSIFIER
+
+
+@pytest.fixture(scope="module")
+def tiles():
+    return hiercls.datasets.make_synthetic_tiles(n_tiles=24, n_patients=2, size=32, random_state=3)
+
+
+def test_resampler_learns_resolution_and_resamples_only_declared_other_mpp():
+    rng = np.random.default_rng(0)
+    small = [rng.integers(0, 256, (32, 32, 3), dtype=np.uint8) for _ in range(3)]
+    step = TileResampler().fit(pd.DataFrame({"image": small, "mpp": [2.0, 2.0, 4.0]}))
+    assert step.training_resolution_ == (2.0, 32) and step.mpp_declared_
+    big = np.kron(small[0], np.ones((2, 2, 1), dtype=np.uint8))
+    X = pd.DataFrame({"image": [small[1], big], "mpp": [2.0, 1.0]}, index=[7, 9])
+    out = step.transform(X)
+    assert out["image"].iloc[0] is small[1]  # untouched, the same object
+    assert out["image"].iloc[1].shape == (32, 32, 3)
+    assert np.abs(out["image"].iloc[1].astype(int) - small[0]).mean() < 40
+    assert out["mpp"].tolist() == [2.0, 2.0] and list(out.index) == [7, 9]
+    assert list(step.get_feature_names_out()) == ["image", "mpp"]
+
+
+def test_resampler_without_declaration_passes_frame_and_warns_once_on_other_sizes():
+    rng = np.random.default_rng(1)
+    X = pd.DataFrame({"image": [rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)] * 2})
+    step = TileResampler().fit(X)
+    assert step.training_resolution_ == (DEFAULT_RESOLUTION[0], 32) and not step.mpp_declared_
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert step.transform(X) is X
+    odd = pd.DataFrame({"image": [np.zeros((64, 64, 3), np.uint8)] * 3 + [X["image"][0]]})
+    with pytest.warns(TileSizeWarning, match=r"3 of 4 tile\(s\).*\[64\] px.*32 px") as record:
+        assert step.transform(odd) is odd
+    assert len(record) == 1
+    # Declared at the training mpp: no warning, the column dropped (not seen in fit).
+    declared = step.transform(X.assign(mpp=2.0))
+    assert list(declared.columns) == ["image"]
+    X.attrs["mpp"] = 1.0
+    assert TileResampler().fit(X).training_resolution_ == (1.0, 32)
+
+
+def test_resampler_errors_name_the_input():
+    X = pd.DataFrame({"image": [np.zeros((8, 8, 3), np.uint8)], "mpp": [-1.0]})
+    with pytest.raises(ValueError, match=r"X\['mpp'\] must hold positive"):
+        TileResampler().fit(X)
+    with pytest.raises(ValueError, match="mpp must be a positive number"):
+        TileResampler(mpp=0).fit(X.drop(columns="mpp"))
+    step = TileResampler().fit(X.assign(mpp=1.0))
+    with pytest.raises(ValueError, match="fitted on"):
+        step.transform(X.assign(other=1))
+
+
+def test_tcia_mpp_from_side():
+    assert tcia_mpp(1024) == 1.0 and tcia_mpp(512) == 2.0 == DEFAULT_RESOLUTION[0]
+
+
+@pytest.mark.parametrize("spacing", [0.5, 2.0, 3.7])
+def test_fast_backend_agrees_with_pyradiomics_at_non_unit_spacing(spacing):
+    rng = np.random.default_rng(5)
+    channel = rng.uniform(0, 255, (40, 50))
+    region = np.zeros((40, 50), bool)
+    region[5:30, 8:45] = True
+    region[10:14, 20:25] = False
+    fast = extract_fast(channel, region, spacing=spacing)
+    reference = extract_pyradiomics(channel, region, spacing=spacing)
+    np.testing.assert_allclose(fast, reference, rtol=1e-9, atol=1e-12)
+    unit = extract_fast(channel, region)
+    changed = {name for name, a, b in zip(FEATURE_NAMES, fast, unit) if a != b}
+    assert "shape2D_Perimeter" in changed and "firstorder_TotalEnergy" in changed
+    assert "shape2D_Sphericity" not in changed and "firstorder_Mean" not in changed
+
+
+def test_radiomics_uses_declared_mpp_as_spacing():
+    rng = np.random.default_rng(2)
+    X = pd.DataFrame({"image": [rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)]})
+    step = RadiomicsTransformer(mask="full", cache=None)
+    plain = step.fit_transform(X)
+    spaced = step.fit_transform(X.assign(mpp=2.0))
+    assert spaced["shape2D_PixelSurface"].iloc[0] == 4 * plain["shape2D_PixelSurface"].iloc[0]
+    assert spaced["firstorder_Mean"].iloc[0] == plain["firstorder_Mean"].iloc[0]
+
+
+def test_four_step_pipeline_predicts_bit_identically_to_the_three_step_one(tiles):
+    X, y, _ = tiles
+    params = {**TINY_CLASSIFIER, "max_epochs": 1}
+    new = hiercls.make_fusion_pipeline(**params, radiomics__mask="full", radiomics__cache=None)
+    old = Pipeline([("radiomics", RadiomicsTransformer(mask="full", cache=None)),
+                    ("scale", make_radiomics_scaler()),
+                    ("classifier", HierarchicalFusionClassifier(**params))])
+    new.fit(X, y)
+    old.fit(X, y)
+    expected = old.predict_proba(X)
+    assert np.array_equal(new.predict_proba(X), expected)
+    # Declared at the training resolution: the same again.
+    assert np.array_equal(new.predict_proba(X.assign(mpp=DEFAULT_RESOLUTION[0])), expected)
+    assert model_resolution(new) == (DEFAULT_RESOLUTION[0], 32)
+
+
+def test_declared_twice_resolution_is_resampled_to_the_training_one(tiles):
+    X, y, _ = tiles
+    pipe = hiercls.make_fusion_pipeline(**{**TINY_CLASSIFIER, "max_epochs": 1},
+                                        radiomics__mask="full", radiomics__cache=None)
+    pipe.fit(X.assign(mpp=2.0), y)
+    big = X.assign(image=[np.kron(t, np.ones((2, 2, 1), dtype=np.uint8)) for t in X["image"]],
+                   mpp=1.0)
+    at_train = pipe.predict_proba(X.assign(mpp=2.0))
+    resampled = pipe.predict_proba(big)
+    assert (resampled.argmax(1) == at_train.argmax(1)).mean() >= 0.9
+    np.testing.assert_allclose(resampled, at_train, atol=0.1)
+
+
+def test_resolution_step_survives_save_and_load(tiles, tmp_path):
+    X, y, _ = tiles
+    pipe = hiercls.make_fusion_pipeline(**{**TINY_CLASSIFIER, "max_epochs": 1},
+                                        radiomics__mask="full", radiomics__cache=None,
+                                        resolution__mpp=0.5)
+    pipe.fit(X, y)
+    save_model(pipe, tmp_path / "m.hiercls")
+    restored = load_model(tmp_path / "m.hiercls")
+    step = restored.named_steps["resolution"]
+    assert step.training_resolution_ == (0.5, 32) and step.mpp_declared_ is False
+    assert step.get_params() == pipe.named_steps["resolution"].get_params()
+    assert list(step.feature_names_in_) == list(X.columns)
+    assert np.array_equal(restored.predict_proba(X), pipe.predict_proba(X))
+    assert model_resolution(restored) == (0.5, 32)
+
+
+@pytest.mark.filterwarnings("ignore::hiercls.resolution.TileSizeWarning")
+def test_real_tiles_at_twice_the_resolution_declared_agree(real_data_dir):
+    from PIL import Image
+
+    from hiercls.datasets import load_osteosarcoma_ut
+    from hiercls.images import read_tile
+
+    X, y, _ = load_osteosarcoma_ut(real_data_dir, subsample=6, random_state=0)
+    X = X[["image"]]
+    pipe = hiercls.make_fusion_pipeline(**{**TINY_CLASSIFIER, "image_size": 64, "max_epochs": 3},
+                                        radiomics__mask="tissue", radiomics__cache=None).fit(X, y)
+    assert model_resolution(pipe) == (2.0, 512)
+    big = pd.DataFrame({"image": [np.asarray(Image.fromarray(read_tile(t)).resize(
+        (1024, 1024), Image.Resampling.LANCZOS)) for t in X["image"]], "mpp": 1.0},
+        index=X.index)
+    at_train, twice = pipe.predict_proba(X), pipe.predict_proba(big)
+    assert (twice.argmax(1) == at_train.argmax(1)).mean() >= 0.9
+    # Undeclared, the same 1024 px tiles warn once and are taken as they are.
+    with pytest.warns(TileSizeWarning, match=r"24 of 24 tile\(s\).*\[1024\] px.*512 px"):
+        undeclared = pipe.predict_proba(big[["image"]])
+    # What moves the model: the standardized shape features, counted in pixels, are 4x
+    # (areas) off when undeclared and back in place when declared and resampled.
+    column = "shape2D_PixelSurface"
+    features = {name: pipe[:-1].transform(frame)[column].to_numpy()
+                for name, frame in (("train", X), ("declared", big), ("undeclared", big[["image"]]))}
+    assert np.abs(features["declared"] - features["train"]).max() < 0.1
+    assert np.abs(features["undeclared"] - features["train"]).min() > 1.0
+    assert np.abs(twice - at_train).max() < np.abs(undeclared - at_train).max()
