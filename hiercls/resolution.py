@@ -87,19 +87,36 @@ def tile_side(tile):
     return int(shape[0]), int(shape[1])
 
 
-def resample_tile(tile, factor):
-    """A tile (path or array) resampled by ``factor`` (2 doubles its side), as RGB uint8.
+def resample_tile(tile, factor=None, *, size=None):
+    """A tile (path or array) resampled, as an RGB uint8 array.
 
-    Downscaling averages (Pillow's ``reduce`` then Lanczos, antialiased); upscaling is
-    Lanczos.
+    Give either ``factor`` (2 doubles its side) or ``size``, the output side in pixels
+    (the tile becomes ``size`` x ``size``). Downscaling averages (Pillow's ``reduce`` then
+    Lanczos, antialiased); upscaling is Lanczos. A tile already at the target size comes
+    back as read.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from hiercls.resolution import resample_tile
+    >>> tile = np.zeros((64, 64, 3), dtype=np.uint8)
+    >>> resample_tile(tile, 0.5).shape, resample_tile(tile, size=48).shape
+    ((32, 32, 3), (48, 48, 3))
     """
+    if (factor is None) == (size is None):
+        raise TypeError("resample_tile takes either factor or size=, not both or neither")
     rgb = read_tile(tile)
     height, width = rgb.shape[:2]
-    size = (max(1, round(width * factor)), max(1, round(height * factor)))
-    if size == (width, height):
+    if size is not None:
+        if not (isinstance(size, numbers.Integral) and size > 0):
+            raise ValueError(f"size must be a positive whole number of pixels; got {size!r}")
+        target = (int(size), int(size))
+    else:
+        target = (max(1, round(width * factor)), max(1, round(height * factor)))
+    if target == (width, height):
         return rgb
     image = Image.fromarray(rgb)
-    return np.asarray(image.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0))
+    return np.asarray(image.resize(target, Image.Resampling.LANCZOS, reducing_gap=3.0))
 
 
 class TileResampler(TransformerMixin, BaseEstimator):

@@ -170,3 +170,20 @@ def test_real_tiles_at_twice_the_resolution_declared_agree(real_data_dir):
     assert np.abs(features["declared"] - features["train"]).max() < 0.1
     assert np.abs(features["undeclared"] - features["train"]).min() > 1.0
     assert np.abs(twice - at_train).max() < np.abs(undeclared - at_train).max()
+
+
+def test_resample_tile_to_a_target_size():
+    from hiercls.resolution import resample_tile
+
+    rng = np.random.default_rng(4)
+    tile = rng.integers(0, 256, (64, 48, 3), dtype=np.uint8)
+    out = resample_tile(tile, size=32)
+    assert out.shape == (32, 32, 3) and out.dtype == np.uint8
+    square = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    # The size form resamples exactly as the factor form does.
+    assert np.array_equal(resample_tile(square, size=32), resample_tile(square, 0.5))
+    assert np.array_equal(resample_tile(square, size=64), square)
+    with pytest.raises(TypeError, match="either factor or size"):
+        resample_tile(square, 0.5, size=32)
+    with pytest.raises(ValueError, match="size must be a positive"):
+        resample_tile(square, size=0)
