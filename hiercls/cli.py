@@ -10,6 +10,7 @@ with one line on stderr and exit status 2.
 
 import argparse
 import json
+import math
 import sys
 import textwrap
 import time
@@ -251,6 +252,17 @@ def _positive_int(text):
     return value
 
 
+def _positive_mpp(text):
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(
+            f"expected a positive number of micrometres per pixel; got {text!r}")
+    return value
+
+
 def _n_jobs(text):
     try:
         value = int(text)
@@ -355,6 +367,12 @@ def _add_model(parser):
     modality.add_argument("--radiomics-only", action="store_true", help="ablation without the image")
     group.add_argument("--device", default="auto",
                        help="torch device; auto is cuda where available (default: auto)")
+    group.add_argument("--mpp", type=_positive_mpp, metavar="M",
+                       help="the training tiles' resolution in micrometres per pixel, when "
+                            "DATA does not declare it (TCIA folders do: 2.0 for the 512 px "
+                            "copies). The model resamples tiles declared at another "
+                            "resolution to it; without it, the resolution is unknown and "
+                            "declared tiles pass unchanged (default: none)")
 
 
 def _check_model_options(args):
@@ -406,6 +424,7 @@ def _make_pipeline(args, *, verbose, radiomics_verbose):
     if not args.patience:
         params["train_split"] = None
     params.update({f"radiomics__{k}": v for k, v in _radiomics_params(args, radiomics_verbose).items()})
+    params["resolution__mpp"] = args.mpp
     return make_fusion_pipeline(**params)
 
 

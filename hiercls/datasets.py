@@ -182,7 +182,7 @@ def load_osteosarcoma_ut(root, *, subsample=None, random_state=None):
         originals, 2.0 for 512 px copies; the figure is explained at
         :data:`hiercls.resolution.TCIA_ORIGINAL_RESOLUTION`). It is an attribute, not a
         column, so that features and predictions stay those of tiles without one;
-        :class:`~hiercls.resolution.TileResampler` reads it in ``fit``.
+        :class:`~hiercls.resolution.TileResampler` reads it in ``fit`` and ``transform``.
     y : pandas.Series
         The class name of each tile, named ``"label"``.
     groups : pandas.Series

@@ -4,7 +4,10 @@ A tile may declare its pixel size in an ``mpp`` column (micrometres per pixel). 
 pipeline records the resolution it was trained at (``training_resolution_``) and resamples
 every declared tile to it before radiomics and backbone, so that a scanner at another
 magnification, or a slide read at another pyramid level, shows the model what it learned
-from. Tiles that declare nothing are taken at the training resolution.
+from. Tiles that declare nothing (no column, no ``X.attrs["mpp"]``, or NaN) are taken at
+the training resolution; a model trained without any declaration (and without
+``TileResampler(mpp=...)``, ``hiercls fit --mpp``) does not know its resolution and
+passes declared tiles unchanged, with a :class:`ResolutionUnknownWarning`.
 """
 
 import math
@@ -56,13 +59,18 @@ class TileSizeWarning(UserWarning):
     """Tiles that declare no resolution differ in size from the training tiles."""
 
 
+class ResolutionUnknownWarning(UserWarning):
+    """Tiles declare a resolution, but the model was trained without knowing its own."""
+
+
 def _positive_mpp(values, name):
+    """``values`` as float64; NaN (a missing value) means "this tile declares nothing"."""
     try:
         values = np.asarray(values, dtype=np.float64)
     except (TypeError, ValueError):
         raise ValueError(f"{name} must hold numbers (micrometres per pixel); got "
                          f"{list(values)[:3]}...") from None
-    bad = ~(np.isfinite(values) & (values > 0))
+    bad = ~(np.isnan(values) | (np.isfinite(values) & (values > 0)))
     if bad.any():
         raise ValueError(f"{name} must hold positive finite micrometres per pixel; "
                          f"{int(bad.sum())} row(s) do not, e.g. {values[bad][:3].tolist()}")
@@ -80,9 +88,15 @@ def tile_side(tile):
     (32, 48)
     """
     if isinstance(tile, (str, os.PathLike)):
-        with Image.open(tile) as image:
-            width, height = image.size
-        return height, width
+        try:
+            with Image.open(tile) as image:
+                width, height = image.size
+            return height, width
+        except (OSError, ValueError):
+            # Not for Pillow (a float TIFF, a damaged file): read_tile decodes what it
+            # can and raises FileNotFoundError / UnreadableTileError naming the file.
+            shape = read_tile(tile).shape
+            return int(shape[0]), int(shape[1])
     shape = np.shape(tile)
     return int(shape[0]), int(shape[1])
 
@@ -129,17 +143,30 @@ class TileResampler(TransformerMixin, BaseEstimator):
     (a tile at 1.0 um/px shown to a model trained at 2.0 um/px is halved) and passes every
     other tile through untouched, the same object. Tiles that declare nothing are taken
     at the training resolution; those whose size differs from the training tiles' get one
-    :class:`TileSizeWarning` per call, naming how many and their sizes.
+    :class:`TileSizeWarning` per call, naming how many and their sizes, and so do
+    declared tiles that, resampled, still differ in size from the training tiles. A tile
+    declares its mpp in the ``mpp`` column; a missing value (NaN) there declares nothing;
+    without the column, ``X.attrs["mpp"]`` declares it for every tile, in ``transform``
+    as in ``fit``.
 
     The ``mpp`` column leaves this step only if the training tiles had one (then holding
     the training mpp, which the radiomics step uses as the physical pixel spacing of the
-    shape features); a model trained without it predicts declared tiles unchanged.
+    shape features). A model whose training resolution is unknown (no declaration in
+    ``fit`` and ``mpp=None``) predicts declared tiles unchanged, with one
+    :class:`ResolutionUnknownWarning` per call.
+
+    ``transform`` returns the resampled tiles as arrays, all of them in memory at once
+    (about ``3 * side**2`` bytes per resampled tile); tiles that need no resampling stay
+    as they came (paths stay paths). For many tiles at another resolution, transform in
+    chunks; :mod:`hiercls.slides` streams a slide's tiles in batches.
 
     Parameters
     ----------
     mpp : float or None, default=None
-        The training resolution when the training tiles declare none; None takes
-        :data:`DEFAULT_RESOLUTION`'s (the 512 px TCIA copies, 2.0 um/px).
+        The training resolution when the training tiles declare none. None leaves it
+        unknown: ``training_resolution_`` then records :data:`DEFAULT_RESOLUTION`'s mpp
+        (the 512 px TCIA copies, 2.0 um/px) as a guess, ``resolution_known_`` is False
+        and declared tiles are not resampled.
 
     Attributes
     ----------
@@ -147,6 +174,8 @@ class TileResampler(TransformerMixin, BaseEstimator):
         The training mpp and tile side (read by :func:`hiercls.slides.model_resolution`).
     mpp_declared_ : bool
         Whether the training tiles declared their mpp (else ``mpp`` or the default).
+    resolution_known_ : bool
+        Whether the training mpp was declared or given as ``mpp`` (not the default guess).
     feature_names_in_ : ndarray of str
         The columns seen in ``fit``.
     n_features_in_ : int
@@ -189,27 +218,46 @@ class TileResampler(TransformerMixin, BaseEstimator):
                              f"None; got {self.mpp!r}")
         tiles = X[IMAGE_COLUMN].tolist()
         declared = self._declared(X)
-        if declared is not None:
+        if declared is not None and not np.isnan(declared).all():
             # The most common declared value; others are resampled to it.
-            mpp = float(Counter(declared.tolist()).most_common(1)[0][0])
-            at_mpp = [tile for tile, value in zip(tiles, declared) if _same(value, mpp)]
+            mpp = float(Counter(declared[~np.isnan(declared)].tolist()).most_common(1)[0][0])
+            at_mpp = [tile for tile, value in zip(tiles, declared)
+                      if np.isnan(value) or _same(value, mpp)]
+            self.mpp_declared_ = True
         else:
-            attrs_mpp = X.attrs.get(MPP_COLUMN)
-            mpp = (float(_positive_mpp([attrs_mpp], "X.attrs['mpp']")[0]) if attrs_mpp is not None
+            # No column, or one that declares nothing: X.attrs, else mpp, else the guess.
+            attrs_mpp = self._attrs_mpp(X)
+            self.mpp_declared_ = attrs_mpp is not None
+            mpp = (attrs_mpp if self.mpp_declared_
                    else float(self.mpp) if self.mpp is not None else float(DEFAULT_RESOLUTION[0]))
             at_mpp = tiles
         sides = Counter(max(tile_side(tile)) for tile in at_mpp)
         self.training_resolution_ = (mpp, int(sides.most_common(1)[0][0]))
-        self.mpp_declared_ = declared is not None or X.attrs.get(MPP_COLUMN) is not None
         self.feature_names_in_ = np.asarray([str(c) for c in X.columns], dtype=object)
         self.n_features_in_ = len(self.feature_names_in_)
         return self
 
+    @property
+    def resolution_known_(self):
+        """Whether the training mpp was declared or given as ``mpp`` (not the default guess)."""
+        # Derived, not stored, so that models saved before it existed answer it too.
+        return bool(self.mpp_declared_ or self.mpp is not None)
+
     @staticmethod
-    def _declared(X):
-        if MPP_COLUMN not in X.columns:
+    def _attrs_mpp(X):
+        value = X.attrs.get(MPP_COLUMN)
+        if value is None:
             return None
-        return _positive_mpp(X[MPP_COLUMN], f"X[{MPP_COLUMN!r}]")
+        value = float(_positive_mpp([value], "X.attrs['mpp']")[0])
+        return None if math.isnan(value) else value
+
+    @classmethod
+    def _declared(cls, X):
+        """Each row's declared mpp (NaN: none), or None when no row declares one."""
+        if MPP_COLUMN in X.columns:
+            return _positive_mpp(X[MPP_COLUMN], f"X[{MPP_COLUMN!r}]")
+        value = cls._attrs_mpp(X)
+        return None if value is None else np.full(len(X), value)
 
     def transform(self, X):
         """Resample the tiles whose declared mpp differs from the training mpp.
@@ -234,25 +282,56 @@ class TileResampler(TransformerMixin, BaseEstimator):
                              f"TileResampler was fitted on {fitted}")
         mpp, side = self.training_resolution_
         declared = self._declared(X)
-        if declared is None:
-            self._warn_sizes(X[IMAGE_COLUMN].tolist(), side)
-            if MPP_COLUMN not in self.feature_names_in_:
-                return X
-            out = X.copy()
-            out[MPP_COLUMN] = mpp
-            return out[list(self.feature_names_in_)]
-        differ = np.flatnonzero(~np.isclose(declared, mpp, rtol=1e-9, atol=0.0))
         keep_column = MPP_COLUMN in self.feature_names_in_
-        if not len(differ) and (keep_column or MPP_COLUMN not in X.columns):
+        tiles = X[IMAGE_COLUMN].tolist()
+        if declared is not None and np.isnan(declared).all():
+            declared = None  # a column of missing values declares nothing
+        if declared is not None and not self.resolution_known_:
+            # Nothing to resample to: the tiles pass as they are (as undeclared ones).
+            warnings.warn(
+                f"the tiles declare their micrometres per pixel, but this model was trained "
+                f"without a declared resolution, so they are not resampled; fit with an "
+                f"{MPP_COLUMN!r} column, X.attrs['mpp'] or TileResampler(mpp=...) "
+                f"('hiercls fit --mpp') to have them brought to the training resolution",
+                ResolutionUnknownWarning, stacklevel=2)
+            declared = None
+        if declared is None:
+            self._warn_sizes(tiles, side)
+            if keep_column:
+                out = X.copy()
+                out[MPP_COLUMN] = mpp
+                return out[list(self.feature_names_in_)]
+            return X.drop(columns=MPP_COLUMN) if MPP_COLUMN in X.columns else X
+        undeclared = np.isnan(declared)
+        if undeclared.any():
+            self._warn_sizes([tiles[row] for row in np.flatnonzero(undeclared)], side)
+        differ = np.flatnonzero(~undeclared & ~np.isclose(declared, mpp, rtol=1e-9, atol=0.0))
+        images = list(tiles)
+        for row in differ:
+            images[row] = resample_tile(images[row], declared[row] / mpp)
+        self._warn_declared_sizes([images[row] for row in np.flatnonzero(~undeclared)], side)
+        if not len(differ) and MPP_COLUMN not in X.columns:
+            return X
+        if not len(differ) and keep_column and not undeclared.any():
             return X
         out = X.copy()
         if len(differ):
-            images = out[IMAGE_COLUMN].tolist()
-            for row in differ:
-                images[row] = resample_tile(images[row], declared[row] / mpp)
             out[IMAGE_COLUMN] = pd.Series(images, index=out.index, dtype=object)
+        if keep_column:
             out[MPP_COLUMN] = mpp
-        return out[list(self.feature_names_in_)] if keep_column else out.drop(columns=MPP_COLUMN)
+            return out[list(self.feature_names_in_)]
+        return out.drop(columns=MPP_COLUMN) if MPP_COLUMN in out.columns else out
+
+    @staticmethod
+    def _warn_declared_sizes(tiles, side):
+        sizes = Counter(max(tile_side(tile)) for tile in tiles)
+        other = {size: count for size, count in sizes.items() if size != side}
+        if other:
+            warnings.warn(
+                f"{sum(other.values())} of {len(tiles)} declared tile(s) measure "
+                f"{sorted(other)} px at the training resolution, not the training tiles' "
+                f"{side} px: their field of view differs from the one the model learned",
+                TileSizeWarning, stacklevel=3)
 
     @staticmethod
     def _warn_sizes(tiles, side):

@@ -269,3 +269,36 @@ def test_loader_states_the_resolution_of_the_512_px_copies(real_data_dir):
     assert X.attrs["mpp"] == 2.0
     assert "mpp" not in X.columns  # the columns, and so the features, as before
     assert TileResampler().fit(X).training_resolution_ == (2.0, 512)
+
+
+def _rescale_tiles(root, side):
+    for path in root.rglob("*.jpg"):
+        Image.new("RGB", (side, side), (230, 150, 200)).save(path)
+
+
+def test_loader_declares_the_originals_and_a_model_of_the_copies_resamples_them(tmp_path, fake_root):
+    import shutil
+
+    from hiercls.resolution import TileResampler, tcia_mpp
+
+    copies, _, _ = load_osteosarcoma_ut(fake_root)
+    assert copies.attrs["mpp"] == tcia_mpp(8)
+    model = TileResampler().fit(copies[["image"]])
+    originals_root = tmp_path / "originals"
+    shutil.copytree(fake_root, originals_root, ignore=shutil.ignore_patterns("originals"))
+    _rescale_tiles(originals_root, 16)
+    originals, _, _ = load_osteosarcoma_ut(originals_root)
+    assert originals.attrs["mpp"] == tcia_mpp(16) == copies.attrs["mpp"] / 2
+    out = model.transform(originals[["image"]])  # the loader's declaration, read in transform
+    assert [tile.shape for tile in out["image"]] == [(8, 8, 3)] * len(originals)
+    # The copies themselves pass through, the very frame.
+    assert model.transform(copies[["image"]]).equals(copies[["image"]])
+
+
+def test_loader_names_a_tile_it_cannot_read(fake_root):
+    from hiercls.images import UnreadableTileError
+
+    bad = next(fake_root.rglob("*.jpg"))
+    bad.write_bytes(b"not a jpeg")
+    with pytest.raises(UnreadableTileError, match=bad.name):
+        load_osteosarcoma_ut(fake_root)

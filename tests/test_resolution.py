@@ -120,6 +120,16 @@ def test_declared_twice_resolution_is_resampled_to_the_training_one(tiles):
     pipe.fit(X.assign(mpp=2.0), y)
     big = X.assign(image=[np.kron(t, np.ones((2, 2, 1), dtype=np.uint8)) for t in X["image"]],
                    mpp=1.0)
+    # What the model sees: tiles of the training side, features back at the training ones
+    # (a pipeline without the resolution step puts them far off).
+    assert all(t.shape == (32, 32, 3) for t in pipe[0].transform(big)["image"])
+    train = pipe[:-1].transform(X.assign(mpp=2.0))
+    columns = [c for c in train.columns if c.startswith(("firstorder", "shape2D", "gl"))]
+    assert len(columns) > 20
+    train = train[columns].to_numpy(float)
+    declared = pipe[:-1].transform(big)[columns].to_numpy(float)
+    skipped = pipe[1:-1].transform(big)[columns].to_numpy(float)
+    assert np.abs(declared - train).max() < 1.0 < 10.0 < np.abs(skipped - train).max()
     at_train = pipe.predict_proba(X.assign(mpp=2.0))
     resampled = pipe.predict_proba(big)
     assert (resampled.argmax(1) == at_train.argmax(1)).mean() >= 0.9
@@ -187,3 +197,113 @@ def test_resample_tile_to_a_target_size():
         resample_tile(square, 0.5, size=32)
     with pytest.raises(ValueError, match="size must be a positive"):
         resample_tile(square, size=0)
+
+
+def _kron(tile, k=2):
+    return np.kron(tile, np.ones((k, k, 1), dtype=np.uint8))
+
+
+def test_transform_reads_the_frames_attrs_mpp_like_fit():
+    rng = np.random.default_rng(6)
+    small = [rng.integers(0, 256, (32, 32, 3), dtype=np.uint8) for _ in range(3)]
+    train = pd.DataFrame({"image": small})
+    train.attrs["mpp"] = 2.0  # as load_osteosarcoma_ut declares its 512 px copies
+    step = TileResampler().fit(train)
+    assert step.training_resolution_ == (2.0, 32) and step.resolution_known_
+    assert step.transform(train) is train
+    big = pd.DataFrame({"image": [_kron(t) for t in small]})
+    big.attrs["mpp"] = 1.0  # the 1024 px originals, as the loader declares them
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = step.transform(big[["image"]])  # attrs survive column selection
+    assert list(out.columns) == ["image"]
+    assert all(tile.shape == (32, 32, 3) for tile in out["image"])
+    assert np.abs(out["image"].iloc[0].astype(int) - small[0]).mean() < 40
+
+
+def test_model_of_unknown_resolution_passes_declared_tiles_unchanged_and_warns():
+    from hiercls.resolution import ResolutionUnknownWarning
+
+    rng = np.random.default_rng(7)
+    small = [rng.integers(0, 256, (32, 32, 3), dtype=np.uint8) for _ in range(2)]
+    step = TileResampler().fit(pd.DataFrame({"image": small}))
+    assert not step.resolution_known_
+    sharper = pd.DataFrame({"image": small, "mpp": 0.5})
+    with pytest.warns(ResolutionUnknownWarning, match="not resampled.*--mpp") as record:
+        out = step.transform(sharper)
+    assert len([w for w in record if w.category is ResolutionUnknownWarning]) == 1
+    assert [t is s for t, s in zip(out["image"], small)] == [True, True]
+    assert list(out.columns) == ["image"]
+    # Told its resolution, the same model resamples them.
+    known = TileResampler(mpp=2.0).fit(pd.DataFrame({"image": small}))
+    assert known.resolution_known_
+    with pytest.warns(TileSizeWarning, match="declared tile"):
+        assert known.transform(sharper)["image"].iloc[0].shape == (8, 8, 3)
+
+
+def test_declared_tiles_of_another_field_of_view_warn_after_resampling():
+    rng = np.random.default_rng(8)
+    step = TileResampler().fit(pd.DataFrame(
+        {"image": [rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)], "mpp": [2.0]}))
+    wide = pd.DataFrame({"image": [np.zeros((96, 96, 3), np.uint8)] * 2 + [_kron(np.zeros(
+        (32, 32, 3), np.uint8))], "mpp": 1.0})
+    with pytest.warns(TileSizeWarning, match=r"2 of 3 declared tile\(s\) measure \[48\] px.*32 px"):
+        out = step.transform(wide)
+    assert [t.shape[0] for t in out["image"]] == [48, 48, 32]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        step.transform(wide.iloc[2:])
+
+
+def test_nan_mpp_declares_nothing():
+    rng = np.random.default_rng(9)
+    small = [rng.integers(0, 256, (32, 32, 3), dtype=np.uint8) for _ in range(3)]
+    step = TileResampler().fit(pd.DataFrame({"image": small, "mpp": [2.0, np.nan, 2.0]}))
+    assert step.training_resolution_ == (2.0, 32) and step.mpp_declared_
+    X = pd.DataFrame({"image": [small[0], _kron(small[1])], "mpp": [np.nan, 1.0]})
+    out = step.transform(X)
+    assert out["image"].iloc[0] is small[0]
+    assert out["image"].iloc[1].shape == (32, 32, 3)
+    assert out["mpp"].tolist() == [2.0, 2.0]
+    # A column that declares nothing at all is as no column.
+    none = TileResampler().fit(pd.DataFrame({"image": small, "mpp": np.nan}))
+    assert not none.mpp_declared_ and none.training_resolution_ == (DEFAULT_RESOLUTION[0], 32)
+    unknown = TileResampler().fit(pd.DataFrame({"image": small}))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # declares nothing, so no ResolutionUnknownWarning
+        assert list(unknown.transform(pd.DataFrame({"image": small, "mpp": np.nan})).columns) \
+            == ["image"]
+    with pytest.raises(ValueError, match=r"X\['mpp'\] must hold positive"):
+        TileResampler().fit(pd.DataFrame({"image": small[:1], "mpp": [np.inf]}))
+
+
+def test_tile_side_reads_float_tiffs_and_names_bad_files(tmp_path):
+    import tifffile
+
+    from hiercls.images import UnreadableTileError
+    from hiercls.resolution import tile_side
+
+    path = tmp_path / "float.tif"
+    tifffile.imwrite(path, np.random.default_rng(0).random((20, 30, 3)).astype(np.float32),
+                     photometric="rgb")
+    assert tile_side(str(path)) == (20, 30)
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not an image")
+    with pytest.raises(UnreadableTileError, match="bad.png"):
+        tile_side(str(bad))
+    with pytest.raises(FileNotFoundError, match="missing.png"):
+        tile_side(str(tmp_path / "missing.png"))
+
+
+def test_cli_fit_and_evaluate_pass_mpp_to_the_resolution_step():
+    from hiercls.cli import _make_pipeline, build_parser
+
+    parser = build_parser()
+    for command in (["fit", "data", "--model", "m.hiercls"], ["evaluate", "data", "--out", "o"]):
+        args = parser.parse_args(command + ["--mpp", "0.5"])
+        pipe = _make_pipeline(args, verbose=0, radiomics_verbose=0)
+        assert pipe.named_steps["resolution"].mpp == 0.5
+        assert _make_pipeline(parser.parse_args(command), verbose=0,
+                              radiomics_verbose=0).named_steps["resolution"].mpp is None
+        with pytest.raises(SystemExit):
+            parser.parse_args(command + ["--mpp", "0"])
