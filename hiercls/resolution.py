@@ -87,15 +87,31 @@ def tile_side(tile):
     return int(shape[0]), int(shape[1])
 
 
-def resample_tile(tile, factor):
-    """A tile (path or array) resampled by ``factor`` (2 doubles its side), as RGB uint8.
+def resample_tile(tile, factor=None, *, size=None):
+    """A tile (path or array) resampled, as RGB uint8.
 
-    Downscaling averages (Pillow's ``reduce`` then Lanczos, antialiased); upscaling is
-    Lanczos.
+    Give either ``factor`` (2 doubles its side) or ``size``, the side in pixels of the
+    square result. Downscaling averages (Pillow's ``reduce`` then Lanczos, antialiased);
+    upscaling is Lanczos.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from hiercls.resolution import resample_tile
+    >>> tile = np.zeros((64, 64, 3), np.uint8)
+    >>> resample_tile(tile, 0.5).shape, resample_tile(tile, size=16).shape
+    ((32, 32, 3), (16, 16, 3))
     """
+    if (factor is None) == (size is None):
+        raise TypeError("resample_tile takes either factor or size=, not both or neither")
     rgb = read_tile(tile)
     height, width = rgb.shape[:2]
-    size = (max(1, round(width * factor)), max(1, round(height * factor)))
+    if size is not None:
+        if isinstance(size, bool) or not isinstance(size, numbers.Integral) or size <= 0:
+            raise ValueError(f"size must be a positive int (pixels); got {size!r}")
+        size = (int(size), int(size))
+    else:
+        size = (max(1, round(width * factor)), max(1, round(height * factor)))
     if size == (width, height):
         return rgb
     image = Image.fromarray(rgb)
