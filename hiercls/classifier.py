@@ -271,6 +271,9 @@ class HierarchicalFusionClassifier(NeuralNetClassifier):
             raise ValueError(f"embed_dim must be a positive integer; got {self.embed_dim!r}")
         if not (isinstance(self.stain_jitter, (int, float, np.number)) and 0 <= self.stain_jitter < 1):
             raise ValueError(f"stain_jitter must be a number in [0, 1); got {self.stain_jitter!r}")
+        self._check_predict_views()
+
+    def _check_predict_views(self):
         if (isinstance(self.predict_views, (bool, np.bool_))
                 or not isinstance(self.predict_views, (int, np.integer))):
             raise TypeError(f"predict_views must be an int in {sorted(PREDICT_VIEW_SUBSETS)}; "
@@ -278,6 +281,10 @@ class HierarchicalFusionClassifier(NeuralNetClassifier):
         if int(self.predict_views) not in PREDICT_VIEW_SUBSETS:
             raise ValueError(f"predict_views must be one of {sorted(PREDICT_VIEW_SUBSETS)}; "
                              f"got {self.predict_views!r}")
+        if int(self.predict_views) != 8 and not self.freeze_backbone:
+            # Views are averaged only over the frozen backbone's cached features.
+            raise ValueError(f"predict_views={self.predict_views!r} needs freeze_backbone=True; "
+                             "a trainable backbone predicts on the tile as it is")
 
     def _check_frame(self, X, *, fitting):
         if self.use_image:
@@ -524,6 +531,8 @@ class HierarchicalFusionClassifier(NeuralNetClassifier):
         # Marks get_dataset's calls from predict_proba and gate_weights (not fit's
         # validation), whose frozen features average predict_views views.
         # Straight into __dict__ and out again: not a parameter, not a fitted attribute.
+        # predict_views may have been set (set_params) after fit: checked where used.
+        self._check_predict_views()
         previous = self.__dict__.get("_predicting_", False)
         self.__dict__["_predicting_"] = True
         try:
@@ -573,6 +582,34 @@ class HierarchicalFusionClassifier(NeuralNetClassifier):
         with self._prediction():
             gates = [to_numpy(output[1]) for output in self.forward_iter(X, training=False)]
         return pd.DataFrame(np.concatenate(gates), columns=["image", "radiomics"], index=X.index)
+
+    def predict_proba_and_gates(self, X):
+        """Class probabilities and gate weights from one pass of the network.
+
+        What :meth:`predict_proba` and :meth:`gate_weights` return, at the cost of one of
+        them: the backbone runs once per tile (and view) instead of twice.
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, 3), rows summing to one
+        gates : DataFrame of shape (n_samples, 2)
+            Columns ``image`` and ``radiomics``, indexed like ``X``.
+
+        Examples
+        --------
+        >>> from hiercls import HierarchicalFusionClassifier
+        >>> callable(HierarchicalFusionClassifier.predict_proba_and_gates)
+        True
+        """
+        self.check_is_fitted()
+        nonlinearity = self._get_predict_nonlinearity()
+        probas, gates = [], []
+        with self._prediction():
+            for output in self.forward_iter(X, training=False):
+                probas.append(to_numpy(nonlinearity(output[0])))
+                gates.append(to_numpy(output[1]))
+        return (np.concatenate(probas),
+                pd.DataFrame(np.concatenate(gates), columns=["image", "radiomics"], index=X.index))
 
     @property
     def task_weights_(self):

@@ -849,6 +849,7 @@ def _slide_folders(paths):
 def run_slide(args):
     """Tiles, necrosis and maps of whole slides, with one HTML report."""
     from . import slides
+    from .radiomics import RadiomicsTransformer
 
     say = _say(args)
     out = _output_folder(args.out, "--out")
@@ -856,6 +857,10 @@ def run_slide(args):
     # The saved model is quiet; the slide's own progress bar is shown instead.
     model.set_params(**{f"{name}__verbose": 0 for name, step in model.steps
                         if "verbose" in step.get_params()})
+    if args.n_jobs is not None:
+        model.set_params(**{f"{name}__n_jobs": args.n_jobs for name, step in model.steps
+                            if isinstance(step, RadiomicsTransformer)})
+    cache = _cache_param(_cache(args.cache))
     paths = [_existing_path(value, "SLIDE", "a whole-slide image (SVS, NDPI, MRXS, tiled "
                                             "TIFF, ...)") for value in args.slides]
     try:
@@ -868,7 +873,8 @@ def run_slide(args):
         try:
             tiles = slides.predict_slide(model, path, mpp=mpp, tile_size=tile_size,
                                          batch_size=args.batch_size, slide_mpp=args.slide_mpp,
-                                         min_tissue=args.min_tissue, verbose=not args.quiet)
+                                         min_tissue=args.min_tissue, cache=cache,
+                                         verbose=not args.quiet)
         except (OSError, ValueError) as error:
             raise CommandError(" ".join(str(error).split())) from None
         necrosis = slides.slide_necrosis(tiles, name=folder, random_state=args.seed)
@@ -1078,6 +1084,10 @@ def build_parser():
                        help="least tissue fraction of a tile (default: 0.5)")
     slide.add_argument("--batch-size", type=_positive_int, default=64,
                        help="tiles read and predicted at a time (default: 64)")
+    slide.add_argument("--n-jobs", type=_n_jobs, help="processes for radiomics (default: the model's)")
+    slide.add_argument("--cache", default="none", metavar="DIR|auto|none",
+                       help="feature cache of radiomics and backbone while reading the slides; "
+                            "off by default, since a slide's tiles are seen once (default: none)")
     slide.add_argument("--title", default="hiercls slide report", help="title of report.html")
     slide.add_argument("--seed", type=int, default=0, help="seed of the necrosis bootstrap")
     _add_quiet(slide)

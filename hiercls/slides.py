@@ -29,33 +29,40 @@ The steps:
 
 The model's resolution
     :func:`model_resolution` reads what a fitted pipeline declares: a fitted attribute
-    ``training_resolution_ = (mpp, tile_size)`` on the pipeline or one of its steps.
-    Pipelines of this version do not record it yet, so the resolution falls back to
-    :data:`DEFAULT_RESOLUTION`, that of the TCIA Osteosarcoma-UT tiles the models are
-    trained on (see there); ``mpp=`` and ``tile_size=`` override it.
+    ``training_resolution_ = (mpp, tile_size)`` on the pipeline or one of its steps (the
+    :class:`~hiercls.resolution.TileResampler` of :func:`~hiercls.make_fusion_pipeline`
+    records it in ``fit``). A pipeline whose training tiles declared no mpp (no ``mpp``
+    column, no ``X.attrs["mpp"]``, no ``TileResampler(mpp=...)``) knows its tile side but
+    not its resolution: the slide functions then require ``mpp=`` (the CLI's ``--mpp``)
+    rather than guess, since a wrong guess changes the field of view of every tile.
+    A pipeline without any such step falls back to :data:`DEFAULT_RESOLUTION`, that of
+    the TCIA Osteosarcoma-UT tiles (see there). ``mpp=`` and ``tile_size=`` override the
+    model's, with a :class:`ResolutionMismatchWarning` where they disagree with it.
 """
 
 import numbers
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
-from PIL import Image
 from skimage.filters import threshold_otsu
 from tqdm.auto import tqdm
 
 from .images import read_tile
 from .labels import CLASS_NAMES
 from .necrosis import GOOD_RESPONSE, MIN_TUMOR_TILES, necrosis_from_probabilities
-from .resolution import DEFAULT_RESOLUTION, MPP_COLUMN, TCIA_ORIGINAL_RESOLUTION, TileResampler
+from .resolution import (DEFAULT_RESOLUTION, MPP_COLUMN, TCIA_ORIGINAL_RESOLUTION, TileResampler,
+                         resample_tile)
 
 __all__ = [
     "DEFAULT_RESOLUTION",
     "GLASS_GRAY",
     "SATURATION_RANGE",
+    "ResolutionMismatchWarning",
     "SlideReadError",
     "TCIA_ORIGINAL_RESOLUTION",
     "TISSUE_THUMBNAIL",
@@ -94,6 +101,10 @@ _GATE_COLUMNS = ("gate_image", "gate_radiomics")
 
 class SlideReadError(OSError):
     """A slide file that exists but cannot be read (unsupported format, corrupt data)."""
+
+
+class ResolutionMismatchWarning(UserWarning):
+    """Slide tiles asked for at another resolution or side than the model was trained on."""
 
 
 # --------------------------------------------------------------------------------------
@@ -217,14 +228,26 @@ def model_resolution(pipeline):
     >>> print(model_resolution(make_fusion_pipeline()))
     None
     """
+    step = _resolution_step(pipeline)
+    if step is None:
+        return None
+    mpp, tile_size = step.training_resolution_
+    return (_check_positive(mpp, "training_resolution_ mpp"),
+            _check_positive(tile_size, "training_resolution_ tile_size", integer=True))
+
+
+def _resolution_step(pipeline):
     candidates = [pipeline, *[step for _, step in getattr(pipeline, "steps", [])]]
     for candidate in candidates:
-        declared = getattr(candidate, "training_resolution_", None)
-        if declared is not None:
-            mpp, tile_size = declared
-            return (_check_positive(mpp, "training_resolution_ mpp"),
-                    _check_positive(tile_size, "training_resolution_ tile_size", integer=True))
+        if getattr(candidate, "training_resolution_", None) is not None:
+            return candidate
     return None
+
+
+def _mpp_known(step):
+    """Whether a resolution step's training mpp was declared (tiles or ``mpp=``), not
+    :data:`DEFAULT_RESOLUTION`'s assumed one."""
+    return getattr(step, "mpp_declared_", True) or getattr(step, "mpp", None) is not None
 
 
 def resolve_model_resolution(pipeline, mpp=None, tile_size=None):
@@ -232,6 +255,13 @@ def resolve_model_resolution(pipeline, mpp=None, tile_size=None):
 
     Each of ``mpp`` and ``tile_size`` is the argument when given, else what ``pipeline``
     declares (:func:`model_resolution`), else :data:`DEFAULT_RESOLUTION`'s.
+
+    Raises
+    ------
+    ValueError
+        If ``mpp`` is None and the pipeline's resolution step was trained on tiles that
+        declared no mpp: its resolution is unknown, and assuming one would read every
+        tile at a field of view the model never saw.
 
     Examples
     --------
@@ -242,6 +272,12 @@ def resolve_model_resolution(pipeline, mpp=None, tile_size=None):
     (1.0, 1024)
     """
     declared = model_resolution(pipeline) if pipeline is not None else None
+    if mpp is None and declared is not None and not _mpp_known(_resolution_step(pipeline)):
+        raise ValueError(
+            "the pipeline was trained on tiles that declared no resolution (no 'mpp' column "
+            "or X.attrs['mpp']), so its micrometres per pixel are unknown; pass mpp= (the CLI's "
+            "--mpp) with the training tiles' resolution, or refit with it declared. --slide-mpp "
+            "/ slide_mpp= is the slide's own level-0 resolution, not the model's")
     default_mpp, default_size = declared or DEFAULT_RESOLUTION
     mpp = default_mpp if mpp is None else mpp
     tile_size = default_size if tile_size is None else tile_size
@@ -363,7 +399,8 @@ def tile_grid(slide, *, mpp=None, tile_size=None, slide_mpp=None, min_tissue=0.5
 def _level_for(slide, downsample):
     """The coarsest level whose downsample does not exceed ``downsample``."""
     levels = np.asarray(slide.level_downsamples, dtype=float)
-    fine_enough = np.flatnonzero(levels <= downsample * (1 + 1e-6))
+    # Scanners round their downsamples (4.0002 for a 4x level of an SVS): 1 % slack.
+    fine_enough = np.flatnonzero(levels <= downsample * (1 + 1e-2))
     return int(fine_enough[-1]) if fine_enough.size else 0
 
 
@@ -377,10 +414,8 @@ def _read_tile(slide, x, y, extent, tile_size):
         raise SlideReadError(f"slide {_name(slide)!r}: reading the tile at ({x}, {y}) failed: "
                              f"{' '.join(str(error).split())}") from None
     rgb = read_tile(region)  # RGBA -> RGB, transparent areas on white like the glass
-    if side != tile_size:
-        rgb = np.asarray(Image.fromarray(rgb).resize((tile_size, tile_size),
-                                                     Image.Resampling.LANCZOS))
-    return rgb
+    # The pipeline's own resampling, so that slide and file tiles are resampled alike.
+    return resample_tile(rgb, size=tile_size)
 
 
 def iter_tile_batches(slide, *, mpp=None, tile_size=None, batch_size=64, slide_mpp=None,
@@ -431,21 +466,25 @@ def slide_tiles(slide, *, mpp=None, tile_size=None, slide_mpp=None, min_tissue=0
     Returns
     -------
     DataFrame
-        Columns ``image``, ``x``, ``y``, ``extent``, ``tissue``, ``mpp``, one row per
-        tissue tile. Predict with ``pipeline.predict_proba(tiles[["image", "mpp"]])``
-        (a pipeline of :func:`~hiercls.make_fusion_pipeline`; one fitted on ``image``
-        alone takes ``tiles[["image"]]``).
+        The usual ``X``: columns ``image`` (RGB arrays) and ``mpp`` (the pixel size they
+        were read at), one row per tissue tile, indexed by the level-0 top-left corner
+        (a MultiIndex ``x``, ``y``). A fitted :func:`~hiercls.make_fusion_pipeline`
+        predicts on it as it is, ``pipeline.predict_proba(tiles)``, which is why the grid's
+        other columns are not columns here: ``attrs["extent"]`` is the tiles' side in
+        level-0 pixels, and :func:`tile_grid` gives each tile's tissue fraction.
     """
+    mpp, tile_size = resolve_model_resolution(pipeline, mpp, tile_size)
+    slide = open_slide(slide)
+    grid = tile_grid(slide, mpp=mpp, tile_size=tile_size, slide_mpp=slide_mpp,
+                     min_tissue=min_tissue)
     batches = list(iter_tile_batches(slide, mpp=mpp, tile_size=tile_size, batch_size=256,
-                                     slide_mpp=slide_mpp, min_tissue=min_tissue,
-                                     pipeline=pipeline))
-    if not batches:
-        return pd.DataFrame({"image": pd.Series(dtype=object),
-                             **tile_grid(slide, mpp=mpp, tile_size=tile_size,
-                                         slide_mpp=slide_mpp, min_tissue=min_tissue,
-                                         pipeline=pipeline),
-                             MPP_COLUMN: pd.Series(dtype=float)})
-    return pd.concat(batches)
+                                     grid=grid))
+    frame = (pd.concat(batches) if batches else
+             grid.assign(image=pd.Series(dtype=object), **{MPP_COLUMN: pd.Series(dtype=float)}))
+    X = frame.set_index(["x", "y"])[["image", MPP_COLUMN]]
+    X.attrs.update(extent=tile_size * mpp / _level0_mpp(slide, slide_mpp), mpp=mpp,
+                   tile_size=tile_size)
+    return X
 
 
 # --------------------------------------------------------------------------------------
@@ -460,6 +499,31 @@ def _input_columns(pipeline):
     return columns
 
 
+def _without_caches(pipeline, cache):
+    """The pipeline with every step's ``cache`` set to ``cache``: shallow copies of the
+    steps that have one, the fitted state shared, the caller's pipeline untouched."""
+    if not hasattr(pipeline, "steps"):
+        steps = [pipeline]
+    else:
+        steps = [step for _, step in pipeline.steps]
+    copies = []
+    for step in steps:
+        if "cache" in getattr(step, "__dict__", {}):
+            # A shallow copy by hand: copy.copy of a skorch net goes through its pickling
+            # (torch.save of the module). A plain attribute: set_params may reinitialize.
+            shallow = object.__new__(type(step))
+            shallow.__dict__.update(step.__dict__)
+            shallow.cache = cache
+            step = shallow
+        copies.append(step)
+    if not hasattr(pipeline, "steps"):
+        return copies[0]
+    shallow = object.__new__(type(pipeline))
+    shallow.__dict__.update(pipeline.__dict__)
+    shallow.steps = [(name, step) for (name, _), step in zip(pipeline.steps, copies)]
+    return shallow
+
+
 def _predict_batch(pipeline, batch, gates):
     columns = _input_columns(pipeline)
     missing = [c for c in columns if c not in batch.columns]
@@ -468,11 +532,11 @@ def _predict_batch(pipeline, batch, gates):
                          f"only image, x, y, extent, tissue and mpp")
     X = batch[columns]
     classifier = pipeline.steps[-1][1] if hasattr(pipeline, "steps") else pipeline
-    if gates and hasattr(classifier, "gate_weights"):
-        # Features once, then both questions to the classifier.
+    if gates and hasattr(classifier, "predict_proba_and_gates"):
+        # Features once, then one pass of the network for both.
         features = pipeline[:-1].transform(X) if hasattr(pipeline, "steps") else X
-        proba = classifier.predict_proba(features)
-        weights = classifier.gate_weights(features).to_numpy()
+        proba, weights = classifier.predict_proba_and_gates(features)
+        weights = weights.to_numpy()
     else:
         proba = pipeline.predict_proba(X)
         weights = np.full((len(X), 2), np.nan)
@@ -480,7 +544,7 @@ def _predict_batch(pipeline, batch, gates):
 
 
 def predict_slide(pipeline, slide, *, mpp=None, tile_size=None, batch_size=64, slide_mpp=None,
-                  min_tissue=0.5, gates=True, verbose=1):
+                  min_tissue=0.5, gates=True, cache=None, verbose=1):
     """Classify every tissue tile of a slide.
 
     Parameters
@@ -491,7 +555,10 @@ def predict_slide(pipeline, slide, *, mpp=None, tile_size=None, batch_size=64, s
     slide : path or openslide.OpenSlide
     mpp, tile_size : float and int, or None
         The model's resolution and tile side; None takes what the pipeline declares
-        (:func:`model_resolution`) or :data:`DEFAULT_RESOLUTION`.
+        (:func:`model_resolution`) or :data:`DEFAULT_RESOLUTION`. A pipeline trained on
+        tiles that declared no mpp needs ``mpp`` (see :func:`resolve_model_resolution`).
+        Values that disagree with what the pipeline declares give a
+        :class:`ResolutionMismatchWarning`: the model then sees another field of view.
     batch_size : int, default=64
         Tiles read and predicted at a time.
     slide_mpp : float or None, default=None
@@ -499,7 +566,13 @@ def predict_slide(pipeline, slide, *, mpp=None, tile_size=None, batch_size=64, s
     min_tissue : float, default=0.5
         As in :func:`tile_grid`.
     gates : bool, default=True
-        Also compute the gate weights (a second pass of the classifier over the features).
+        Also return the gate weights (from the same pass of the network as the
+        probabilities, :meth:`~hiercls.HierarchicalFusionClassifier.predict_proba_and_gates`).
+    cache : None, "auto" or path, default=None
+        The feature caches of the pipeline's steps (radiomics, frozen-backbone embeddings)
+        while predicting the slide: None turns them off, since a slide's tiles are seen
+        once and would fill the disk (about 40 KB per tile); "auto" or a folder uses that
+        cache. The pipeline itself is left as it is.
     verbose : int, default=1
         A progress bar over the tiles; 0 is silent.
 
@@ -516,7 +589,20 @@ def predict_slide(pipeline, slide, *, mpp=None, tile_size=None, batch_size=64, s
         raise TypeError(f"pipeline must be a fitted estimator with predict_proba; got "
                         f"{type(pipeline).__name__}")
     slide = open_slide(slide)
+    declared = model_resolution(pipeline)
+    requested = (mpp, tile_size)
     mpp, tile_size = resolve_model_resolution(pipeline, mpp, tile_size)
+    if declared is not None:
+        known = _mpp_known(_resolution_step(pipeline))
+        differ = ((requested[0] is not None and known and not np.isclose(mpp, declared[0]))
+                  or (requested[1] is not None and tile_size != declared[1]))
+        if differ:
+            shown = f"{declared[0]:g} um/px" if known else "an undeclared resolution"
+            warnings.warn(f"predict_slide: tiles of {tile_size} px at {mpp:g} um/px for a model "
+                          f"trained on tiles of {declared[1]} px at {shown}; the model sees "
+                          "another field of view than in training", ResolutionMismatchWarning,
+                          stacklevel=2)
+    pipeline = _without_caches(pipeline, cache)
     level0_mpp = _level0_mpp(slide, slide_mpp)
     grid = tile_grid(slide, mpp=mpp, tile_size=tile_size, slide_mpp=level0_mpp,
                      min_tissue=min_tissue)
@@ -578,7 +664,8 @@ def predict_slides(pipeline, slides, *, n_jobs=None, verbose=1, **kwargs):
 # Necrosis
 
 def _check_tiles(tiles, name="tiles"):
-    needed = ["x", "y", *CLASS_NAMES]
+    # extent draws each tile's box on the maps.
+    needed = ["x", "y", "extent", *CLASS_NAMES]
     if not isinstance(tiles, pd.DataFrame) or any(c not in tiles.columns for c in needed):
         raise ValueError(f"{name} must be a DataFrame with the columns {needed}, as "
                          "predict_slide returns")
@@ -685,8 +772,7 @@ def _thumbnail_grid(slide, tiles, size):
     _, thumbnail = tissue_mask(slide, size=size)
     width, height = slide.dimensions
     sy, sx = thumbnail.shape[0] / height, thumbnail.shape[1] / width
-    extent = (tiles["extent"].to_numpy(float) if "extent" in tiles.columns
-              else np.full(len(tiles), np.nan))
+    extent = tiles["extent"].to_numpy(float)
     x, y = tiles["x"].to_numpy(float), tiles["y"].to_numpy(float)
     boxes = np.stack([np.floor(y * sy), np.ceil((y + extent) * sy),
                       np.floor(x * sx), np.ceil((x + extent) * sx)], axis=1) if len(tiles) else \

@@ -436,3 +436,38 @@ def test_predict_views_average_the_chosen_views_of_the_frozen_backbone():
     assert np.array_equal(eight, full)
     assert not np.array_equal(one, full)
     assert "_predicting_" not in vars(clf) and "_predicting_" not in clf.get_params()
+
+
+def test_predict_views_other_than_8_need_the_frozen_backbone(synthetic):
+    X, y = synthetic[0], synthetic[1]
+    with pytest.raises(ValueError, match="predict_views=2 needs freeze_backbone=True"):
+        tiny(predict_views=2).fit(X, y)
+
+
+def test_predict_views_set_after_fit_is_checked_at_prediction(fitted, synthetic):
+    X = synthetic[0]
+    clf = pickle.loads(pickle.dumps(fitted))
+    clf.set_params(predict_views=3)
+    with pytest.raises(ValueError, match=r"predict_views must be one of \[1, 2, 4, 8\]"):
+        clf.predict_proba(X)
+    clf.set_params(predict_views=4)   # a trainable backbone: views are not averaged
+    with pytest.raises(ValueError, match="needs freeze_backbone=True"):
+        clf.gate_weights(X)
+    with pytest.raises(ValueError, match="needs freeze_backbone=True"):
+        clf.predict_proba_and_gates(X)
+
+
+def test_predict_proba_and_gates_runs_the_network_once(fitted, synthetic):
+    X = synthetic[0]
+    calls = []
+    handle = fitted.module_.register_forward_hook(lambda module, args, out: calls.append(1))
+    try:
+        proba, gates = fitted.predict_proba_and_gates(X)
+        once = len(calls)
+        expected_proba, expected_gates = fitted.predict_proba(X), fitted.gate_weights(X)
+    finally:
+        handle.remove()
+    assert once == len(calls) - 2 * once      # one pass, where the two methods take two
+    np.testing.assert_allclose(proba, expected_proba, rtol=0, atol=1e-7)
+    np.testing.assert_allclose(gates.to_numpy(), expected_gates.to_numpy(), rtol=0, atol=1e-7)
+    assert list(gates.columns) == ["image", "radiomics"] and gates.index.equals(X.index)

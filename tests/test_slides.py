@@ -6,6 +6,7 @@ halving size, resolution tags in pixels per centimetre) assembled from tiles on 
 """
 
 import copy
+import warnings
 
 import joblib
 import numpy as np
@@ -68,6 +69,16 @@ def pipeline(source):
                                 radiomics__cache=None).fit(X[["image"]], y)
 
 
+@pytest.fixture(scope="module")
+def declared_pipeline(source):
+    """Fitted on tiles that declare their resolution (as load_osteosarcoma_ut's do)."""
+    X, y = source
+    X = X[["image"]].copy()
+    X.attrs["mpp"] = MPP
+    return make_fusion_pipeline(**TINY_CLASSIFIER, radiomics__mask="full",
+                                radiomics__cache=None).fit(X, y)
+
+
 #: Tissue on every cell but a checkerboard-ish third, which stays glass.
 CELLS = [(r, c) for r in range(ROWS) for c in range(COLUMNS) if (r + c) % 3]
 
@@ -89,8 +100,10 @@ def _by_cell(table, extent=TILE):
 def test_slide_tiles_are_the_tiles_the_slide_was_assembled_from(slide):
     path, tiles = slide
     X = slides.slide_tiles(path, mpp=MPP, tile_size=TILE)
-    assert list(X.columns[:3]) == ["image", "x", "y"]
+    assert list(X.columns) == ["image", "mpp"] and list(X.index.names) == ["x", "y"]
     assert (X["mpp"] == MPP).all()  # the tiles declare the resolution they were read at
+    assert X.attrs["extent"] == TILE
+    X = X.reset_index()
     where = _by_cell(X)
     assert set(where) == set(CELLS)                      # every tissue tile, nothing else
     for k, cell in enumerate(CELLS):
@@ -144,7 +157,7 @@ def test_slide_at_twice_the_resolution_gives_the_same_tiles(slide, pipeline, tmp
 
     # With a pyramid, the level at the model's resolution is read: the very same pixels.
     pyramid = write_slide(tmp_path / "fine.tif", fine, MPP / 2)
-    X = slides.slide_tiles(pyramid, mpp=MPP, tile_size=TILE)
+    X = slides.slide_tiles(pyramid, mpp=MPP, tile_size=TILE).reset_index()
     assert set(_by_cell(X, 2 * TILE)) == set(CELLS)
     np.testing.assert_array_equal(X["x"], 2 * at_model["x"])
     for image, cell in zip(X["image"], _by_cell(X, 2 * TILE)):
@@ -158,10 +171,11 @@ def test_slide_at_twice_the_resolution_gives_the_same_tiles(slide, pipeline, tmp
     assert (table["predicted"] == at_model["predicted"]).mean() >= 0.9
 
 
-def test_resolution_comes_from_the_pipeline_when_it_declares_it(slide, pipeline):
+def test_resolution_comes_from_the_pipeline_when_it_declares_it(slide, declared_pipeline):
     path, _ = slide
-    # The fitted pipeline's TileResampler declares it: the default mpp, its tiles' side.
-    assert slides.model_resolution(pipeline) == (slides.DEFAULT_RESOLUTION[0], TILE) == (MPP, TILE)
+    pipeline = declared_pipeline
+    # The fitted pipeline's TileResampler declares it: the tiles' mpp and side.
+    assert slides.model_resolution(pipeline) == (MPP, TILE)
     implicit = slides.predict_slide(pipeline, path, verbose=0)
     explicit = slides.predict_slide(pipeline, path, mpp=MPP, tile_size=TILE, verbose=0)
     pd.testing.assert_frame_equal(implicit, explicit)
@@ -170,7 +184,7 @@ def test_resolution_comes_from_the_pipeline_when_it_declares_it(slide, pipeline)
     coarse = copy.deepcopy(pipeline)
     coarse.named_steps["resolution"].training_resolution_ = (2 * MPP, TILE // 2)
     assert slides.resolve_model_resolution(coarse) == (2 * MPP, TILE // 2)
-    X = slides.slide_tiles(path, pipeline=coarse)
+    X = slides.slide_tiles(path, pipeline=coarse).reset_index()
     assert X["image"].iloc[0].shape == (TILE // 2, TILE // 2, 3)
     assert (X["mpp"] == 2 * MPP).all()
     np.testing.assert_array_equal(X[["x", "y"]].to_numpy(), implicit[["x", "y"]].to_numpy())
@@ -267,8 +281,15 @@ def test_maps_and_report(slide, pipeline, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def model_file(pipeline, tmp_path_factory):
+def model_file(declared_pipeline, tmp_path_factory):
     path = tmp_path_factory.mktemp("model") / "model.joblib"
+    joblib.dump(declared_pipeline, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def undeclared_model_file(pipeline, tmp_path_factory):
+    path = tmp_path_factory.mktemp("model") / "undeclared.joblib"
     joblib.dump(pipeline, path)
     return path
 
@@ -337,3 +358,122 @@ def test_predict_slides_under_dask_backend_match_local(slide, pipeline):
     assert len(tasks.data) >= 2                              # the slides ran on the cluster
     for a, b in zip(local, remote):
         pd.testing.assert_frame_equal(a, b, check_exact=False, atol=1e-6)
+
+
+# --------------------------------------------------------------------------------------
+# Review of issue 12: resolution known or required, one network pass, caches, tolerance
+
+def test_a_model_trained_on_undeclared_tiles_needs_mpp(slide, pipeline, undeclared_model_file,
+                                                       tmp_path, capsys):
+    path, _ = slide
+    # The side is known (32 px) but not the micrometres per pixel: no silent 2.0.
+    with pytest.raises(ValueError, match=r"mpp=.*--mpp"):
+        slides.resolve_model_resolution(pipeline)
+    with pytest.raises(ValueError, match="declared no resolution"):
+        slides.predict_slide(pipeline, path, verbose=0)
+    assert slides.resolve_model_resolution(pipeline, mpp=MPP) == (MPP, TILE)
+    # TileResampler(mpp=...) declares it too.
+    stated = copy.deepcopy(pipeline)
+    stated.named_steps["resolution"].mpp = MPP
+    assert slides.resolve_model_resolution(stated) == (MPP, TILE)
+    assert main(["slide", str(undeclared_model_file), str(path), "--out", str(tmp_path / "o"),
+                 "-q"]) == 2
+    error = capsys.readouterr().err
+    assert "--mpp" in error and error.count("\n") == 1
+
+
+def test_overrides_that_disagree_with_the_model_warn(slide, declared_pipeline):
+    path, _ = slide
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", slides.ResolutionMismatchWarning)
+        slides.predict_slide(declared_pipeline, path, mpp=MPP, tile_size=TILE, verbose=0)
+    with pytest.warns(slides.ResolutionMismatchWarning, match="16 px at 2 um/px.*32 px at 2 um/px"):
+        slides.predict_slide(declared_pipeline, path, tile_size=TILE // 2, verbose=0)
+    with pytest.warns(slides.ResolutionMismatchWarning, match="at 4 um/px"):
+        slides.predict_slide(declared_pipeline, path, mpp=2 * MPP, verbose=0)
+
+
+def test_backbone_runs_once_per_tile_with_gates(slide, pipeline):
+    path, _ = slide
+    backbone = pipeline[-1].module_.image_encoder.backbone
+    seen = []
+    handle = backbone.register_forward_hook(lambda module, args, out: seen.append(len(args[0])))
+    try:
+        table = slides.predict_slide(pipeline, path, mpp=MPP, tile_size=TILE, verbose=0)
+    finally:
+        handle.remove()
+    assert table["gate_image"].notna().all()
+    assert sum(seen) == len(table) == len(CELLS)
+
+
+def test_predict_proba_and_gates_is_predict_proba_and_gate_weights(pipeline, source):
+    X, _ = source
+    features = pipeline[:-1].transform(X[["image"]])
+    classifier = pipeline[-1]
+    proba, gates = classifier.predict_proba_and_gates(features)
+    np.testing.assert_allclose(proba, classifier.predict_proba(features), rtol=0, atol=1e-7)
+    pd.testing.assert_frame_equal(gates, classifier.gate_weights(features))
+
+
+def test_predict_slide_keeps_the_caches_off_by_default(slide, pipeline, tmp_path):
+    path, _ = slide
+    cached = copy.deepcopy(pipeline)
+    folder = tmp_path / "cache"
+    cached.named_steps["radiomics"].set_params(cache=str(folder))
+    slides.predict_slide(cached, path, mpp=MPP, tile_size=TILE, verbose=0)
+    assert not folder.exists() or not any(folder.rglob("*.*"))
+    assert cached.named_steps["radiomics"].cache == str(folder)   # the pipeline untouched
+    slides.predict_slide(cached, path, mpp=MPP, tile_size=TILE, cache=str(folder), verbose=0)
+    assert any(p.is_file() for p in folder.rglob("*"))
+
+
+def test_cli_slide_takes_cache_and_n_jobs(slide, model_file, tmp_path):
+    path, _ = slide
+    folder = tmp_path / "cache"
+    assert main(["slide", str(model_file), str(path), "--out", str(tmp_path / "out"), "-q",
+                 "--n-jobs", "1", "--cache", str(folder)]) == 0
+    assert any(p.is_file() for p in folder.rglob("*"))
+
+
+class _Levels:
+    def __init__(self, downsamples):
+        self.level_downsamples = downsamples
+
+
+def test_pyramid_levels_with_rounded_downsamples_are_used():
+    # An SVS states its 4x level as 4.0002: still the level for a 4x read.
+    assert slides._level_for(_Levels((1.0, 4.0002, 16.0011)), 4.0) == 1
+    assert slides._level_for(_Levels((1.0, 4.0002, 16.0011)), 16.0) == 2
+    assert slides._level_for(_Levels((1.0, 4.0, 16.0)), 3.9) == 0
+
+
+def test_slide_tiles_are_resampled_like_the_pipeline_resamples(slide, tmp_path):
+    from hiercls.resolution import resample_tile
+
+    path, _ = slide
+    level0 = np.asarray(slides.open_slide(path).read_region((0, 0), 0,
+                                                            slides.open_slide(path).dimensions))[..., :3]
+    fine = np.repeat(np.repeat(level0, 8, axis=0), 8, axis=1)
+    flat = write_slide(tmp_path / "fine8.tif", fine, MPP / 8, levels=1)
+    X = slides.slide_tiles(flat, mpp=MPP, tile_size=TILE).reset_index()
+    assert len(X) == len(CELLS)
+    for image, x, y in zip(X["image"], X["x"], X["y"]):
+        np.testing.assert_array_equal(image, resample_tile(fine[y:y + 8 * TILE, x:x + 8 * TILE],
+                                                           size=TILE))
+
+
+def test_a_fitted_pipeline_predicts_on_slide_tiles_unchanged(slide, pipeline):
+    path, _ = slide
+    X = slides.slide_tiles(path, mpp=MPP, tile_size=TILE)
+    table = slides.predict_slide(pipeline, path, mpp=MPP, tile_size=TILE, verbose=0)
+    np.testing.assert_allclose(pipeline.predict_proba(X), table[list(CLASS_NAMES)].to_numpy(),
+                               rtol=0, atol=1e-6)
+
+
+def test_maps_need_the_extent_of_each_tile(slide, pipeline):
+    path, _ = slide
+    table = slides.predict_slide(pipeline, path, mpp=MPP, tile_size=TILE, verbose=0)
+    with pytest.raises(ValueError, match="extent"):
+        slides.plot_slide_overlay(table.drop(columns="extent"), path)
+    with pytest.raises(ValueError, match="extent"):
+        slides.plot_slide_heatmap(table.drop(columns="extent"), path)
