@@ -291,8 +291,46 @@ def seeds(results):
     return str(len({run["seed"] for run in head}))
 
 
+def slides(results):
+    payload = results("slide_speed")
+    if payload is None:
+        return "\n(not measured yet: `python benchmarks/slide_speed.py`)\n"
+    res = payload["resolution"]
+    quick = " (a `--quick` smoke run, not meaningful)" if payload.get("quick") else ""
+    lines = ["", f"`benchmarks/slide_speed.py` ([results](benchmarks/results/slide_speed.md)){quick}, "
+             f"on {_cores(payload)} cores, a model trained on the patients other than Case-4:", "",
+             f"- **twice the resolution, declared**: Case-4's {res['tiles']} tiles upsampled to "
+             f"{res['upsampled_to']} px with `mpp` = {res['declared_mpp']:g}: predictions agree "
+             f"with those at the training resolution on {res['agreement']:.1%} of the tiles "
+             f"(target 95 %); accuracy {res['accuracy_training_resolution']:.3f} → "
+             f"{res['accuracy_twice_declared']:.3f};"]
+    views = payload["views"]
+    lines.append("- **views averaged at prediction** (Case-4 accuracy): " + ", ".join(
+        f"{n}: {v['accuracy']:.3f}" for n, v in sorted(views.items(), key=lambda kv: int(kv[0]))) + ";")
+    rows = payload["throughput"]
+    large = [r for r in rows if r["slide"] == "large"]
+    for r in large:
+        lines.append(
+            f"- **throughput**, caches off, a slide of {r['tiles']:,} tissue tiles at {r['views']} "
+            f"view(s): {r['slide_tiles_per_s']:.2f} tiles/s, {r['slide_over_files']:.2f}× the same "
+            f"tiles from JPEG files (target 0.9×) and {r['slide_over_limit']:.2f}× the backbone's "
+            f"bare forward rate on the same views (target 0.85×); on a "
+            f"{next((x['tiles'] for x in rows if x['slide'] == 'small'), 0)}-tile slide at "
+            + ", ".join(f"{x['views']} views {x['slide_over_files']:.2f}× / {x['slide_over_limit']:.2f}×"
+                        for x in rows if x["slide"] == "small") + ";")
+    memory = payload["memory"]
+    lines += [f"- **memory**: a slide of {memory['slide_4x']['tiles']} tiles peaks at "
+              f"{memory['ratio_4x']:.2f}× the RSS of one of {memory['slide']['tiles']} "
+              f"({memory['slide']['peak_rss_mib']:.0f} MiB; target 1.2×); the whole benchmark "
+              f"took {_minutes(payload['seconds'])}.", ""]
+    if (RESULTS_DIR / "slide_speed_overlay.png").is_file() and not payload.get("quick"):
+        lines += ["![predicted class of each tile of a slide of Case-4 tiles]"
+                  "(benchmarks/results/slide_speed_overlay.png)", ""]
+    return "\n".join(lines)
+
+
 BLOCKS = {"demo": demo, "seeds": seeds, "radiomics-speed": radiomics_speed, "protocol-a": protocol_a,
-          "findings": findings, "timing": timing, "overhead": overhead}
+          "findings": findings, "timing": timing, "overhead": overhead, "slides": slides}
 
 
 def render(readme_text, results_dir=RESULTS_DIR):

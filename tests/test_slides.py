@@ -148,6 +148,22 @@ def test_background_is_never_classified(tmp_path, pipeline, source):
     assert necrosis["n_tiles"].iloc[0] == 0 and necrosis["response"].iloc[0] == "no tumor"
 
 
+def test_a_jpeg_compressed_slide_gives_nearly_the_same_predictions(source, pipeline, tmp_path):
+    pytest.importorskip("imagecodecs", reason="tifffile writes JPEG-compressed TIFF with imagecodecs")
+    X, _ = source
+    tiles = list(X["image"][:len(CELLS)])
+    path = write_slide(tmp_path / "jpeg.tif", assemble(tiles, CELLS), MPP, compression="jpeg")
+    table = slides.predict_slide(pipeline, path, mpp=MPP, tile_size=TILE, verbose=0)
+    where = _by_cell(table)
+    assert set(where) == set(CELLS)           # JPEG noise on glass is not tissue
+    direct = pd.DataFrame({"image": pd.Series([tiles[CELLS.index(cell)] for cell in where],
+                                              dtype=object)})
+    expected = pipeline.predict_proba(direct)
+    got = table[list(CLASS_NAMES)].to_numpy()[list(where.values())]
+    assert not np.array_equal(got, expected)  # lossy: not the same pixels ...
+    np.testing.assert_allclose(got, expected, atol=0.05)  # ... but nearly the same answer
+
+
 def test_slide_at_twice_the_resolution_gives_the_same_tiles(slide, pipeline, tmp_path):
     path, tiles = slide
     at_model = slides.predict_slide(pipeline, path, mpp=MPP, tile_size=TILE, verbose=0)
