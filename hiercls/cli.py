@@ -763,12 +763,11 @@ def run_predict(args):
     say(f"hiercls predict: {len(X)} tiles")
     features = model[:-1].transform(X[columns])
     classifier = model.steps[-1][1]
-    proba = classifier.predict_proba(features)
+    proba, gates = classifier.predict_proba_and_gates(features)
     table = X.copy()
     for k, name in enumerate(CLASS_NAMES):
         table[name] = proba[:, k]
     table["predicted"] = np.asarray(CLASS_NAMES, dtype=object)[proba.argmax(axis=1)]
-    gates = classifier.gate_weights(features)
     table["gate_image"] = gates["image"].to_numpy()
     table["gate_radiomics"] = gates["radiomics"].to_numpy()
     out.parent.mkdir(parents=True, exist_ok=True)

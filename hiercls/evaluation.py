@@ -50,17 +50,21 @@ def cross_validate_by_patient(estimator, X, y, groups, *, cv=None, verbose=1):
         model = clone(estimator)
         fit_params = _groups_parameter(model, groups[train])
         model.fit(X.iloc[train], _take(y, train), **fit_params)
-        proba = model.predict_proba(X.iloc[test])
+        classifier = model.steps[-1][1] if isinstance(model, Pipeline) else model
+        gates = None
+        if hasattr(classifier, "predict_proba_and_gates"):
+            # One pass of the network, and of the pipeline's transforms, for both.
+            features = model[:-1].transform(X.iloc[test]) if isinstance(model, Pipeline) else X.iloc[test]
+            proba, gates = classifier.predict_proba_and_gates(features)
+        else:
+            proba = model.predict_proba(X.iloc[test])
         patients = ", ".join(map(str, np.unique(groups[test])))
         rows.append({"test_patients": patients, **paper_metrics(codes[test], proba)})
         part = pd.DataFrame(proba, columns=list(CLASS_NAMES), index=X.index[test])
         part["y_true"] = np.asarray(CLASS_NAMES, dtype=object)[codes[test]]
         part["patient"] = groups[test]
         part["fold"] = fold
-        classifier = model.steps[-1][1] if isinstance(model, Pipeline) else model
-        if hasattr(classifier, "gate_weights"):
-            features = model[:-1].transform(X.iloc[test]) if isinstance(model, Pipeline) else X.iloc[test]
-            gates = classifier.gate_weights(features)
+        if gates is not None:
             part["gate_image"] = gates["image"].to_numpy()
             part["gate_radiomics"] = gates["radiomics"].to_numpy()
         history = getattr(classifier, "history_", None)
