@@ -309,7 +309,7 @@ class TileResampler(TransformerMixin, BaseEstimator):
         images = list(tiles)
         for row in differ:
             images[row] = resample_tile(images[row], declared[row] / mpp)
-        self._warn_declared_sizes([images[row] for row in np.flatnonzero(~undeclared)], side)
+        self._warn_sizes([images[row] for row in np.flatnonzero(~undeclared)], side, declared=True)
         if not len(differ) and MPP_COLUMN not in X.columns:
             return X
         if not len(differ) and keep_column and not undeclared.any():
@@ -323,27 +323,23 @@ class TileResampler(TransformerMixin, BaseEstimator):
         return out.drop(columns=MPP_COLUMN) if MPP_COLUMN in out.columns else out
 
     @staticmethod
-    def _warn_declared_sizes(tiles, side):
+    def _warn_sizes(tiles, side, *, declared=False):
+        """One TileSizeWarning for the tiles whose side is not the training tiles'."""
         sizes = Counter(max(tile_side(tile)) for tile in tiles)
         other = {size: count for size, count in sizes.items() if size != side}
-        if other:
-            warnings.warn(
-                f"{sum(other.values())} of {len(tiles)} declared tile(s) measure "
-                f"{sorted(other)} px at the training resolution, not the training tiles' "
-                f"{side} px: their field of view differs from the one the model learned",
-                TileSizeWarning, stacklevel=3)
-
-    @staticmethod
-    def _warn_sizes(tiles, side):
-        sizes = Counter(max(tile_side(tile)) for tile in tiles)
-        other = {size: count for size, count in sizes.items() if size != side}
-        if other:
-            warnings.warn(
-                f"{sum(other.values())} of {len(tiles)} tile(s) declare no resolution and "
-                f"measure {sorted(other)} px, not the training tiles' {side} px; they are "
-                f"taken at the training resolution. Declare their micrometres per pixel in "
-                f"an {MPP_COLUMN!r} column to have them resampled",
-                TileSizeWarning, stacklevel=3)
+        if not other:
+            return
+        if declared:
+            what = (f"declared tile(s) measure {sorted(other)} px at the training resolution, "
+                    f"not the training tiles' {side} px: their field of view differs from the "
+                    "one the model learned")
+        else:
+            what = (f"tile(s) declare no resolution and measure {sorted(other)} px, not the "
+                    f"training tiles' {side} px; they are taken at the training resolution. "
+                    f"Declare their micrometres per pixel in an {MPP_COLUMN!r} column to have "
+                    "them resampled")
+        warnings.warn(f"{sum(other.values())} of {len(tiles)} {what}", TileSizeWarning,
+                      stacklevel=3)
 
     def get_feature_names_out(self, input_features=None):
         """The output columns: those seen in ``fit``.
