@@ -323,9 +323,8 @@ def slides(results):
               f"{memory['ratio_4x']:.2f}× the RSS of one of {memory['slide']['tiles']} "
               f"({memory['slide']['peak_rss_mib']:.0f} MiB; target 1.2×); the whole benchmark "
               f"took {_minutes(payload['seconds'])}.", ""]
-    if (RESULTS_DIR / "slide_speed_overlay.png").is_file() and not payload.get("quick"):
-        lines += ["![predicted class of each tile of a slide of Case-4 tiles]"
-                  "(benchmarks/results/slide_speed_overlay.png)", ""]
+    # The benchmark's map (slide_speed_overlay.png) is not committed: tiles the tissue
+    # detector passes over show their real pixels, and the TCIA tiles stay out of the repo.
     return "\n".join(lines)
 
 
