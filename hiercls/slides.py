@@ -780,7 +780,7 @@ def _thumbnail_grid(slide, tiles, size):
     return thumbnail, boxes.astype(np.int64)
 
 
-def plot_slide_overlay(tiles, slide=None, *, size=TISSUE_THUMBNAIL, alpha=0.45):
+def plot_slide_overlay(tiles, slide=None, *, size=TISSUE_THUMBNAIL, alpha=0.45, tissue=True):
     """The slide's thumbnail with each tile coloured by its predicted class.
 
     Parameters
@@ -793,6 +793,9 @@ def plot_slide_overlay(tiles, slide=None, *, size=TISSUE_THUMBNAIL, alpha=0.45):
         Long side of the thumbnail.
     alpha : float, default=0.45
         Opacity of the class colours.
+    tissue : bool, default=True
+        Draw the tiles over the slide's thumbnail; False draws them on white, a map that
+        shows none of the slide's pixels (to publish a map of slides that may not be shared).
 
     Returns
     -------
@@ -800,6 +803,8 @@ def plot_slide_overlay(tiles, slide=None, *, size=TISSUE_THUMBNAIL, alpha=0.45):
     """
     _check_tiles(tiles)
     thumbnail, boxes = _thumbnail_grid(slide, tiles, size)
+    if not tissue:
+        thumbnail = np.full_like(thumbnail, 255)
     colors = _class_colors()
     overlay = np.zeros((*thumbnail.shape[:2], 4))
     codes = pd.Categorical(tiles["predicted"], categories=CLASS_NAMES).codes

@@ -296,6 +296,15 @@ def test_maps_and_report(slide, pipeline, tmp_path):
     assert page.count("data:image/png;base64,") == 2 and "Necrosis per slide" in page
 
 
+def test_an_overlay_without_tissue_shows_none_of_the_slides_pixels(slide, pipeline):
+    path, _ = slide
+    table = slides.predict_slide(pipeline, path, mpp=MPP, tile_size=TILE, verbose=0)
+    shown = slides.plot_slide_overlay(table, alpha=1.0).axes[0].images[0].get_array()
+    blank = slides.plot_slide_overlay(table, alpha=1.0, tissue=False).axes[0].images[0].get_array()
+    assert shown.shape == blank.shape and (np.asarray(shown) != 255).any()
+    assert (np.asarray(blank) == 255).all()   # white under the class colours: no slide pixel
+
+
 @pytest.fixture(scope="module")
 def model_file(declared_pipeline, tmp_path_factory):
     path = tmp_path_factory.mktemp("model") / "model.joblib"
