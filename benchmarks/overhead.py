@@ -86,13 +86,13 @@ from skorch.callbacks import Callback  # noqa: E402
 from skorch.history import History  # noqa: E402
 from skorch.utils import TeeGenerator, to_tensor  # noqa: E402
 
-from hiercls.backbones import LITE0_MODEL, LITE0_SOURCE, backbone_data_config  # noqa: E402
-from hiercls.classifier import HierarchicalFusionClassifier, find_radiomic_columns  # noqa: E402
-from hiercls.frozen_features import embedding_cache, frozen_view_features  # noqa: E402
-from hiercls.labels import encode_labels, tumor_target  # noqa: E402
-from hiercls.loss import HierarchicalLoss, inverse_frequency_weights  # noqa: E402
-from hiercls.model import FusionNet  # noqa: E402
-from hiercls.tile_dataset import TileDataset  # noqa: E402
+from hiercls.nn.backbones import LITE0_MODEL, LITE0_SOURCE, backbone_data_config  # noqa: E402
+from hiercls.estimator.classifier import HierarchicalFusionClassifier, find_radiomic_columns  # noqa: E402
+from hiercls.features.frozen import embedding_cache, frozen_view_features  # noqa: E402
+from hiercls.data.labels import encode_labels, tumor_target  # noqa: E402
+from hiercls.nn.loss import HierarchicalLoss, inverse_frequency_weights  # noqa: E402
+from hiercls.nn.fusion import FusionNet  # noqa: E402
+from hiercls.estimator.tile_dataset import TileDataset  # noqa: E402
 
 DEFAULT_DATA = DATA_DIR
 TARGET = 1.05
@@ -112,9 +112,9 @@ def log(message):
 
 def load_tiles(args):
     """(X, codes, source): tiles with standardized radiomic columns, computed once."""
-    from hiercls.datasets import load_osteosarcoma_ut, make_synthetic_tiles
-    from hiercls.pipeline import make_radiomics_scaler
-    from hiercls.radiomics import RadiomicsTransformer
+    from hiercls.data.datasets import load_osteosarcoma_ut, make_synthetic_tiles
+    from hiercls.estimator.pipeline import make_radiomics_scaler
+    from hiercls.features.radiomics import RadiomicsTransformer
 
     root = Path(args.data)
     if root.is_dir() and not args.synthetic:

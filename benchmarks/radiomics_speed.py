@@ -44,12 +44,12 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import DATA_DIR, REPO, code_line, run_info, write_results  # noqa: E402
 
-from hiercls.images import read_tile, tile_digest  # noqa: E402
-from hiercls.radiomics.channels import to_channel  # noqa: E402
-from hiercls.radiomics.fast_backend import extract_fast  # noqa: E402
-from hiercls.radiomics.masks import make_mask  # noqa: E402
-from hiercls.radiomics.names import FEATURE_NAMES, FIRSTORDER_FEATURES, SHAPE2D_FEATURES  # noqa: E402
-from hiercls.radiomics.pyradiomics_backend import PYRADIOMICS_SETTINGS, extract_pyradiomics  # noqa: E402
+from hiercls.data.images import read_tile, tile_digest  # noqa: E402
+from hiercls.features.radiomics.channels import to_channel  # noqa: E402
+from hiercls.features.radiomics.fast_backend import extract_fast  # noqa: E402
+from hiercls.features.radiomics.masks import make_mask  # noqa: E402
+from hiercls.features.radiomics.names import FEATURE_NAMES, FIRSTORDER_FEATURES, SHAPE2D_FEATURES  # noqa: E402
+from hiercls.features.radiomics.pyradiomics_backend import PYRADIOMICS_SETTINGS, extract_pyradiomics  # noqa: E402
 
 DEFAULT_DATA = DATA_DIR
 #: PyRadiomics' reference values, outside the repository so that git never sees them.
@@ -343,7 +343,7 @@ FULL_SET_CHILD = textwrap.dedent(
     import psutil
     sys.path.insert(0, {repo!r})
     from joblib import Parallel, delayed
-    from hiercls.radiomics.transformer import tile_radiomics
+    from hiercls.features.radiomics.transformer import tile_radiomics
 
     def one(path):
         # What RadiomicsTransformer(backend="fast") runs per tile.
@@ -351,7 +351,7 @@ FULL_SET_CHILD = textwrap.dedent(
                               backend="fast")[0]
 
     def warm(seconds):
-        # Each worker imports hiercls.radiomics once (scikit-learn, scikit-image, pandas).
+        # Each worker imports hiercls.features.radiomics once (scikit-learn, scikit-image, pandas).
         time.sleep(seconds)
         return None
 
@@ -502,7 +502,7 @@ def markdown(report):
             "",
             f"- **wall time {full['wall_s']:.1f} s** with the worker processes started "
             f"(target <= 30 s: {'met' if full['wall_s'] <= 30 else 'MISSED'});",
-            f"- starting the {full['n_jobs']} workers, which import `hiercls.radiomics` (the "
+            f"- starting the {full['n_jobs']} workers, which import `hiercls.features.radiomics` (the "
             f"package's top level imports torch and the rest lazily), took "
             f"{full['startup_s']:.1f} s more; {full['process_wall_s']:.1f} s in all with the "
             f"parent interpreter's start (target: "

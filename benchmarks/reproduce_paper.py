@@ -37,9 +37,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import DATA_DIR, code_line, mean_sd, run_info, write_results  # noqa: E402
 
 import hiercls  # noqa: E402
-from hiercls.labels import CLASS_NAMES, encode_labels
-from hiercls.metrics import paper_metrics, per_class_table  # noqa: E402
-from hiercls.radiomics import RADIOMIC_COLUMN_PATTERN  # noqa: E402
+from hiercls.data.labels import CLASS_NAMES, encode_labels
+from hiercls.evaluation.metrics import paper_metrics, per_class_table  # noqa: E402
+from hiercls.features.radiomics import RADIOMIC_COLUMN_PATTERN  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_DATA = DATA_DIR
@@ -189,7 +189,7 @@ def cached_files():
     Counts every cached feature file, of any backbone or radiomics setting, so a nonzero
     count says the cache was in use, not that this run's features were all there.
     """
-    from hiercls.cache import resolve_cache_dir
+    from hiercls.features.cache import resolve_cache_dir
 
     folder = resolve_cache_dir("auto")
     return sum(1 for _ in folder.rglob("*.npy")) if folder.is_dir() else 0

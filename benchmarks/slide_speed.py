@@ -114,7 +114,7 @@ def tissue_tiles(tiles, files, mpp, side, work):
 
 
 def load_data(quick):
-    from hiercls.datasets import load_osteosarcoma_ut, make_synthetic_tiles
+    from hiercls.data.datasets import load_osteosarcoma_ut, make_synthetic_tiles
 
     if quick or not (common.DATA_DIR / "Training-Set-1").is_dir():
         X, y, groups = make_synthetic_tiles(n_tiles=60, n_patients=4, size=32, random_state=0)
@@ -123,7 +123,7 @@ def load_data(quick):
         X.attrs["mpp"] = 2.0  # declared, as the loader declares the real tiles'
         return X, np.asarray(y), groups.to_numpy(), "synthetic"
     X, y, groups = load_osteosarcoma_ut(common.DATA_DIR)
-    from hiercls.labels import encode_labels
+    from hiercls.data.labels import encode_labels
 
     return X[["image"]], encode_labels(y)[0], np.asarray(groups), str(common.DATA_DIR)
 
@@ -157,9 +157,9 @@ def main():
     from PIL import Image
 
     from hiercls import slides
-    from hiercls.frozen_features import PREDICT_VIEW_SUBSETS, symmetric_views
-    from hiercls.images import read_tile
-    from hiercls.tile_dataset import TileDataset
+    from hiercls.features.frozen import PREDICT_VIEW_SUBSETS, symmetric_views
+    from hiercls.data.images import read_tile
+    from hiercls.estimator.tile_dataset import TileDataset
 
     started = time.perf_counter()
     clock = lambda: f"[{(time.perf_counter() - started) / 60:4.1f} min]"  # noqa: E731

@@ -1,6 +1,6 @@
 """Patient-grouped cross-validation on the real TCIA Osteosarcoma-UT tiles.
 
-Loads the tiles with hiercls.datasets.load_osteosarcoma_ut, cross-validates
+Loads the tiles with hiercls.data.datasets.load_osteosarcoma_ut, cross-validates
 make_fusion_pipeline with scikit-learn's cross_validate and GroupKFold by patient
 (leave one patient out by default), scores every fold with hiercls.metrics.paper_scorers()
 and prints one column per held-out patient, the mean and standard deviation over the folds
@@ -34,7 +34,7 @@ import pandas as pd
 from sklearn.model_selection import GroupKFold, cross_validate
 
 import hiercls
-from hiercls.backbones import LITE0_MODEL, LITE0_SOURCE
+from hiercls.nn.backbones import LITE0_MODEL, LITE0_SOURCE
 
 DEFAULT_DATA = Path(os.environ.get("HIERCLS_DATA_DIR")
                     or Path(__file__).resolve().parents[2] / "shared" / "data" / "osteosarcoma-ut-512")

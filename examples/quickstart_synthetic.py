@@ -1,7 +1,7 @@
 """Quickstart: fit the fusion pipeline on generated tiles and predict class probabilities.
 
 Generates H&E-like tiles of the three classes from a few "patients"
-(hiercls.datasets.make_synthetic_tiles), fits make_fusion_pipeline (radiomics ->
+(hiercls.data.datasets.make_synthetic_tiles), fits make_fusion_pipeline (radiomics ->
 standardization -> HierarchicalFusionClassifier) with the patients as groups for its
 early-stopping split, and predicts tiles of two patients it has not seen. Prints the
 first probabilities, the accuracy on the new patients, the learned task weights and the

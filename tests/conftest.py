@@ -31,7 +31,7 @@ def _isolated_cache(tmp_path, monkeypatch):
 
 def random_radiomics(n, rng, width=29):
     """A frame of standardized radiomic-like columns named like the transformer's."""
-    from hiercls.radiomics import FEATURE_NAMES
+    from hiercls.features.radiomics import FEATURE_NAMES
 
     return pd.DataFrame(rng.normal(size=(n, width)), columns=list(FEATURE_NAMES[:width]))
 
@@ -39,7 +39,7 @@ def random_radiomics(n, rng, width=29):
 @pytest.fixture(scope="session")
 def synthetic():
     """48 small synthetic tiles from 4 patients, with radiomic-like columns added."""
-    from hiercls.datasets import make_synthetic_tiles
+    from hiercls.data.datasets import make_synthetic_tiles
 
     X, y, groups = make_synthetic_tiles(n_tiles=48, n_patients=4, size=32, random_state=0)
     rng = np.random.default_rng(0)

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from hiercls import HierarchicalFusionClassifier
-from hiercls.backbones import create_backbone, feature_width
-from hiercls.datasets import make_synthetic_tiles
+from hiercls.nn.backbones import create_backbone, feature_width
+from hiercls.data.datasets import make_synthetic_tiles
 
 from .conftest import random_radiomics
 

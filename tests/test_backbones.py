@@ -5,7 +5,7 @@ import pytest
 import timm
 import torch
 
-from hiercls.backbones import (LITE0_MODEL, LITE0_SOURCE, backbone_data_config, create_backbone,
+from hiercls.nn.backbones import (LITE0_MODEL, LITE0_SOURCE, backbone_data_config, create_backbone,
                                feature_width, load_lite0_state_dict)
 
 TINY = "test_efficientnet"

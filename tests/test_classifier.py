@@ -8,10 +8,10 @@ from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 
 import hiercls
-import hiercls.classifier
+import hiercls.estimator.classifier
 from hiercls import CLASS_NAMES, HierarchicalFusionClassifier
-from hiercls.loss import FlatLoss, HierarchicalLoss
-from hiercls.splits import GroupedValidSplit
+from hiercls.nn.loss import FlatLoss, HierarchicalLoss
+from hiercls.estimator.splits import GroupedValidSplit
 
 from .conftest import TINY_CLASSIFIER
 
@@ -404,7 +404,7 @@ def test_predict_views_must_be_an_int(synthetic):
 
 
 def test_predict_views_average_the_chosen_views_of_the_frozen_backbone():
-    from hiercls.frozen_features import PREDICT_VIEW_SUBSETS
+    from hiercls.features.frozen import PREDICT_VIEW_SUBSETS
 
     X, y, _ = hiercls.datasets.make_synthetic_tiles(n_tiles=12, n_patients=2, size=32,
                                                     random_state=0)
@@ -414,20 +414,20 @@ def test_predict_views_average_the_chosen_views_of_the_frozen_backbone():
                                        random_state=0, verbose=0, cache=None).fit(X, y)
     full = clf.predict_proba(X)
     calls = []
-    original = hiercls.classifier.frozen_view_features
+    original = hiercls.estimator.classifier.frozen_view_features
 
     def spy(*args, **kwargs):
         out = original(*args, **kwargs)
         calls.append((kwargs.get("views"), out))
         return out
 
-    hiercls.classifier.frozen_view_features = spy
+    hiercls.estimator.classifier.frozen_view_features = spy
     try:
         one = clf.set_params(predict_views=1).predict_proba(X)
         four = clf.set_params(predict_views=4).predict_proba(X)
         eight = clf.set_params(predict_views=8).predict_proba(X)
     finally:
-        hiercls.classifier.frozen_view_features = original
+        hiercls.estimator.classifier.frozen_view_features = original
     assert [c[0] for c in calls] == [PREDICT_VIEW_SUBSETS[n] for n in (1, 4, 8)]
     assert [c[1].shape[1] for c in calls] == [1, 4, 8]
     # The subsets are those views of the 8, computed alone.

@@ -16,8 +16,8 @@ from sklearn.pipeline import Pipeline
 
 from hiercls import CLASS_NAMES, HierarchicalFusionClassifier, RadiomicsTransformer
 from hiercls.cli import main
-from hiercls.datasets import make_synthetic_tiles
-from hiercls.radiomics import FEATURE_NAMES
+from hiercls.data.datasets import make_synthetic_tiles
+from hiercls.features.radiomics import FEATURE_NAMES
 
 REPO = Path(__file__).resolve().parents[1]
 

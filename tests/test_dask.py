@@ -13,7 +13,7 @@ import pytest
 from sklearn.model_selection import GridSearchCV, GroupKFold
 
 from hiercls import RadiomicsTransformer, make_fusion_pipeline
-from hiercls.datasets import make_synthetic_tiles
+from hiercls.data.datasets import make_synthetic_tiles
 
 from .conftest import TINY_CLASSIFIER
 

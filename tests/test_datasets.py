@@ -11,8 +11,8 @@ from sklearn.model_selection import GroupKFold, cross_val_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from hiercls.datasets import load_osteosarcoma_ut, make_synthetic_tiles
-from hiercls.labels import CLASS_NAMES
+from hiercls.data.datasets import load_osteosarcoma_ut, make_synthetic_tiles
+from hiercls.data.labels import CLASS_NAMES
 
 
 def _data_dir():
@@ -250,7 +250,7 @@ def test_fake_subsample_keeps_per_patient(fake_root):
 
 
 def test_subsample_per_patient_keeps_class_shares_and_small_patients():
-    from hiercls.datasets import subsample_per_patient
+    from hiercls.data.datasets import subsample_per_patient
 
     patients = np.array(["a"] * 10 + ["b"] * 3, dtype=object)
     labels = np.array(["Non-Tumor"] * 6 + ["Viable-Tumor"] * 4 + ["Non-Tumor"] * 3, dtype=object)
@@ -263,7 +263,7 @@ def test_subsample_per_patient_keeps_class_shares_and_small_patients():
 
 
 def test_loader_states_the_resolution_of_the_512_px_copies(real_data_dir):
-    from hiercls.resolution import TileResampler
+    from hiercls.features.resolution import TileResampler
 
     X, _, _ = load_osteosarcoma_ut(real_data_dir, subsample=3, random_state=0)
     assert X.attrs["mpp"] == 2.0
@@ -279,7 +279,7 @@ def _rescale_tiles(root, side):
 def test_loader_declares_the_originals_and_a_model_of_the_copies_resamples_them(tmp_path, fake_root):
     import shutil
 
-    from hiercls.resolution import TileResampler, tcia_mpp
+    from hiercls.features.resolution import TileResampler, tcia_mpp
 
     copies, _, _ = load_osteosarcoma_ut(fake_root)
     assert copies.attrs["mpp"] == tcia_mpp(8)
@@ -296,7 +296,7 @@ def test_loader_declares_the_originals_and_a_model_of_the_copies_resamples_them(
 
 
 def test_loader_names_a_tile_it_cannot_read(fake_root):
-    from hiercls.images import UnreadableTileError
+    from hiercls.data.images import UnreadableTileError
 
     bad = next(fake_root.rglob("*.jpg"))
     bad.write_bytes(b"not a jpeg")

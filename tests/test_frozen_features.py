@@ -6,12 +6,12 @@ import torch
 from skimage.color import rgb2hed
 
 from hiercls import HierarchicalFusionClassifier
-import hiercls.frozen_features as frozen_features
-from hiercls.augmentation import TileAugmentation
-from hiercls.backbones import feature_width
-from hiercls.frozen_features import N_VIEWS, frozen_view_features, symmetric_views
-from hiercls.stain import hed_jitter
-from hiercls.tile_dataset import TileDataset
+import hiercls.features.frozen as frozen_features
+from hiercls.nn.augmentation import TileAugmentation
+from hiercls.nn.backbones import feature_width
+from hiercls.features.frozen import N_VIEWS, frozen_view_features, symmetric_views
+from hiercls.nn.stain_jitter import hed_jitter
+from hiercls.estimator.tile_dataset import TileDataset
 
 from .conftest import TINY_CLASSIFIER
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from hiercls.loss import FlatLoss, HierarchicalLoss, inverse_frequency_weights
+from hiercls.nn.loss import FlatLoss, HierarchicalLoss, inverse_frequency_weights
 
 
 def _ce(logits, target):

@@ -15,8 +15,8 @@ from sklearn.model_selection import (
     cross_validate,
 )
 
-from hiercls.labels import CLASS_NAMES
-from hiercls.metrics import (
+from hiercls.data.labels import CLASS_NAMES
+from hiercls.evaluation.metrics import (
     UndefinedMetricWarning,
     paper_metrics,
     paper_scorers,

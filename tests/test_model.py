@@ -1,7 +1,7 @@
 import torch
 
-from hiercls.augmentation import TileAugmentation
-from hiercls.model import FusionNet, class_probabilities
+from hiercls.nn.augmentation import TileAugmentation
+from hiercls.nn.fusion import FusionNet, class_probabilities
 
 
 def _net(**params):

@@ -4,9 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hiercls.evaluation import EvaluationResult
-from hiercls.labels import CLASS_NAMES
-from hiercls.necrosis import (
+from hiercls.evaluation.cross_validation import EvaluationResult
+from hiercls.data.labels import CLASS_NAMES
+from hiercls.evaluation.necrosis import (
     NO_TUMOR,
     necrosis_from_evaluation,
     necrosis_from_probabilities,
@@ -199,8 +199,8 @@ def test_necrosis_from_evaluation():
 
 def test_report_on_real_tiles(real_data_dir):
     from hiercls import make_fusion_pipeline
-    from hiercls.datasets import load_osteosarcoma_ut
-    from hiercls.radiomics import transformer
+    from hiercls.data.datasets import load_osteosarcoma_ut
+    from hiercls.features.radiomics import transformer
 
     backend = "fast" if "fast" in getattr(transformer, "BACKENDS", ()) else "pyradiomics"
     X, y, groups = load_osteosarcoma_ut(real_data_dir, subsample=8, random_state=0)

@@ -13,7 +13,7 @@ from sklearn.exceptions import NotFittedError
 import hiercls
 from hiercls import load_model, make_fusion_pipeline, save_model
 from hiercls.cli import main
-from hiercls.persistence import ModelFileError
+from hiercls.estimator.persistence import ModelFileError
 
 from .conftest import TINY_CLASSIFIER
 
@@ -24,7 +24,7 @@ MARKER = "hiercls-persistence-pickle-ran"
 @pytest.fixture(scope="module")
 def fitted():
     """A small fitted pipeline (one epoch, patient-grouped early-stopping split)."""
-    from hiercls.datasets import make_synthetic_tiles
+    from hiercls.data.datasets import make_synthetic_tiles
 
     X, y, groups = make_synthetic_tiles(n_tiles=24, n_patients=3, size=32, random_state=0)
     params = {**TINY_CLASSIFIER, "max_epochs": 1, "patience": 1}
@@ -83,7 +83,7 @@ def test_the_file_holds_only_json_and_state_dicts(saved):
             state = torch.load(io.BytesIO(archive.read(member)), weights_only=True)
             assert all(isinstance(v, torch.Tensor) for v in state.values())
     manifest = _manifest(saved)
-    assert manifest["classifier"]["params"]["module"] == {"class": "hiercls.model.FusionNet"}
+    assert manifest["classifier"]["params"]["module"] == {"class": "hiercls.nn.fusion.FusionNet"}
     assert manifest["classifier"]["params"]["optimizer"] == {"class": "torch.optim.AdamW"}
 
 
@@ -246,7 +246,7 @@ def test_cli_fit_writes_and_predict_reads_the_safe_file(tmp_path, capsys):
     import pandas as pd
     from PIL import Image
 
-    from hiercls.datasets import make_synthetic_tiles
+    from hiercls.data.datasets import make_synthetic_tiles
 
     X, y, groups = make_synthetic_tiles(n_tiles=12, n_patients=2, size=32, random_state=0)
     rows = []
@@ -282,7 +282,7 @@ def test_cli_fit_writes_and_predict_reads_the_safe_file(tmp_path, capsys):
 def test_round_trip_of_the_flat_model_with_a_scheduler_and_two_regions(tmp_path):
     from skorch.callbacks import EarlyStopping, GradientNormClipping, LRScheduler
 
-    from hiercls.datasets import make_synthetic_tiles
+    from hiercls.data.datasets import make_synthetic_tiles
 
     X, y, _ = make_synthetic_tiles(n_tiles=12, n_patients=2, size=32, random_state=1)
     names = np.asarray(hiercls.CLASS_NAMES, dtype=object)[np.asarray(y)]
@@ -308,7 +308,7 @@ def test_round_trip_of_the_flat_model_with_a_scheduler_and_two_regions(tmp_path)
 
 
 def test_round_trip_of_a_frozen_head_convolution_backbone(tmp_path):
-    from hiercls.datasets import make_synthetic_tiles
+    from hiercls.data.datasets import make_synthetic_tiles
 
     X, y, _ = make_synthetic_tiles(n_tiles=8, n_patients=2, size=32, random_state=2)
     pipe = make_fusion_pipeline(

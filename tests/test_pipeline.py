@@ -7,7 +7,7 @@ from sklearn.model_selection import GridSearchCV, GroupKFold, cross_validate
 
 import hiercls
 from hiercls import HierarchicalFusionClassifier, RadiomicsTransformer
-from hiercls.pipeline import make_radiomics_scaler
+from hiercls.estimator.pipeline import make_radiomics_scaler
 
 from .conftest import TINY_CLASSIFIER
 

@@ -9,15 +9,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hiercls.radiomics.fast_backend import (
+from hiercls.features.radiomics.fast_backend import (
     _PERCENTILES,
     _linear_percentiles,
     _mesh_diameter,
     extract_fast,
     extract_fast_batch,
 )
-from hiercls.radiomics.names import FEATURE_NAMES
-from hiercls.radiomics.pyradiomics_backend import extract_pyradiomics
+from hiercls.features.radiomics.names import FEATURE_NAMES
+from hiercls.features.radiomics.pyradiomics_backend import extract_pyradiomics
 
 RTOL, ATOL = 1e-6, 1e-9
 
@@ -278,9 +278,9 @@ def real_tiles():
 
 @pytest.mark.parametrize("relative_path", REAL_TILES)
 def test_matches_pyradiomics_on_real_tiles_for_both_channels_and_masks(real_tiles, relative_path):
-    from hiercls.images import read_tile
-    from hiercls.radiomics.channels import to_channel
-    from hiercls.radiomics.masks import make_mask
+    from hiercls.data.images import read_tile
+    from hiercls.features.radiomics.channels import to_channel
+    from hiercls.features.radiomics.masks import make_mask
 
     rgb = read_tile(real_tiles / relative_path)
     gray = to_channel(rgb, "gray")
@@ -293,9 +293,9 @@ def test_matches_pyradiomics_on_real_tiles_for_both_channels_and_masks(real_tile
 
 def test_matches_pyradiomics_on_a_real_nuclei_mask(real_tiles):
     # Hundreds of small components with holes: the hardest mask for the shape features.
-    from hiercls.images import read_tile
-    from hiercls.radiomics.channels import to_channel
-    from hiercls.radiomics.masks import make_mask
+    from hiercls.data.images import read_tile
+    from hiercls.features.radiomics.channels import to_channel
+    from hiercls.features.radiomics.masks import make_mask
 
     rgb = read_tile(real_tiles / REAL_TILES[2])
     gray, hematoxylin = to_channel(rgb, "gray"), to_channel(rgb, "hematoxylin")

@@ -4,8 +4,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from hiercls.radiomics import FEATURE_NAMES, RadiomicsMaskWarning, RadiomicsTransformer
-from hiercls.radiomics import transformer as transformer_module
+from hiercls.features.radiomics import FEATURE_NAMES, RadiomicsMaskWarning, RadiomicsTransformer
+from hiercls.features.radiomics import transformer as transformer_module
 
 
 def _tiles(n=4, size=24, seed=0):
@@ -64,7 +64,7 @@ def test_nuclei_mask_is_the_hematoxylin_dense_pixels():
 
 
 def test_make_mask_nuclei_needs_the_hematoxylin_channel_and_falls_back_when_flat():
-    from hiercls.radiomics.masks import make_mask
+    from hiercls.features.radiomics.masks import make_mask
 
     gray = np.full((8, 8), 120.0)
     with pytest.raises(ValueError, match="hematoxylin"):

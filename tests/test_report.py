@@ -9,10 +9,10 @@ import pytest
 from matplotlib.figure import Figure
 
 from hiercls import plots
-from hiercls.evaluation import EvaluationResult
-from hiercls.labels import CLASS_NAMES
-from hiercls.metrics import paper_metrics
-from hiercls.report import FIGURES, write_report
+from hiercls.evaluation.cross_validation import EvaluationResult
+from hiercls.data.labels import CLASS_NAMES
+from hiercls.evaluation.metrics import paper_metrics
+from hiercls.reporting.html import FIGURES, write_report
 
 from .conftest import TINY_CLASSIFIER
 
@@ -143,7 +143,7 @@ def test_plots_return_figures_and_note_what_is_undefined():
     assert ticks == ["A", "B\nno tumor"]
     assert all(isinstance(fig, Figure) for fig in figures)
     assert plt.get_fignums() == before  # nothing left open in pyplot
-    assert matplotlib.get_backend()  # importing hiercls.plots did not break the backend
+    assert matplotlib.get_backend()  # importing hiercls.reporting.plots did not break the backend
 
 
 def test_plots_validate_inputs():
@@ -157,9 +157,9 @@ def test_plots_validate_inputs():
 
 def test_report_from_cross_validation(tmp_path):
     from hiercls import make_fusion_pipeline
-    from hiercls.datasets import make_synthetic_tiles
-    from hiercls.evaluation import cross_validate_by_patient
-    from hiercls.radiomics import transformer
+    from hiercls.data.datasets import make_synthetic_tiles
+    from hiercls.evaluation.cross_validation import cross_validate_by_patient
+    from hiercls.features.radiomics import transformer
 
     backend = "fast" if "fast" in getattr(transformer, "BACKENDS", ()) else "pyradiomics"
     X, y, groups = make_synthetic_tiles(n_tiles=36, n_patients=3, size=32)

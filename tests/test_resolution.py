@@ -7,11 +7,11 @@ from sklearn.pipeline import Pipeline
 
 import hiercls
 from hiercls import HierarchicalFusionClassifier, RadiomicsTransformer, load_model, save_model
-from hiercls.pipeline import make_radiomics_scaler
-from hiercls.radiomics.fast_backend import extract_fast
-from hiercls.radiomics.names import FEATURE_NAMES
-from hiercls.radiomics.pyradiomics_backend import extract_pyradiomics
-from hiercls.resolution import (DEFAULT_RESOLUTION, TileResampler, TileSizeWarning, tcia_mpp)
+from hiercls.estimator.pipeline import make_radiomics_scaler
+from hiercls.features.radiomics.fast_backend import extract_fast
+from hiercls.features.radiomics.names import FEATURE_NAMES
+from hiercls.features.radiomics.pyradiomics_backend import extract_pyradiomics
+from hiercls.features.resolution import (DEFAULT_RESOLUTION, TileResampler, TileSizeWarning, tcia_mpp)
 from hiercls.slides import model_resolution
 
 from .conftest import TINY_CLASSIFIER
@@ -152,12 +152,12 @@ def test_resolution_step_survives_save_and_load(tiles, tmp_path):
     assert model_resolution(restored) == (0.5, 32)
 
 
-@pytest.mark.filterwarnings("ignore::hiercls.resolution.TileSizeWarning")
+@pytest.mark.filterwarnings("ignore::hiercls.features.resolution.TileSizeWarning")
 def test_real_tiles_at_twice_the_resolution_declared_agree(real_data_dir):
     from PIL import Image
 
-    from hiercls.datasets import load_osteosarcoma_ut
-    from hiercls.images import read_tile
+    from hiercls.data.datasets import load_osteosarcoma_ut
+    from hiercls.data.images import read_tile
 
     X, y, _ = load_osteosarcoma_ut(real_data_dir, subsample=6, random_state=0)
     X = X[["image"]]
@@ -183,7 +183,7 @@ def test_real_tiles_at_twice_the_resolution_declared_agree(real_data_dir):
 
 
 def test_resample_tile_to_a_target_size():
-    from hiercls.resolution import resample_tile
+    from hiercls.features.resolution import resample_tile
 
     rng = np.random.default_rng(4)
     tile = rng.integers(0, 256, (64, 48, 3), dtype=np.uint8)
@@ -222,7 +222,7 @@ def test_transform_reads_the_frames_attrs_mpp_like_fit():
 
 
 def test_model_of_unknown_resolution_passes_declared_tiles_unchanged_and_warns():
-    from hiercls.resolution import ResolutionUnknownWarning
+    from hiercls.features.resolution import ResolutionUnknownWarning
 
     rng = np.random.default_rng(7)
     small = [rng.integers(0, 256, (32, 32, 3), dtype=np.uint8) for _ in range(2)]
@@ -280,8 +280,8 @@ def test_nan_mpp_declares_nothing():
 def test_tile_side_reads_float_tiffs_and_names_bad_files(tmp_path):
     import tifffile
 
-    from hiercls.images import UnreadableTileError
-    from hiercls.resolution import tile_side
+    from hiercls.data.images import UnreadableTileError
+    from hiercls.features.resolution import tile_side
 
     path = tmp_path / "float.tif"
     tifffile.imwrite(path, np.random.default_rng(0).random((20, 30, 3)).astype(np.float32),

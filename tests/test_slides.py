@@ -16,8 +16,8 @@ from matplotlib.figure import Figure
 
 from hiercls import CLASS_NAMES, make_fusion_pipeline
 from hiercls.cli import main
-from hiercls.datasets import make_synthetic_tiles
-from hiercls.necrosis import necrosis_from_probabilities
+from hiercls.data.datasets import make_synthetic_tiles
+from hiercls.evaluation.necrosis import necrosis_from_probabilities
 
 from .conftest import TINY_CLASSIFIER
 
@@ -347,8 +347,8 @@ def test_cli_slide_errors_are_one_line(slide, model_file, tmp_path, capsys):
 
 
 def test_slide_from_real_tiles_matches_the_tiles(real_data_dir, pipeline, tmp_path):
-    from hiercls.datasets import load_osteosarcoma_ut
-    from hiercls.images import read_tile
+    from hiercls.data.datasets import load_osteosarcoma_ut
+    from hiercls.data.images import read_tile
 
     X, y, _ = load_osteosarcoma_ut(real_data_dir, subsample=2, random_state=0)
     tiles = [read_tile(p) for p in X["image"][:4]]
@@ -473,7 +473,7 @@ def test_pyramid_levels_with_rounded_downsamples_are_used():
 
 
 def test_slide_tiles_are_resampled_like_the_pipeline_resamples(slide, tmp_path):
-    from hiercls.resolution import resample_tile
+    from hiercls.features.resolution import resample_tile
 
     path, _ = slide
     level0 = np.asarray(slides.open_slide(path).read_region((0, 0), 0,

@@ -15,8 +15,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 from sklearn.metrics import confusion_matrix, roc_auc_score, roc_curve
 
-from .labels import CLASS_NAMES, encode_labels
-from .necrosis import GOOD_RESPONSE
+from ..data.labels import CLASS_NAMES, encode_labels
+from ..evaluation.necrosis import GOOD_RESPONSE
 
 __all__ = [
     "CLASS_COLORS",
@@ -34,7 +34,7 @@ CLASS_COLORS = ("#4878a8", "#d08c2c", "#b8405e")
 _FOLD_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b",
                 "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
 
-# Same tolerance as hiercls.metrics when comparing a false-positive rate with 1 - specificity.
+# Same tolerance as hiercls.evaluation.metrics when comparing a false-positive rate with 1 - specificity.
 _TOLERANCE = 1e-12
 
 
@@ -138,7 +138,7 @@ def plot_roc_curves(y_true, proba, *, specificity=0.9):
         Class probabilities in code order.
     specificity : float, default=0.9
         The specificity of the marked operating point (Sen@Spe90 by default), as
-        :func:`hiercls.metrics.sensitivity_at_specificity` defines it.
+        :func:`hiercls.evaluation.metrics.sensitivity_at_specificity` defines it.
 
     Returns
     -------
@@ -314,7 +314,7 @@ def plot_training_curves(histories):
     Parameters
     ----------
     histories : list of (list of dict or None)
-        Each fold's per-epoch history, as :class:`~hiercls.evaluation.EvaluationResult`
+        Each fold's per-epoch history, as :class:`~hiercls.evaluation.cross_validation.EvaluationResult`
         keeps it (keys ``epoch``, ``train_loss``, ``valid_loss``, ``task_weight_tumor``,
         ``task_weight_viable``); None for a fold without one.
 
@@ -369,8 +369,8 @@ def plot_necrosis(necrosis, *, threshold=GOOD_RESPONSE):
     Parameters
     ----------
     necrosis : DataFrame
-        One row per patient, as :func:`hiercls.necrosis.necrosis_report` or
-        :func:`~hiercls.necrosis.necrosis_from_evaluation` give it: ``necrotic_fraction``
+        One row per patient, as :func:`hiercls.evaluation.necrosis.necrosis_report` or
+        :func:`~hiercls.evaluation.necrosis.necrosis_from_evaluation` give it: ``necrotic_fraction``
         and, where present, ``necrotic_fraction_low``/``_high`` (the interval),
         ``necrotic_fraction_argmax`` and ``reference_necrotic_fraction``.
     threshold : float, default=0.90
@@ -385,7 +385,7 @@ def plot_necrosis(necrosis, *, threshold=GOOD_RESPONSE):
     """
     if not isinstance(necrosis, pd.DataFrame) or "necrotic_fraction" not in necrosis.columns:
         raise ValueError("necrosis must be a DataFrame with a 'necrotic_fraction' column, as "
-                         "hiercls.necrosis.necrosis_report returns")
+                         "hiercls.evaluation.necrosis.necrosis_report returns")
     fig = Figure(figsize=(max(6.0, 1.1 * len(necrosis) + 3.0), 4.4), layout="constrained")
     ax = fig.subplots()
     ax.set_title("Necrotic fraction of the tumor per patient")

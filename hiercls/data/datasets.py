@@ -17,7 +17,7 @@ import pandas as pd
 from sklearn.utils import check_random_state
 
 from .images import IMAGE_COLUMN
-from .resolution import MPP_COLUMN, tcia_mpp, tile_side
+from ..features.resolution import MPP_COLUMN, tcia_mpp, tile_side
 from .labels import CLASS_NAMES
 
 __all__ = ["load_osteosarcoma_ut", "make_synthetic_tiles", "subsample_per_patient"]
@@ -178,11 +178,11 @@ def load_osteosarcoma_ut(root, *, subsample=None, random_state=None):
         file stem), ``patient`` (the file-name prefix: ``Case-3``, ``Case-4``,
         ``Case-48`` or ``P9``) and ``raw_label`` (the label as written in the CSV).
         ``X.attrs["mpp"]`` states the resolution, micrometres per pixel, when all tiles
-        have one size: :func:`hiercls.resolution.tcia_mpp` of it (1.0 for the 1024 px
+        have one size: :func:`hiercls.features.resolution.tcia_mpp` of it (1.0 for the 1024 px
         originals, 2.0 for 512 px copies; the figure is explained at
-        :data:`hiercls.resolution.TCIA_ORIGINAL_RESOLUTION`). It is an attribute, not a
+        :data:`hiercls.features.resolution.TCIA_ORIGINAL_RESOLUTION`). It is an attribute, not a
         column, so that features and predictions stay those of tiles without one;
-        :class:`~hiercls.resolution.TileResampler` reads it in ``fit`` and ``transform``.
+        :class:`~hiercls.features.resolution.TileResampler` reads it in ``fit`` and ``transform``.
     y : pandas.Series
         The class name of each tile, named ``"label"``.
     groups : pandas.Series
@@ -209,11 +209,11 @@ def load_osteosarcoma_ut(root, *, subsample=None, random_state=None):
 
     Patients and classes are entangled (P9 has Non-Tumor tiles only; Case-3 has 4
     Viable-Tumor tiles, Case-48 2 Non-Viable-Tumor ones), so a patient-level test fold can
-    lack whole classes; :mod:`hiercls.metrics` copes with that.
+    lack whole classes; :mod:`hiercls.evaluation.metrics` copes with that.
 
     Examples
     --------
-    >>> from hiercls.datasets import load_osteosarcoma_ut
+    >>> from hiercls.data.datasets import load_osteosarcoma_ut
     >>> X, y, groups = load_osteosarcoma_ut("osteosarcoma-ut/")  # doctest: +SKIP
     >>> y.value_counts()  # doctest: +SKIP
     label
@@ -424,7 +424,7 @@ def make_synthetic_tiles(n_tiles=240, *, n_patients=4, size=64, random_state=0):
 
     Examples
     --------
-    >>> from hiercls.datasets import make_synthetic_tiles
+    >>> from hiercls.data.datasets import make_synthetic_tiles
     >>> X, y, groups = make_synthetic_tiles(30, n_patients=2, size=32)
     >>> X["image"].iloc[0].shape, X["image"].iloc[0].dtype.name
     ((32, 32, 3), 'uint8')

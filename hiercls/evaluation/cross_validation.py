@@ -9,7 +9,7 @@ from sklearn.model_selection import GroupKFold
 from sklearn.pipeline import Pipeline
 from tqdm.auto import tqdm
 
-from .labels import CLASS_NAMES, encode_labels
+from ..data.labels import CLASS_NAMES, encode_labels
 from .metrics import paper_metrics
 
 
@@ -34,7 +34,7 @@ def cross_validate_by_patient(estimator, X, y, groups, *, cv=None, verbose=1):
     -------
     result : EvaluationResult
         ``scores``: one row per fold (index ``test_patients``), one column per metric of
-        :func:`hiercls.metrics.paper_metrics`, undefined figures NaN.
+        :func:`hiercls.evaluation.metrics.paper_metrics`, undefined figures NaN.
         ``predictions``: out-of-fold probabilities (columns named by class) with
         ``y_true``, ``patient``, ``fold`` and, for the fusion classifier, the gate weights
         ``gate_image`` and ``gate_radiomics``; indexed like ``X``.
@@ -105,7 +105,7 @@ def _take(y, index):
 def _groups_parameter(model, groups):
     """Route the training patients to the classifier's fit, so its early-stopping split
     holds out whole patients too."""
-    from .classifier import HierarchicalFusionClassifier
+    from ..estimator.classifier import HierarchicalFusionClassifier
 
     if isinstance(model, Pipeline) and isinstance(model.steps[-1][1], HierarchicalFusionClassifier):
         return {f"{model.steps[-1][0]}__groups": groups}

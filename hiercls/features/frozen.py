@@ -18,10 +18,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .backbones import feature_width
+from ..nn.backbones import feature_width
 from .cache import ArrayCache
-from .images import tile_digest
-from .stain import hed_jitter
+from ..data.images import tile_digest
+from ..nn.stain_jitter import hed_jitter
 
 N_VIEWS = 8
 
@@ -48,10 +48,10 @@ def frozen_view_features(backbone, dataset, *, cache=None, batch_size=4, device=
     ----------
     backbone : torch.nn.Module
         Returns pooled features (n, F) for images (n, C, H, W), ``F`` being
-        :func:`hiercls.backbones.feature_width`; used in eval mode.
-    dataset : hiercls.tile_dataset.TileDataset
+        :func:`hiercls.nn.backbones.feature_width`; used in eval mode.
+    dataset : hiercls.estimator.tile_dataset.TileDataset
         Supplies the decoded, normalized tiles (``image_tensor``) and their sources.
-    cache : hiercls.cache.ArrayCache or None
+    cache : hiercls.features.cache.ArrayCache or None
         Where features are kept between fits; its settings must identify the backbone's
         weights and the preprocessing.
     batch_size : int, default=4
@@ -59,7 +59,7 @@ def frozen_view_features(backbone, dataset, *, cache=None, batch_size=4, device=
         peak memory of the activations.
     device : str, default="cpu"
     stain_jitter : float, default=0.0
-        Strength of the H&E jitter of each view (:func:`hiercls.stain.hed_jitter`); the
+        Strength of the H&E jitter of each view (:func:`hiercls.nn.stain_jitter.hed_jitter`); the
         cache's settings must include it.
     verbose : int, default=0
         Progress bar when > 0.

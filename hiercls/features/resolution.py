@@ -22,7 +22,7 @@ from PIL import Image
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
-from .images import IMAGE_COLUMN, check_image_frame, read_tile
+from ..data.images import IMAGE_COLUMN, check_image_frame, read_tile
 
 #: The column in which a tile declares its pixel size, in micrometres per pixel.
 MPP_COLUMN = "mpp"
@@ -47,7 +47,7 @@ def tcia_mpp(side):
 
     Examples
     --------
-    >>> from hiercls.resolution import tcia_mpp
+    >>> from hiercls.features.resolution import tcia_mpp
     >>> tcia_mpp(1024), tcia_mpp(512)
     (1.0, 2.0)
     """
@@ -83,7 +83,7 @@ def tile_side(tile):
     Examples
     --------
     >>> import numpy as np
-    >>> from hiercls.resolution import tile_side
+    >>> from hiercls.features.resolution import tile_side
     >>> tile_side(np.zeros((32, 48, 3), dtype=np.uint8))
     (32, 48)
     """
@@ -112,7 +112,7 @@ def resample_tile(tile, factor=None, *, size=None):
     Examples
     --------
     >>> import numpy as np
-    >>> from hiercls.resolution import resample_tile
+    >>> from hiercls.features.resolution import resample_tile
     >>> tile = np.zeros((64, 64, 3), dtype=np.uint8)
     >>> resample_tile(tile, 0.5).shape, resample_tile(tile, size=48).shape
     ((32, 32, 3), (48, 48, 3))
@@ -138,7 +138,7 @@ class TileResampler(TransformerMixin, BaseEstimator):
 
     ``fit`` learns the training resolution: the pixel size the training tiles declare (an
     ``mpp`` column, micrometres per pixel, or ``X.attrs["mpp"]`` for the whole frame, as
-    :func:`hiercls.datasets.load_osteosarcoma_ut` sets it), else ``mpp``, and their most
+    :func:`hiercls.data.datasets.load_osteosarcoma_ut` sets it), else ``mpp``, and their most
     common side in pixels. ``transform`` resamples each tile whose declared mpp differs
     (a tile at 1.0 um/px shown to a model trained at 2.0 um/px is halved) and passes every
     other tile through untouched, the same object. Tiles that declare nothing are taken
@@ -183,7 +183,7 @@ class TileResampler(TransformerMixin, BaseEstimator):
     Examples
     --------
     >>> import numpy as np, pandas as pd
-    >>> from hiercls.resolution import TileResampler
+    >>> from hiercls.features.resolution import TileResampler
     >>> tile = np.zeros((64, 64, 3), dtype=np.uint8)
     >>> train = pd.DataFrame({"image": [tile], "mpp": [2.0]})
     >>> step = TileResampler().fit(train)

@@ -26,7 +26,7 @@ def make_mask(gray, mask, *, hematoxylin=None):
         Otsu's threshold of the hematoxylin channel: the nuclei, whose number, size and
         shape separate viable tumor from necrosis and normal tissue.
     hematoxylin : ndarray of shape (H, W), optional
-        The hematoxylin channel (:func:`hiercls.radiomics.channels.to_channel`); required
+        The hematoxylin channel (:func:`hiercls.features.radiomics.channels.to_channel`); required
         for ``"nuclei"``.
 
     Returns

@@ -35,7 +35,7 @@ class GroupedValidSplit:
     Examples
     --------
     >>> import numpy as np
-    >>> from hiercls.splits import GroupedValidSplit
+    >>> from hiercls.estimator.splits import GroupedValidSplit
     >>> y = np.tile([0, 1, 2], 5)
     >>> patients = np.repeat(["a", "b", "c", "d", "e"], 3)
     >>> train, valid = GroupedValidSplit(0.2, random_state=0).split_indices(y, patients)

@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 from sklearn.utils import check_random_state
 
-from .labels import CLASS_NAMES, encode_labels
+from ..data.labels import CLASS_NAMES, encode_labels
 
 __all__ = [
     "GOOD_RESPONSE",
@@ -164,7 +164,7 @@ def necrosis_from_probabilities(proba, groups, *, n_bootstrap=1000, confidence=0
     proba : array-like or DataFrame of shape (n_tiles, 3)
         Class probabilities in code order (Non-Tumor, Non-Viable-Tumor, Viable-Tumor), as
         ``predict_proba`` returns them. A DataFrame holding the three class-name columns
-        (such as :attr:`EvaluationResult.predictions <hiercls.evaluation.EvaluationResult>`)
+        (such as :attr:`EvaluationResult.predictions <hiercls.evaluation.cross_validation.EvaluationResult>`)
         is read by those columns; other columns are ignored.
     groups : array-like of shape (n_tiles,)
         The group (patient) of each tile.
@@ -207,7 +207,7 @@ def necrosis_from_probabilities(proba, groups, *, n_bootstrap=1000, confidence=0
 
     Examples
     --------
-    >>> from hiercls.necrosis import necrosis_from_probabilities
+    >>> from hiercls.evaluation.necrosis import necrosis_from_probabilities
     >>> proba = [[0.0, 0.9, 0.1], [0.0, 0.7, 0.3], [1.0, 0.0, 0.0]]
     >>> table = necrosis_from_probabilities(proba, ["A", "A", "A"], n_bootstrap=0)
     >>> row = table.loc["A"]
@@ -290,7 +290,7 @@ def reference_necrosis(y, groups, *, threshold=GOOD_RESPONSE):
 
     Examples
     --------
-    >>> from hiercls.necrosis import reference_necrosis
+    >>> from hiercls.evaluation.necrosis import reference_necrosis
     >>> y = ["Non-Tumor", "Non-Viable-Tumor", "Non-Viable-Tumor", "Viable-Tumor", "Non-Tumor"]
     >>> reference_necrosis(y, ["A", "A", "A", "A", "B"])[["necrotic_fraction", "response"]]
            necrotic_fraction  response
@@ -407,7 +407,7 @@ def necrosis_from_evaluation(result, *, n_bootstrap=1000, confidence=0.95,
     Parameters
     ----------
     result : EvaluationResult
-        What :func:`hiercls.evaluation.cross_validate_by_patient` returned; its
+        What :func:`hiercls.evaluation.cross_validation.cross_validate_by_patient` returned; its
         ``predictions`` give the probabilities, ``patient`` and ``y_true``.
     n_bootstrap, confidence, threshold, min_tumor_tiles, random_state
         As in :func:`necrosis_from_probabilities`.

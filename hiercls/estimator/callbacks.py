@@ -5,7 +5,7 @@ from copy import deepcopy
 import numpy as np
 from skorch.callbacks import Callback, EarlyStopping, EpochScoring
 
-from .labels import encode_labels
+from ..data.labels import encode_labels
 
 
 def _accuracy(net, X, y):

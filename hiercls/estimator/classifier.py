@@ -12,15 +12,15 @@ from skorch.utils import is_dataset, to_numpy, to_tensor
 from sklearn.utils import check_random_state
 from sklearn.utils.metadata_routing import MethodMapping
 
-from .backbones import backbone_data_config
-from .cache import resolve_cache_dir
+from ..nn.backbones import backbone_data_config
+from ..features.cache import resolve_cache_dir
 from .callbacks import EarlyStoppingWithLoss, RecordTaskWeights, validation_accuracy
-from .frozen_features import PREDICT_VIEW_SUBSETS, embedding_cache, frozen_view_features
-from .images import check_image_frame
-from .labels import encode_labels, tumor_target
-from .loss import FlatLoss, HierarchicalLoss, inverse_frequency_weights
-from .model import FusionNet, class_probabilities
-from .radiomics.names import FEATURE_NAMES, RADIOMIC_COLUMN_PATTERN
+from ..features.frozen import PREDICT_VIEW_SUBSETS, embedding_cache, frozen_view_features
+from ..data.images import check_image_frame
+from ..data.labels import encode_labels, tumor_target
+from ..nn.loss import FlatLoss, HierarchicalLoss, inverse_frequency_weights
+from ..nn.fusion import FusionNet, class_probabilities
+from ..features.radiomics.names import FEATURE_NAMES, RADIOMIC_COLUMN_PATTERN
 from .splits import GroupedValidSplit
 from .tile_dataset import TileDataset
 
@@ -62,8 +62,8 @@ class HierarchicalFusionClassifier(NeuralNetClassifier):
     """Gated fusion of a timm image backbone and radiomics, with a hierarchical loss.
 
     A skorch :class:`~skorch.NeuralNetClassifier` whose module is
-    :class:`hiercls.model.FusionNet` and whose criterion is
-    :class:`hiercls.loss.HierarchicalLoss`. It takes a DataFrame with one row per tile:
+    :class:`hiercls.nn.fusion.FusionNet` and whose criterion is
+    :class:`hiercls.nn.loss.HierarchicalLoss`. It takes a DataFrame with one row per tile:
     an ``image`` column (file paths or RGB arrays) and the (standardized) radiomic
     columns that :class:`~hiercls.RadiomicsTransformer` adds. ``predict_proba`` is the
     factorization ``[pA0, pA1 * pB0, pA1 * pB1]`` of the two heads' probabilities, in the
@@ -75,7 +75,7 @@ class HierarchicalFusionClassifier(NeuralNetClassifier):
         timm model name (the paper compares ``inception_v3``, a ViT and ``efficientnet_b0``).
     pretrained : bool, str or path, default=False
         False (random init), True (timm's hub), a path to a local state dict, or a named
-        offline source; see :func:`hiercls.backbones.create_backbone`.
+        offline source; see :func:`hiercls.nn.backbones.create_backbone`.
     embed_dim : int, default=256
         Width ``d`` of the image and radiomic embeddings.
     hierarchical : bool, default=True
@@ -92,7 +92,7 @@ class HierarchicalFusionClassifier(NeuralNetClassifier):
         Random horizontal flips and rotations within +-15 degrees during training.
     stain_jitter : float, default=0.0
         Strength of a random jitter of each tile's hematoxylin and eosin densities
-        (:func:`hiercls.stain.hed_jitter`; 0.05 is "HED-light"), against stain shifts
+        (:func:`hiercls.nn.stain_jitter.hed_jitter`; 0.05 is "HED-light"), against stain shifts
         between patients and labs; 0 is off, as in the paper. With ``augment`` it jitters
         training batches; with ``freeze_backbone`` each cached view gets its own fixed
         jitter.
@@ -168,7 +168,7 @@ class HierarchicalFusionClassifier(NeuralNetClassifier):
     A tiny network (timm's ``test_efficientnet``) on a few generated tiles, one epoch:
 
     >>> from hiercls import HierarchicalFusionClassifier, RadiomicsTransformer
-    >>> from hiercls.datasets import make_synthetic_tiles
+    >>> from hiercls.data.datasets import make_synthetic_tiles
     >>> X, y, groups = make_synthetic_tiles(n_tiles=12, n_patients=2, size=32, random_state=0)
     >>> X = RadiomicsTransformer(mask="full", cache=None, verbose=0).fit_transform(X)
     >>> clf = HierarchicalFusionClassifier(

@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 
 from . import plots
-from .evaluation import summarize_scores
-from .labels import CLASS_NAMES
-from .metrics import per_class_table
-from .necrosis import GOOD_RESPONSE, necrosis_from_evaluation
+from ..evaluation.cross_validation import summarize_scores
+from ..data.labels import CLASS_NAMES
+from ..evaluation.metrics import per_class_table
+from ..evaluation.necrosis import GOOD_RESPONSE, necrosis_from_evaluation
 
 __all__ = ["FIGURES", "evaluation_figures", "write_report"]
 
@@ -146,9 +146,9 @@ def evaluation_figures(result, necrosis=None, *, threshold=GOOD_RESPONSE):
     Parameters
     ----------
     result : EvaluationResult
-        What :func:`hiercls.evaluation.cross_validate_by_patient` returned.
+        What :func:`hiercls.evaluation.cross_validation.cross_validate_by_patient` returned.
     necrosis : DataFrame or None, default=None
-        Per-patient necrosis (:func:`hiercls.necrosis.necrosis_from_evaluation`); None
+        Per-patient necrosis (:func:`hiercls.evaluation.necrosis.necrosis_from_evaluation`); None
         computes it from ``result``.
     threshold : float, default=0.90
         The good-response line of the necrosis figure.
@@ -183,10 +183,10 @@ def write_report(out_dir, result, necrosis=None, *, title="hiercls evaluation re
         Folder to write to; created if needed. ``report.html`` and ``<id>.png`` for each
         figure id of :data:`FIGURES` are overwritten.
     result : EvaluationResult
-        What :func:`hiercls.evaluation.cross_validate_by_patient` returned.
+        What :func:`hiercls.evaluation.cross_validation.cross_validate_by_patient` returned.
     necrosis : DataFrame or None, default=None
         Per-patient necrosis with reference columns, as
-        :func:`hiercls.necrosis.necrosis_from_evaluation` gives it; None computes exactly
+        :func:`hiercls.evaluation.necrosis.necrosis_from_evaluation` gives it; None computes exactly
         that from ``result`` (default bootstrap).
     title : str, default="hiercls evaluation report"
     metadata : dict or None, default=None
@@ -232,7 +232,7 @@ def write_report(out_dir, result, necrosis=None, *, title="hiercls evaluation re
     patients = predictions["patient"].nunique() if "patient" in predictions else "?"
     meta = "" if not metadata else _table(None, [[k, v] for k, v in metadata.items()],
                                           name_columns=2)
-    from . import __version__
+    from .. import __version__
     navigation = " ".join(f'<a href="#figure-{name}">{name}</a>' for name, _ in FIGURES)
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">

@@ -39,7 +39,7 @@ def extract_pyradiomics(channel, region, *, bin_width=25.0, spacing=1.0):
 
     Returns
     -------
-    features : ndarray of shape (29,), float64, in :data:`~hiercls.radiomics.names.FEATURE_NAMES` order.
+    features : ndarray of shape (29,), float64, in :data:`~hiercls.features.radiomics.names.FEATURE_NAMES` order.
     """
     import SimpleITK as sitk
 

@@ -3,7 +3,7 @@
 Every feature follows PyRadiomics' own definition (``radiomics.firstorder``,
 ``radiomics.shape2D`` and the marching-squares code of its C extension) for a 2D
 image with unit pixel spacing, ``voxelArrayShift=0`` and a fixed ``binWidth``, as
-:func:`~hiercls.radiomics.pyradiomics_backend.extract_pyradiomics` configures it. The
+:func:`~hiercls.features.radiomics.pyradiomics_backend.extract_pyradiomics` configures it. The
 results agree with that reference to floating-point rounding (see
 ``tests/test_radiomics_fast.py`` and ``benchmarks/radiomics_speed.py``). What is
 faster:
@@ -347,8 +347,8 @@ def extract_fast(channel, region, *, bin_width=25.0, spacing=1.0):
     Returns
     -------
     features : ndarray of shape (29,), float64
-        In :data:`~hiercls.radiomics.names.FEATURE_NAMES` order, equal to
-        :func:`~hiercls.radiomics.pyradiomics_backend.extract_pyradiomics` up to
+        In :data:`~hiercls.features.radiomics.names.FEATURE_NAMES` order, equal to
+        :func:`~hiercls.features.radiomics.pyradiomics_backend.extract_pyradiomics` up to
         floating-point rounding.
 
     Raises

@@ -17,7 +17,7 @@ class ImageEncoder(nn.Module):
     """z_img = W f(x): a timm backbone's pooled features, projected to ``embed_dim``.
 
     ``W`` is sized on the width the backbone really returns
-    (:func:`hiercls.backbones.feature_width`), which is not ``num_features`` for models
+    (:func:`hiercls.nn.backbones.feature_width`), which is not ``num_features`` for models
     with a head convolution after the pooling (MobileNetV3, GhostNet, HGNetV2, ...).
     """
 
@@ -46,7 +46,7 @@ class FusionNet(nn.Module):
     backbone : str
         timm model name.
     pretrained : bool, str or path
-        Passed to :func:`hiercls.backbones.create_backbone`.
+        Passed to :func:`hiercls.nn.backbones.create_backbone`.
     n_radiomic_features : int
         Width of the radiomic vector.
     embed_dim : int, default=256
@@ -59,11 +59,11 @@ class FusionNet(nn.Module):
         Random flips and +-15 degree rotations of training batches.
     stain_jitter : float, default=0.0
         With ``augment``, also jitter the tiles' H&E densities by this strength
-        (:func:`hiercls.stain.hed_jitter`; 0.05 is "HED-light"). A frozen backbone's
+        (:func:`hiercls.nn.stain_jitter.hed_jitter`; 0.05 is "HED-light"). A frozen backbone's
         cached views are jittered where they are computed instead.
     freeze_backbone : bool, default=False
         Freeze the backbone's weights (then ``forward`` is usually given its cached
-        ``image_features`` of the 8 symmetric views; see :mod:`hiercls.frozen_features`).
+        ``image_features`` of the 8 symmetric views; see :mod:`hiercls.features.frozen`).
     """
 
     def __init__(self, backbone="efficientnet_b0", pretrained=False, n_radiomic_features=29,

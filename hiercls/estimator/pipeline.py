@@ -5,8 +5,8 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
 from .classifier import HierarchicalFusionClassifier
-from .radiomics import RADIOMIC_COLUMN_PATTERN, RadiomicsTransformer
-from .resolution import TileResampler
+from ..features.radiomics import RADIOMIC_COLUMN_PATTERN, RadiomicsTransformer
+from ..features.resolution import TileResampler
 
 STEP_NAMES = ("resolution", "radiomics", "scale", "classifier")
 
@@ -28,7 +28,7 @@ def make_radiomics_scaler():
 def make_fusion_pipeline(**params):
     """The method as a scikit-learn Pipeline: ``resolution``, ``radiomics``, ``scale``, ``classifier``.
 
-    ``resolution`` (:class:`~hiercls.resolution.TileResampler`) records the resolution the
+    ``resolution`` (:class:`~hiercls.features.resolution.TileResampler`) records the resolution the
     pipeline is trained at and resamples tiles that declare another one (an ``mpp``
     column, micrometres per pixel); tiles without a declaration pass through untouched.
 

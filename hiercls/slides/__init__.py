@@ -30,7 +30,7 @@ The steps:
 The model's resolution
     :func:`model_resolution` reads what a fitted pipeline declares: a fitted attribute
     ``training_resolution_ = (mpp, tile_size)`` on the pipeline or one of its steps (the
-    :class:`~hiercls.resolution.TileResampler` of :func:`~hiercls.make_fusion_pipeline`
+    :class:`~hiercls.features.resolution.TileResampler` of :func:`~hiercls.make_fusion_pipeline`
     records it in ``fit``). A pipeline whose training tiles declared no mpp (no ``mpp``
     column, no ``X.attrs["mpp"]``, no ``TileResampler(mpp=...)``) knows its tile side but
     not its resolution: the slide functions then require ``mpp=`` (the CLI's ``--mpp``)
@@ -52,10 +52,10 @@ from matplotlib.patches import Patch
 from skimage.filters import threshold_otsu
 from tqdm.auto import tqdm
 
-from .images import read_tile
-from .labels import CLASS_NAMES
-from .necrosis import GOOD_RESPONSE, MIN_TUMOR_TILES, necrosis_from_probabilities
-from .resolution import (DEFAULT_RESOLUTION, MPP_COLUMN, TCIA_ORIGINAL_RESOLUTION, TileResampler,
+from ..data.images import read_tile
+from ..data.labels import CLASS_NAMES
+from ..evaluation.necrosis import GOOD_RESPONSE, MIN_TUMOR_TILES, necrosis_from_probabilities
+from ..features.resolution import (DEFAULT_RESOLUTION, MPP_COLUMN, TCIA_ORIGINAL_RESOLUTION, TileResampler,
                          resample_tile)
 
 __all__ = [
@@ -83,7 +83,7 @@ __all__ = [
     "write_slide_report",
 ]
 
-# The TCIA figures and where they come from: hiercls.resolution (one place).
+# The TCIA figures and where they come from: hiercls.features.resolution (one place).
 
 
 #: Long side (px) of the thumbnail tissue is detected on.
@@ -308,7 +308,7 @@ def tissue_mask(slide, *, size=TISSUE_THUMBNAIL):
     Notes
     -----
     The ``"tissue"`` radiomics mask (Otsu of the gray level,
-    :func:`hiercls.radiomics.masks.make_mask`) separates dark from light *within* a tile;
+    :func:`hiercls.features.radiomics.masks.make_mask`) separates dark from light *within* a tile;
     on a slide it also cuts away pale necrosis, whose gray level lies near the glass
     (a generated Non-Viable-Tumor tile of mean gray 211 fell below Otsu's 202 on a test
     slide), and losing necrosis would bias the necrotic fraction. Stained tissue, pale or
@@ -683,13 +683,13 @@ def slide_necrosis(tiles, *, name=None, n_bootstrap=1000, confidence=0.95,
     name : str or None, default=None
         The row's label; None uses the slide's file name (``tiles.attrs["slide"]``).
     n_bootstrap, confidence, threshold, min_tumor_tiles, random_state
-        As in :func:`hiercls.necrosis.necrosis_from_probabilities`.
+        As in :func:`hiercls.evaluation.necrosis.necrosis_from_probabilities`.
 
     Returns
     -------
     DataFrame
         One row indexed by ``slide``, with the columns of
-        :func:`~hiercls.necrosis.necrosis_from_probabilities`. A slide without tissue tiles
+        :func:`~hiercls.evaluation.necrosis.necrosis_from_probabilities`. A slide without tissue tiles
         has ``n_tiles`` 0, NaN fractions and the response ``"no tumor"``.
     """
     _check_tiles(tiles)
@@ -716,14 +716,14 @@ def patient_necrosis(slides, patients=None, *, n_bootstrap=1000, confidence=0.95
         The patient of each slide; None pools all slides as one patient named by
         ``index_name``.
     n_bootstrap, confidence, threshold, min_tumor_tiles, random_state
-        As in :func:`hiercls.necrosis.necrosis_from_probabilities`.
+        As in :func:`hiercls.evaluation.necrosis.necrosis_from_probabilities`.
     index_name : str, default="patient"
 
     Returns
     -------
     DataFrame
         One row per patient (sorted), columns as in
-        :func:`~hiercls.necrosis.necrosis_from_probabilities`.
+        :func:`~hiercls.evaluation.necrosis.necrosis_from_probabilities`.
     """
     if not isinstance(slides, dict) or not slides:
         raise ValueError("slides must be a non-empty dict of slide name to predict_slide table")
@@ -761,7 +761,7 @@ def patient_necrosis(slides, patients=None, *, n_bootstrap=1000, confidence=0.95
 # Maps
 
 def _class_colors():  # the maps use the report's class colours
-    from .plots import CLASS_COLORS
+    from ..reporting.plots import CLASS_COLORS
 
     return CLASS_COLORS
 
@@ -895,8 +895,8 @@ def write_slide_report(out_dir, slides, *, title="hiercls slide report", metadat
     import base64
     import html
 
-    from . import __version__
-    from .report import _STYLE, _percent, _png, _table
+    from .. import __version__
+    from ..reporting.html import _STYLE, _percent, _png, _table
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

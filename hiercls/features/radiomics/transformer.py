@@ -10,7 +10,7 @@ from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
 
 from ..cache import ArrayCache, resolve_cache_dir
-from ..images import IMAGE_COLUMN, check_image_frame, read_tile, tile_digest
+from ...data.images import IMAGE_COLUMN, check_image_frame, read_tile, tile_digest
 from ..resolution import MPP_COLUMN
 from .channels import CHANNELS, to_channel
 from .masks import MASK_CHANNEL, MASKS, make_mask
@@ -87,7 +87,7 @@ class RadiomicsTransformer(TransformerMixin, BaseEstimator):
     Parameters
     ----------
     channel : {"gray", "hematoxylin"}, default="gray"
-        The intensity channel; see :func:`hiercls.radiomics.channels.to_channel`.
+        The intensity channel; see :func:`hiercls.features.radiomics.channels.to_channel`.
     mask : {"tissue", "full", "nuclei"} or sequence of them, default="tissue"
         The region described. ``"tissue"`` is the pixels darker than Otsu's threshold of
         the gray channel; ``"full"`` the whole tile (what the paper's code did);

@@ -159,7 +159,7 @@ def feature_width(module):
 
     Examples
     --------
-    >>> from hiercls.backbones import create_backbone, feature_width
+    >>> from hiercls.nn.backbones import create_backbone, feature_width
     >>> module = create_backbone("mobilenetv3_small_050")
     >>> module.num_features, feature_width(module)
     (288, 1024)

@@ -5,7 +5,7 @@ Per class (one-vs-rest): sensitivity at 90 % specificity (Sen@Spe90), specificit
 sensitivity (Spe@Sen90), F1 and ROC AUC.
 
 Labels are given as codes (0, 1, 2) or as the class names of
-:data:`hiercls.labels.CLASS_NAMES`; probabilities are an array of shape (n_samples, 3)
+:data:`hiercls.data.labels.CLASS_NAMES`; probabilities are an array of shape (n_samples, 3)
 whose columns follow the code order (Non-Tumor, Non-Viable-Tumor, Viable-Tumor), as
 ``predict_proba`` of :class:`~hiercls.HierarchicalFusionClassifier` (and of any scikit-learn
 classifier fitted on all three classes) returns them.
@@ -32,7 +32,7 @@ import pandas as pd
 from sklearn.exceptions import UndefinedMetricWarning as _SklearnUndefinedMetricWarning
 from sklearn.metrics import make_scorer
 
-from .labels import CLASS_NAMES, encode_labels
+from ..data.labels import CLASS_NAMES, encode_labels
 
 __all__ = [
     "UndefinedMetricWarning",
@@ -167,7 +167,7 @@ def sensitivity_at_specificity(y_binary, score, specificity=0.9):
 
     Examples
     --------
-    >>> from hiercls.metrics import sensitivity_at_specificity
+    >>> from hiercls.evaluation.metrics import sensitivity_at_specificity
     >>> y = [0] * 10 + [1] * 4
     >>> score = [0.1] * 9 + [0.7] + [0.6, 0.8, 0.9, 0.95]
     >>> sensitivity_at_specificity(y, score)  # threshold 0.6: FPR 1/10, TPR 4/4
@@ -209,7 +209,7 @@ def specificity_at_sensitivity(y_binary, score, sensitivity=0.9):
 
     Examples
     --------
-    >>> from hiercls.metrics import specificity_at_sensitivity
+    >>> from hiercls.evaluation.metrics import specificity_at_sensitivity
     >>> y = [1] * 10 + [0] * 4
     >>> score = [0.9] * 9 + [0.2] + [0.1, 0.3, 0.5, 0.95]
     >>> specificity_at_sensitivity(y, score)  # threshold 0.9: TPR 9/10, FPR 1/4
@@ -346,7 +346,7 @@ def paper_metrics(y_true, proba, *, y_pred=None):
     Examples
     --------
     >>> import numpy as np
-    >>> from hiercls.metrics import paper_metrics
+    >>> from hiercls.evaluation.metrics import paper_metrics
     >>> y = [0, 0, 1, 1, 2, 2]
     >>> proba = np.array([[.8, .1, .1], [.6, .3, .1], [.2, .7, .1],
     ...                   [.3, .3, .4], [.1, .2, .7], [.1, .1, .8]])
@@ -376,7 +376,7 @@ def per_class_table(y_true, proba, *, y_pred=None):
 
     Examples
     --------
-    >>> from hiercls.metrics import per_class_table
+    >>> from hiercls.evaluation.metrics import per_class_table
     >>> table = per_class_table([0, 1, 2, 2], [[.7, .2, .1], [.2, .6, .2], [.1, .3, .6], [.3, .3, .4]])
     >>> list(table.columns), float(table.loc["Viable-Tumor", "F1"])
     (['Sen@Spe90', 'Spe@Sen90', 'F1', 'AUC'], 1.0)
@@ -438,7 +438,7 @@ def paper_scorers():
     >>> from sklearn.datasets import make_classification
     >>> from sklearn.linear_model import LogisticRegression
     >>> from sklearn.model_selection import cross_validate
-    >>> from hiercls.metrics import paper_scorers
+    >>> from hiercls.evaluation.metrics import paper_scorers
     >>> X, y = make_classification(n_samples=90, n_classes=3, n_informative=4, random_state=0)
     >>> cv = cross_validate(LogisticRegression(), X, y, cv=3, scoring=paper_scorers())
     >>> sorted(cv)[:3]

@@ -2,8 +2,8 @@
 
 ``extract``, ``fit``, ``evaluate``, ``predict`` and ``report`` do from a shell what
 :class:`~hiercls.RadiomicsTransformer`, :func:`~hiercls.make_fusion_pipeline`,
-:func:`~hiercls.evaluation.cross_validate_by_patient`, :mod:`hiercls.necrosis` and
-:func:`hiercls.report.write_report` do in Python. A problem with the inputs (a path that
+:func:`~hiercls.evaluation.cross_validation.cross_validate_by_patient`, :mod:`hiercls.evaluation.necrosis` and
+:func:`hiercls.reporting.html.write_report` do in Python. A problem with the inputs (a path that
 does not exist, a CSV without a needed column, an option out of range) ends the command
 with one line on stderr and exit status 2.
 """
@@ -41,7 +41,7 @@ class CommandError(Exception):
 # demo
 
 def _format_summary(scores):
-    from .evaluation import summarize_scores
+    from ..evaluation.cross_validation import summarize_scores
 
     table = scores.T.copy()
     summary = summarize_scores(scores)
@@ -56,11 +56,11 @@ def _format_summary(scores):
 def run_demo(args):
     """Patient-grouped cross-validation of the full model on generated tiles."""
     import hiercls
-    from .evaluation import cross_validate_by_patient
+    from ..evaluation.cross_validation import cross_validate_by_patient
 
     verbose = 0 if args.quiet else 1
     started = time.perf_counter()
-    X, y, groups = hiercls.datasets.make_synthetic_tiles(
+    X, y, groups = hiercls.data.datasets.make_synthetic_tiles(
         n_tiles=args.n_tiles, n_patients=args.n_patients, size=args.size, random_state=args.seed)
     pipeline = hiercls.make_fusion_pipeline(
         backbone=args.backbone, pretrained=False, image_size=args.size, embed_dim=64,
@@ -152,7 +152,7 @@ def _read_csv(path, name, required):
 
 def _class_names(labels, name):
     """Labels (codes or class names) as class names."""
-    from .labels import CLASS_NAMES, encode_labels
+    from ..data.labels import CLASS_NAMES, encode_labels
 
     try:
         codes, _ = encode_labels(labels, name=name)
@@ -163,8 +163,8 @@ def _class_names(labels, name):
 
 def _subsample(table, n, seed):
     """At most ``n`` tiles per patient (stratified by class when labels are known)."""
-    from .datasets import subsample_per_patient
-    from .labels import CLASS_NAMES
+    from ..data.datasets import subsample_per_patient
+    from ..data.labels import CLASS_NAMES
 
     if n is None:
         return table
@@ -177,7 +177,7 @@ def _subsample(table, n, seed):
 
 
 def _is_tcia_folder(path):
-    from .datasets import LABEL_FILE
+    from ..data.datasets import LABEL_FILE
 
     return any(p.name.casefold() == LABEL_FILE.casefold() for p in path.rglob("*"))
 
@@ -192,7 +192,7 @@ def load_labelled_tiles(value, *, subsample=None, seed=0, name="DATA"):
     y : Series of class names, named ``"label"``
     groups : Series of patients, named ``"patient"``
     """
-    from .datasets import load_osteosarcoma_ut
+    from ..data.datasets import load_osteosarcoma_ut
 
     path = _existing_path(value, name, _DATA_HELP)
     if path.is_dir():
@@ -274,7 +274,7 @@ def _n_jobs(text):
 
 
 def _mask(text):
-    from .radiomics.masks import MASKS
+    from ..features.radiomics.masks import MASKS
 
     regions = tuple(part.strip() for part in text.split(","))
     bad = [region for region in regions if region not in MASKS]
@@ -312,8 +312,8 @@ def _add_sampling(parser):
 
 
 def _add_radiomics(parser):
-    from .radiomics.channels import CHANNELS
-    from .radiomics.transformer import BACKENDS
+    from ..features.radiomics.channels import CHANNELS
+    from ..features.radiomics.transformer import BACKENDS
 
     group = parser.add_argument_group("radiomics")
     group.add_argument("--channel", choices=CHANNELS, default="gray",
@@ -378,7 +378,7 @@ def _add_model(parser):
 def _check_model_options(args):
     import timm
 
-    from .backbones import LITE0_SOURCE
+    from ..nn.backbones import LITE0_SOURCE
 
     if not args.radiomics_only and not timm.is_model(args.backbone):
         raise CommandError(f"--backbone {args.backbone!r} is not a timm model name; expected "
@@ -406,7 +406,7 @@ def _radiomics_params(args, verbose):
 
 
 def _make_pipeline(args, *, verbose, radiomics_verbose):
-    from .pipeline import make_fusion_pipeline
+    from ..estimator.pipeline import make_fusion_pipeline
 
     pretrained = args.pretrained
     if isinstance(pretrained, str) and Path(pretrained).expanduser().is_file():
@@ -429,7 +429,7 @@ def _make_pipeline(args, *, verbose, radiomics_verbose):
 
 
 def _describe(y, groups):
-    from .labels import CLASS_NAMES
+    from ..data.labels import CLASS_NAMES
 
     counts = y.value_counts()
     classes = ", ".join(f"{name} {int(counts.get(name, 0))}" for name in CLASS_NAMES)
@@ -453,7 +453,7 @@ def _readable(args, tables, skipped_file):
     with one line naming them, or with ``--skip-unreadable`` are dropped and listed in
     ``skipped_file`` (columns image, reason; written, possibly empty, on every such run).
     """
-    from .images import UnreadableTileError, find_unreadable_tiles
+    from ..data.images import UnreadableTileError, find_unreadable_tiles
 
     X = tables[0]
     bad = find_unreadable_tiles(X["image"], verbose=0 if args.quiet else 1)
@@ -496,7 +496,7 @@ def _add_skip_unreadable(parser):
 
 def run_extract(args):
     """Radiomic features of every tile, written to CSV or Parquet."""
-    from .radiomics import RadiomicsTransformer
+    from ..features.radiomics import RadiomicsTransformer
 
     say = _say(args)
     out = _output_path(args.out, "--out", (".csv", ".parquet"))
@@ -572,10 +572,10 @@ def run_evaluate(args):
     """Grouped cross-validation, with metrics, necrosis and the HTML report."""
     from sklearn.model_selection import GroupKFold
 
-    from .evaluation import cross_validate_by_patient, summarize_scores
-    from .metrics import UndefinedMetricWarning
-    from .necrosis import necrosis_from_evaluation
-    from .report import write_report
+    from ..evaluation.cross_validation import cross_validate_by_patient, summarize_scores
+    from ..evaluation.metrics import UndefinedMetricWarning
+    from ..evaluation.necrosis import necrosis_from_evaluation
+    from ..reporting.html import write_report
 
     say = _say(args)
     out = _output_folder(args.out, "--out")
@@ -625,7 +625,7 @@ def run_evaluate(args):
 
 
 def _predictions_table(predictions, images):
-    from .labels import CLASS_NAMES
+    from ..data.labels import CLASS_NAMES
 
     table = predictions.copy()
     table.insert(0, "image", images.loc[table.index].to_numpy())
@@ -658,7 +658,7 @@ def _plain_histories(histories):
 
 
 def _run_metadata(args, y, groups, n_folds, elapsed):
-    from . import __version__
+    from .. import __version__
 
     mask = args.mask if isinstance(args.mask, str) else ",".join(args.mask)
     return {
@@ -691,7 +691,7 @@ _MODEL_SUFFIXES = (".hiercls", ".joblib", ".pkl")
 
 def _save_model(pipeline, out):
     if out.suffix.lower() == ".hiercls":
-        from .persistence import save_model
+        from ..estimator.persistence import save_model
 
         save_model(pipeline, out)
     else:
@@ -704,8 +704,8 @@ def _load_model(value):
     import joblib
     from sklearn.pipeline import Pipeline
 
-    from .classifier import HierarchicalFusionClassifier
-    from .persistence import ModelFileError, load_model
+    from ..estimator.classifier import HierarchicalFusionClassifier
+    from ..estimator.persistence import ModelFileError, load_model
 
     path = _existing_path(value, "MODEL",
                           "a model saved by 'hiercls fit' (.hiercls, .joblib or .pkl)")
@@ -734,9 +734,9 @@ def _load_model(value):
 
 def run_predict(args):
     """Class probabilities, predicted class and gate weights of each tile."""
-    from .labels import CLASS_NAMES
-    from .radiomics import RadiomicsTransformer
-    from .resolution import MPP_COLUMN, TileResampler
+    from ..data.labels import CLASS_NAMES
+    from ..features.radiomics import RadiomicsTransformer
+    from ..features.resolution import MPP_COLUMN, TileResampler
 
     say = _say(args)
     out = _output_path(args.out, "--out", (".csv",))
@@ -782,11 +782,11 @@ def run_predict(args):
 
 def run_report(args):
     """Re-render report.html from the predictions.csv of an evaluate run."""
-    from .evaluation import EvaluationResult
-    from .labels import CLASS_NAMES
-    from .metrics import UndefinedMetricWarning, paper_metrics
-    from .necrosis import necrosis_from_evaluation
-    from .report import write_report
+    from ..evaluation.cross_validation import EvaluationResult
+    from ..data.labels import CLASS_NAMES
+    from ..evaluation.metrics import UndefinedMetricWarning, paper_metrics
+    from ..evaluation.necrosis import necrosis_from_evaluation
+    from ..reporting.html import write_report
 
     say = _say(args)
     source = _existing_path(args.run, "RUN", "the --out folder of 'hiercls evaluate' or its "
@@ -847,8 +847,8 @@ def _slide_folders(paths):
 
 def run_slide(args):
     """Tiles, necrosis and maps of whole slides, with one HTML report."""
-    from . import slides
-    from .radiomics import RadiomicsTransformer
+    from .. import slides
+    from ..features.radiomics import RadiomicsTransformer
 
     say = _say(args)
     out = _output_folder(args.out, "--out")
@@ -1111,7 +1111,7 @@ def main(argv=None):
     status : int
         0 on success, 2 for a problem with the inputs (reported on stderr, one line).
     """
-    from .images import UnreadableTileError
+    from ..data.images import UnreadableTileError
 
     args = build_parser().parse_args(argv)
     args.argv = None if argv is None else list(argv)

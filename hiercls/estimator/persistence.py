@@ -65,15 +65,16 @@ def _allowed():
     import skorch.utils
     from torch.utils.data import DataLoader
 
-    from .loss import FlatLoss, HierarchicalLoss
-    from .model import FusionNet
+    from .. import MOVED_MODULES
+    from ..nn.loss import FlatLoss, HierarchicalLoss
+    from ..nn.fusion import FusionNet
     from .splits import GroupedValidSplit
 
     names = {
-        "hiercls.model.FusionNet": FusionNet,
-        "hiercls.loss.HierarchicalLoss": HierarchicalLoss,
-        "hiercls.loss.FlatLoss": FlatLoss,
-        "hiercls.splits.GroupedValidSplit": GroupedValidSplit,
+        "hiercls.nn.fusion.FusionNet": FusionNet,
+        "hiercls.nn.loss.HierarchicalLoss": HierarchicalLoss,
+        "hiercls.nn.loss.FlatLoss": FlatLoss,
+        "hiercls.estimator.splits.GroupedValidSplit": GroupedValidSplit,
         "skorch.dataset.Dataset": skorch.dataset.Dataset,
         "skorch.dataset.ValidSplit": skorch.dataset.ValidSplit,
         "torch.utils.data.DataLoader": DataLoader,
@@ -90,6 +91,12 @@ def _allowed():
     # Defaults of skorch's callbacks (sink, target_extractor).
     names["builtins.print"] = print
     names["skorch.utils.to_numpy"] = skorch.utils.to_numpy
+    # Files written before the layered layout name the old module paths; saving uses
+    # the first name of an object, the new one.
+    for old, new in MOVED_MODULES.items():
+        for name, obj in list(names.items()):
+            if name.startswith(f"hiercls.{new}."):
+                names.setdefault(f"hiercls.{old}.{name[len(f'hiercls.{new}.'):]}", obj)
     return names
 
 
@@ -162,14 +169,14 @@ def _encode(value, where):
         name = _name_of(value)
         if name is None:
             raise ValueError(f"cannot save {where}: the class {value.__module__}."
-                             f"{value.__qualname__} is not in hiercls.persistence's allow-list "
+                             f"{value.__qualname__} is not in hiercls.estimator.persistence's allow-list "
                              f"({', '.join(sorted(allowed_names()))}); save the pipeline with "
                              "joblib instead (loading that runs code from the file)")
         return {"class": name}
     name = _name_of(type(value))
     if name is None:
         raise ValueError(f"cannot save {where}: {value!r} (a {type(value).__module__}."
-                         f"{type(value).__qualname__}) is not in hiercls.persistence's "
+                         f"{type(value).__qualname__}) is not in hiercls.estimator.persistence's "
                          "allow-list; save the pipeline with joblib instead (loading that "
                          "runs code from the file)")
     return {"object": name, "params": {k: _encode(v, f"{where}.{k}")
@@ -232,7 +239,7 @@ def _lookup(name, where):
     allowed_names()
     cls = _ALLOWED.get(name) if isinstance(name, str) else None
     if cls is None:
-        raise ModelFileError(f"{where} names {name!r}, which is not in hiercls.persistence's "
+        raise ModelFileError(f"{where} names {name!r}, which is not in hiercls.estimator.persistence's "
                              "allow-list; refusing to load it")
     return cls
 
@@ -246,8 +253,8 @@ def _check_structure(pipeline):
 
     from .classifier import HierarchicalFusionClassifier
     from .pipeline import STEP_NAMES, make_radiomics_scaler
-    from .radiomics import RadiomicsTransformer
-    from .resolution import TileResampler
+    from ..features.radiomics import RadiomicsTransformer
+    from ..features.resolution import TileResampler
 
     if not isinstance(pipeline, Pipeline) or tuple(pipeline.named_steps) != STEP_NAMES:
         raise ValueError(f"save_model saves a pipeline of make_fusion_pipeline, with the steps "
@@ -312,7 +319,7 @@ def save_model(pipeline, path):
     --------
     >>> import tempfile, pathlib
     >>> from hiercls import load_model, make_fusion_pipeline, save_model
-    >>> from hiercls.datasets import make_synthetic_tiles
+    >>> from hiercls.data.datasets import make_synthetic_tiles
     >>> X, y, groups = make_synthetic_tiles(n_tiles=12, n_patients=2, size=32)
     >>> pipe = make_fusion_pipeline(backbone="test_efficientnet", image_size=32, embed_dim=8,
     ...                             max_epochs=1, train_split=None, verbose=0, random_state=0,
@@ -378,7 +385,7 @@ def save_model(pipeline, path):
 
 
 def _version():
-    from . import __version__
+    from .. import __version__
 
     return __version__
 

@@ -4,8 +4,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .images import IMAGE_COLUMN, read_tile
-from .labels import encode_labels
+from ..data.images import IMAGE_COLUMN, read_tile
+from ..data.labels import encode_labels
 
 
 class TileDataset(torch.utils.data.Dataset):
@@ -20,7 +20,7 @@ class TileDataset(torch.utils.data.Dataset):
     X : DataFrame
         One row per tile with an ``image`` column and the radiomic columns.
     y : array-like or None
-        Labels in either form of :func:`hiercls.labels.encode_labels`; None at prediction.
+        Labels in either form of :func:`hiercls.data.labels.encode_labels`; None at prediction.
     radiomic_columns : list of str
     image_size : int
         Tiles are resized to ``image_size`` x ``image_size``.

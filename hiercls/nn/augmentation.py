@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .stain import hed_jitter
+from .stain_jitter import hed_jitter
 
 
 class TileAugmentation(nn.Module):
@@ -25,7 +25,7 @@ class TileAugmentation(nn.Module):
     flip_probability : float, default=0.5
         Probability of a horizontal flip per tile.
     stain_jitter : float, default=0.0
-        Strength of the random H&E density jitter (:func:`hiercls.stain.hed_jitter`);
+        Strength of the random H&E density jitter (:func:`hiercls.nn.stain_jitter.hed_jitter`);
         0 turns it off.
     mean, std : sequence of 3 floats, default=(0.5, 0.5, 0.5)
         The normalization of the incoming tiles, undone for the stain jitter.

@@ -1,0 +1,6 @@
+"""Where tiles come from and what their labels mean.
+
+- :mod:`~hiercls.data.datasets`: the TCIA Osteosarcoma-UT loader and synthetic tiles;
+- :mod:`~hiercls.data.images`: decoding a tile (8 and 16 bit), checking tiles;
+- :mod:`~hiercls.data.labels`: the three classes and the tumor / viable hierarchy.
+"""

@@ -1,0 +1,8 @@
+"""The network as a scikit-learn estimator (through skorch), and the pipeline around it.
+
+- :mod:`~hiercls.estimator.classifier`: ``HierarchicalFusionClassifier``;
+- :mod:`~hiercls.estimator.tile_dataset`, :mod:`~hiercls.estimator.splits`,
+  :mod:`~hiercls.estimator.callbacks`: what it feeds skorch;
+- :mod:`~hiercls.estimator.pipeline`: ``make_fusion_pipeline``;
+- :mod:`~hiercls.estimator.persistence`: ``.hiercls`` model files.
+"""

@@ -1,0 +1,7 @@
+"""What learns, in plain PyTorch: no scikit-learn or skorch in this layer.
+
+- :mod:`~hiercls.nn.backbones`: timm backbones and offline weights;
+- :mod:`~hiercls.nn.fusion`: the gated image + radiomics network (``FusionNet``);
+- :mod:`~hiercls.nn.loss`: the hierarchical and flat losses;
+- :mod:`~hiercls.nn.augmentation`, :mod:`~hiercls.nn.stain_jitter`: training-time augmentation.
+"""

@@ -1,0 +1,2 @@
+"""What people look at: figures (:mod:`~hiercls.reporting.plots`) and the HTML report
+(:mod:`~hiercls.reporting.html`)."""
