@@ -19,7 +19,7 @@ from hiercls.cli import main
 from hiercls.data.datasets import make_synthetic_tiles
 from hiercls.features.radiomics import FEATURE_NAMES
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 #: TINY_CLASSIFIER as options: a model that trains in seconds.
 TINY = ["--backbone", "test_efficientnet", "--image-size", "32", "--embed-dim", "16",

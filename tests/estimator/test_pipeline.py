@@ -9,7 +9,7 @@ import hiercls
 from hiercls import HierarchicalFusionClassifier, RadiomicsTransformer
 from hiercls.estimator.pipeline import make_radiomics_scaler
 
-from .conftest import TINY_CLASSIFIER
+from ..conftest import TINY_CLASSIFIER
 
 
 @pytest.fixture(scope="module")

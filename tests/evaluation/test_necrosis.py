@@ -14,7 +14,7 @@ from hiercls.evaluation.necrosis import (
     reference_necrosis,
 )
 
-from .conftest import TINY_CLASSIFIER
+from ..conftest import TINY_CLASSIFIER
 
 # Patient A: P1 sums to 1.0, P1 + P2 to 2.3; argmax: one Non-Viable, one Viable, one Non-Tumor.
 # Patient B: P1 sums to 1.75, P1 + P2 to 1.9; argmax: two Non-Viable.

@@ -14,7 +14,7 @@ from hiercls import HierarchicalFusionClassifier
 from hiercls.nn.backbones import create_backbone, feature_width
 from hiercls.data.datasets import make_synthetic_tiles
 
-from .conftest import random_radiomics
+from ..conftest import random_radiomics
 
 #: (timm name, image_size): None where the backbone's own input size must be used.
 #: The side the tiles must reach the backbone at, last.

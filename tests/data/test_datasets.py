@@ -19,7 +19,7 @@ def _data_dir():
     configured = os.environ.get("HIERCLS_DATA_DIR")
     if configured:
         return Path(configured)
-    return Path(__file__).resolve().parents[2] / "shared" / "data" / "osteosarcoma-ut-512"
+    return Path(__file__).resolve().parents[3] / "shared" / "data" / "osteosarcoma-ut-512"
 
 
 DATA_DIR = _data_dir()

@@ -23,7 +23,7 @@ RTOL, ATOL = 1e-6, 1e-9
 
 DATA_DIR = Path(
     os.environ.get("HIERCLS_DATA_DIR")
-    or Path(__file__).resolve().parents[2] / "shared" / "data" / "osteosarcoma-ut-512"
+    or Path(__file__).resolve().parents[3] / "shared" / "data" / "osteosarcoma-ut-512"
 )
 
 #: Real tiles whose Otsu tissue masks have short borders, so that PyRadiomics'

@@ -13,7 +13,7 @@ from hiercls import CLASS_NAMES, HierarchicalFusionClassifier
 from hiercls.nn.loss import FlatLoss, HierarchicalLoss
 from hiercls.estimator.splits import GroupedValidSplit
 
-from .conftest import TINY_CLASSIFIER
+from ..conftest import TINY_CLASSIFIER
 
 
 def tiny(**params):

@@ -14,7 +14,7 @@ from hiercls.data.labels import CLASS_NAMES
 from hiercls.evaluation.metrics import paper_metrics
 from hiercls.reporting.html import FIGURES, write_report
 
-from .conftest import TINY_CLASSIFIER
+from ..conftest import TINY_CLASSIFIER
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 FIGURE_IDS = {name for name, _ in FIGURES}

@@ -15,7 +15,7 @@ from hiercls import load_model, make_fusion_pipeline, save_model
 from hiercls.cli import main
 from hiercls.estimator.persistence import ModelFileError
 
-from .conftest import TINY_CLASSIFIER
+from ..conftest import TINY_CLASSIFIER
 
 #: Where the pickle smuggled into a weights member would leave its trace if it ran.
 MARKER = "hiercls-persistence-pickle-ran"

@@ -19,7 +19,7 @@ from hiercls.cli import main
 from hiercls.data.datasets import make_synthetic_tiles
 from hiercls.evaluation.necrosis import necrosis_from_probabilities
 
-from .conftest import TINY_CLASSIFIER
+from ..conftest import TINY_CLASSIFIER
 
 pytest.importorskip("openslide", reason="openslide-python is not installed (pip install 'hiercls[slides]')")
 tifffile = pytest.importorskip("tifffile")

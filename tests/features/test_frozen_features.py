@@ -13,7 +13,7 @@ from hiercls.features.frozen import N_VIEWS, frozen_view_features, symmetric_vie
 from hiercls.nn.stain_jitter import hed_jitter
 from hiercls.estimator.tile_dataset import TileDataset
 
-from .conftest import TINY_CLASSIFIER
+from ..conftest import TINY_CLASSIFIER
 
 
 @pytest.fixture(scope="module")

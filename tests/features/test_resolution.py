@@ -14,7 +14,7 @@ from hiercls.features.radiomics.pyradiomics_backend import extract_pyradiomics
 from hiercls.features.resolution import (DEFAULT_RESOLUTION, TileResampler, TileSizeWarning, tcia_mpp)
 from hiercls.slides import model_resolution
 
-from .conftest import TINY_CLASSIFIER
+from ..conftest import TINY_CLASSIFIER
 
 
 @pytest.fixture(scope="module")
