@@ -467,9 +467,9 @@ class _Levels:
 
 def test_pyramid_levels_with_rounded_downsamples_are_used():
     # An SVS states its 4x level as 4.0002: still the level for a 4x read.
-    assert slides._level_for(_Levels((1.0, 4.0002, 16.0011)), 4.0) == 1
-    assert slides._level_for(_Levels((1.0, 4.0002, 16.0011)), 16.0) == 2
-    assert slides._level_for(_Levels((1.0, 4.0, 16.0)), 3.9) == 0
+    assert slides.reading._level_for(_Levels((1.0, 4.0002, 16.0011)), 4.0) == 1
+    assert slides.reading._level_for(_Levels((1.0, 4.0002, 16.0011)), 16.0) == 2
+    assert slides.reading._level_for(_Levels((1.0, 4.0, 16.0)), 3.9) == 0
 
 
 def test_slide_tiles_are_resampled_like_the_pipeline_resamples(slide, tmp_path):
