@@ -380,22 +380,21 @@ def necrosis_from_probabilities(proba, groups, *, n_bootstrap=1000, confidence=0
         # NaN (no tumor) stays NaN through the clipping.
         low = np.clip(low - error_margin, 0.0, 1.0)
         high = np.clip(high + error_margin, 0.0, 1.0)
-    fraction = estimate
 
     return pd.DataFrame({
         "n_tiles": n_tiles,
         "expected_tumor_tiles": expected_tumor,
         "expected_necrotic_tiles": expected_necrotic,
-        "necrotic_fraction": fraction,
+        "necrotic_fraction": estimate,
         "necrotic_fraction_low": low,
         "necrotic_fraction_high": high,
-        "viable_fraction": 1.0 - fraction,
+        "viable_fraction": 1.0 - estimate,
         "viable_fraction_low": 1.0 - high,
         "viable_fraction_high": 1.0 - low,
-            "argmax_tumor_tiles": argmax_tumor.astype(np.int64),
+        "argmax_tumor_tiles": argmax_tumor.astype(np.int64),
         "necrotic_fraction_argmax": fraction_argmax,
         "viable_fraction_argmax": 1.0 - fraction_argmax,
-        "response": _response(fraction, threshold),
+        "response": _response(estimate, threshold),
     }, index=index)
 
 
