@@ -3,7 +3,8 @@
 - :mod:`~hiercls.evaluation.metrics`: the paper's metrics and scorers;
 - :mod:`~hiercls.evaluation.cross_validation`: evaluation by patient
   (:func:`cross_validate_by_patient`, :class:`EvaluationResult`);
-- :mod:`~hiercls.evaluation.necrosis`: the necrotic fraction of each patient's tumor.
+- :mod:`~hiercls.evaluation.necrosis`: the necrotic fraction of each patient's tumor;
+- :mod:`~hiercls.evaluation.calibration`: temperature scaling of the probabilities.
 """
 
 from .cross_validation import EvaluationResult, cross_validate_by_patient, summarize_scores

@@ -21,22 +21,44 @@ given for comparison, turns a 0.51 into a whole tile).
 A patient whose (expected) tumor tile count is below ``min_tumor_tiles`` (default 1) has
 no fraction to speak of: its fractions and interval are NaN and its response is
 ``"no tumor"``. No division by (almost) zero takes place, so there is no warning either.
+
+Three options address the two ways the default estimate fails on new patients (see
+``docs/evaluation.md``, "Necrosis: the estimate and its interval"):
+
+- ``tumor_threshold=t`` keeps only tiles whose ``P1 + P2 >= t``. A Non-Tumor tile scored
+  ``(0.8, 0.1, 0.1)`` otherwise adds 0.1 necrotic and 0.1 viable tile to the counts; on a
+  patient with many Non-Tumor tiles these strays pull every fraction towards 0.5. The price:
+  tumor tiles the model doubts (``P1 + P2 < t``) are left out as well, which biases the
+  fraction if the model doubts one tumor class more than the other.
+- ``member_proba=`` (each seed's probabilities, from
+  :meth:`hiercls.estimator.ensemble.SeedEnsemble.predict_proba_members`): every bootstrap
+  replicate also draws a member, so the interval holds the model's training randomness
+  as well as the sampling of tiles.
+- ``error_margin=m`` (from :func:`necrosis_error_margin` on held-out patients) widens the
+  interval to ``[low - m, high + m]``, clipped to [0, 1]: the model's systematic error,
+  which neither the tiles nor the seeds reveal.
 """
 
+import math
 import numbers
+import warnings
 
 import numpy as np
 import pandas as pd
-from sklearn.utils import check_random_state
+from sklearn.pipeline import Pipeline
+from sklearn.utils import check_random_state, check_scalar
 
 from ..data.labels import CLASS_NAMES, encode_labels
 
 __all__ = [
+    "FRACTIONS",
+    "FewPatientsWarning",
     "GOOD_RESPONSE",
     "MIN_TUMOR_TILES",
     "NO_TUMOR",
     "necrosis_from_evaluation",
     "necrosis_from_probabilities",
+    "necrosis_error_margin",
     "necrosis_report",
     "reference_necrosis",
 ]
@@ -50,6 +72,13 @@ MIN_TUMOR_TILES = 1.0
 #: The response of a group with too few tumor tiles.
 NO_TUMOR = "no tumor"
 
+#: How tiles' probabilities become counts: expected counts, or each tile as its likeliest class.
+FRACTIONS = ("expected", "argmax")
+
+
+class FewPatientsWarning(UserWarning):
+    """Too few held-out patients for an error margin to reach the coverage asked for."""
+
 # Bootstrap replicates are drawn in chunks of at most this many resampled tiles, so memory
 # stays bounded for whole-slide sized groups.
 _BOOTSTRAP_CHUNK = 2_000_000
@@ -60,19 +89,31 @@ _NEC, _VIA = 1, 2  # column codes of Non-Viable-Tumor (necrosis) and Viable-Tumo
 # --------------------------------------------------------------------------------------
 # Input checks
 
-def _check_number(value, name, *, low, high, low_open=False, high_open=False):
-    if (not isinstance(value, numbers.Real) or isinstance(value, bool)
-            or not np.isfinite(value) or value < low or value > high
-            or (low_open and value == low) or (high_open and value == high)):
-        left, right = "(" if low_open else "[", ")" if high_open else "]"
-        raise ValueError(f"{name} must be a number in {left}{low:g}, {high:g}{right}; got {value!r}")
+def _check_real(value, name, **bounds):
+    """A finite real number within ``bounds`` (those of :func:`~sklearn.utils.check_scalar`)."""
+    if isinstance(value, bool):
+        raise TypeError(f"{name} must be a number; got the bool {value!r}")
+    check_scalar(value, name, numbers.Real, **bounds)
+    if not np.isfinite(value):
+        raise ValueError(f"{name} must be a finite number; got {value!r}")
     return float(value)
 
 
 def _check_n_bootstrap(value):
-    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 0:
-        raise ValueError(f"n_bootstrap must be an int >= 0 (0: no interval); got {value!r}")
-    return int(value)
+    if isinstance(value, bool):
+        raise TypeError(f"n_bootstrap must be an int >= 0 (0: no interval); got {value!r}")
+    return int(check_scalar(value, "n_bootstrap", numbers.Integral, min_val=0))
+
+
+def _check_options(fraction, tumor_threshold, error_margin):
+    if not isinstance(fraction, str) or fraction not in FRACTIONS:
+        raise ValueError(f"fraction must be one of {list(FRACTIONS)}; got {fraction!r}")
+    if tumor_threshold is not None:
+        tumor_threshold = _check_real(tumor_threshold, "tumor_threshold", min_val=0.0,
+                                      max_val=1.0)
+    if error_margin is not None:
+        error_margin = _check_real(error_margin, "error_margin", min_val=0.0, max_val=1.0)
+    return tumor_threshold, error_margin
 
 
 def _check_proba(proba):
@@ -98,6 +139,39 @@ def _check_proba(proba):
             f"proba must hold probabilities in [0, 1]; got values in [{p.min():g}, {p.max():g}]"
         )
     return p
+
+
+def _check_member_proba(member_proba, n_tiles):
+    """Each member's probabilities as a float array (n_members, n_tiles, 3)."""
+    try:
+        m = np.asarray(member_proba, dtype=float)
+    except (TypeError, ValueError):
+        raise ValueError("member_proba must be numeric probabilities of shape "
+                         "(n_members, n_tiles, 3)") from None
+    if m.ndim != 3 or m.shape[0] == 0 or m.shape[1:] != (n_tiles, len(CLASS_NAMES)):
+        raise ValueError(
+            f"member_proba must have shape (n_members, {n_tiles}, {len(CLASS_NAMES)}): each "
+            f"member's probabilities of the same tiles as proba; got shape {m.shape}")
+    if not np.all(np.isfinite(m)):
+        raise ValueError("member_proba contains NaN or infinite values; expected probabilities")
+    if m.min() < 0.0 or m.max() > 1.0 + 1e-6:
+        raise ValueError(f"member_proba must hold probabilities in [0, 1]; got values in "
+                         f"[{m.min():g}, {m.max():g}]")
+    return m
+
+
+def _tile_counts(p, fraction, tumor_threshold):
+    """Each tile's contribution to the necrotic and to the tumor count, from probabilities
+    ``p`` of shape (..., 3)."""
+    if fraction == "expected":
+        necrotic, tumor = p[..., _NEC], p[..., _NEC] + p[..., _VIA]
+    else:
+        predicted = p.argmax(axis=-1)
+        necrotic, tumor = predicted == _NEC, predicted != 0
+    if tumor_threshold is not None:
+        kept = p[..., _NEC] + p[..., _VIA] >= tumor_threshold
+        necrotic, tumor = necrotic * kept, tumor * kept
+    return np.asarray(necrotic, dtype=float), np.asarray(tumor, dtype=float)
 
 
 def _check_groups(groups, n_samples):
@@ -138,16 +212,23 @@ def _ratio(numerator, denominator, minimum):
 def _bootstrap_fractions(necrotic, tumor, n_bootstrap, rng):
     """Necrotic fraction of ``n_bootstrap`` resamples (with replacement) of the tiles.
 
-    A resample with no tumor mass at all has no fraction (NaN).
+    ``necrotic`` and ``tumor`` are each tile's counts, of shape (n_tiles,), or of shape
+    (n_members, n_tiles) for an ensemble: then each replicate also draws one member, whose
+    counts it sums. A resample with no tumor mass at all has no fraction (NaN).
     """
-    n = necrotic.size
+    members = necrotic.ndim == 2
+    n = necrotic.shape[-1]
     replicates = np.empty(n_bootstrap)
     per_chunk = max(1, _BOOTSTRAP_CHUNK // n)
     for start in range(0, n_bootstrap, per_chunk):
         stop = min(start + per_chunk, n_bootstrap)
         draw = rng.randint(0, n, size=(stop - start, n))
-        replicates[start:stop] = _ratio(necrotic[draw].sum(axis=1), tumor[draw].sum(axis=1),
-                                        np.finfo(float).tiny)
+        if members:
+            member = rng.randint(0, necrotic.shape[0], size=(stop - start, 1))
+            nec, tum = necrotic[member, draw], tumor[member, draw]
+        else:
+            nec, tum = necrotic[draw], tumor[draw]
+        replicates[start:stop] = _ratio(nec.sum(axis=1), tum.sum(axis=1), np.finfo(float).tiny)
     return replicates
 
 
@@ -156,7 +237,8 @@ def _bootstrap_fractions(necrotic, tumor, n_bootstrap, rng):
 
 def necrosis_from_probabilities(proba, groups, *, n_bootstrap=1000, confidence=0.95,
                                 threshold=GOOD_RESPONSE, min_tumor_tiles=MIN_TUMOR_TILES,
-                                random_state=0):
+                                random_state=0, fraction="expected", tumor_threshold=None,
+                                member_proba=None, error_margin=None):
     """Estimate each group's necrotic and viable fraction of the tumor from probabilities.
 
     Parameters
@@ -181,6 +263,30 @@ def necrosis_from_probabilities(proba, groups, *, n_bootstrap=1000, confidence=0
         fractions likewise need at least this many tiles predicted as tumor.
     random_state : int, RandomState instance or None, default=0
         Seed of the bootstrap resampling.
+    fraction : {"expected", "argmax"}, default="expected"
+        What ``necrotic_fraction`` (its interval and the response) counts: ``"expected"``
+        sums the probabilities (``sum P1 / sum (P1 + P2)``); ``"argmax"`` counts each tile
+        as its most probable class (the ``*_argmax`` columns). The argmax count ignores a
+        Non-Tumor tile's stray tumor probability, but turns a 0.51 into a whole tile.
+    tumor_threshold : float in [0, 1] or None, default=None
+        None uses every tile. A number keeps only the tiles whose ``P1 + P2`` reaches it,
+        in the expected counts and in the argmax counts alike (all ``*_tumor_tiles``,
+        ``*_necrotic_tiles`` and fraction columns). It stops Non-Tumor tiles' stray probability
+        from pulling the fraction towards 0.5 (e.g. 0.5 for a patient with many Non-Tumor
+        tiles); the price is that doubtful tumor tiles are dropped too, a bias if the model
+        doubts one tumor class more than the other. 0 keeps every tile as None does.
+    member_proba : array-like of shape (n_members, n_tiles, 3) or None, default=None
+        Each ensemble member's probabilities of the same tiles (e.g.
+        :meth:`SeedEnsemble.predict_proba_members <hiercls.estimator.ensemble.SeedEnsemble.predict_proba_members>`;
+        ``proba`` then is usually their mean). Each bootstrap replicate draws a member as
+        well as the tiles, so the interval also holds the members' disagreement. The
+        estimate itself still comes from ``proba``. Without a bootstrap
+        (``n_bootstrap=0``) it is not used.
+    error_margin : float in [0, 1] or None, default=None
+        An absolute error of the fraction measured on held-out patients
+        (:func:`necrosis_error_margin`): the interval becomes ``[low - error_margin,
+        high + error_margin]`` clipped to [0, 1]; with ``n_bootstrap=0`` it is the
+        estimate plus and minus the margin.
 
     Returns
     -------
@@ -191,8 +297,9 @@ def necrosis_from_probabilities(proba, groups, *, n_bootstrap=1000, confidence=0
         - ``n_tiles``: tiles of the group;
         - ``expected_tumor_tiles``, ``expected_necrotic_tiles``: ``sum(P1 + P2)``, ``sum(P1)``;
         - ``necrotic_fraction``, ``necrotic_fraction_low``, ``necrotic_fraction_high``:
-          the expected necrotic fraction of the tumor and its percentile bootstrap
-          interval (tiles resampled with replacement within the group);
+          the necrotic fraction of the tumor (expected, unless ``fraction="argmax"``) and
+          its percentile bootstrap interval (tiles, and members with ``member_proba``,
+          resampled with replacement within the group; widened by ``error_margin``);
         - ``viable_fraction``, ``viable_fraction_low``, ``viable_fraction_high``:
           one minus the above;
         - ``argmax_tumor_tiles``, ``necrotic_fraction_argmax``, ``viable_fraction_argmax``:
@@ -213,57 +320,81 @@ def necrosis_from_probabilities(proba, groups, *, n_bootstrap=1000, confidence=0
     >>> row = table.loc["A"]
     >>> float(row["expected_tumor_tiles"]), round(float(row["necrotic_fraction"]), 3), row["response"]
     (2.0, 0.8, 'poor')
+
+    A Non-Tumor tile's stray probability dilutes the fraction; a tumor threshold keeps it out:
+
+    >>> proba = [[0.8, 0.1, 0.1]] * 9 + [[0.0, 1.0, 0.0]]
+    >>> for t in (None, 0.5):
+    ...     table = necrosis_from_probabilities(proba, ["A"] * 10, n_bootstrap=0, tumor_threshold=t)
+    ...     print(t, round(float(table.loc["A", "necrotic_fraction"]), 3))
+    None 0.679
+    0.5 1.0
     """
     p = _check_proba(proba)
     codes, index = _check_groups(groups, p.shape[0])
     n_bootstrap = _check_n_bootstrap(n_bootstrap)
-    confidence = _check_number(confidence, "confidence", low=0.0, high=1.0,
-                               low_open=True, high_open=True)
-    threshold = _check_number(threshold, "threshold", low=0.0, high=1.0)
-    min_tumor_tiles = _check_number(min_tumor_tiles, "min_tumor_tiles", low=0.0,
-                                    high=np.inf, low_open=True)
+    confidence = _check_real(confidence, "confidence", min_val=0.0, max_val=1.0,
+                             include_boundaries="neither")
+    threshold = _check_real(threshold, "threshold", min_val=0.0, max_val=1.0)
+    min_tumor_tiles = _check_real(min_tumor_tiles, "min_tumor_tiles", min_val=0.0,
+                                  include_boundaries="neither")
+    tumor_threshold, error_margin = _check_options(fraction, tumor_threshold, error_margin)
+    members = None if member_proba is None else _check_member_proba(member_proba, p.shape[0])
     rng = check_random_state(random_state)
 
     n_groups = len(index)
-    necrotic = p[:, _NEC]
-    tumor = p[:, _NEC] + p[:, _VIA]
+    necrotic, tumor = _tile_counts(p, "expected", tumor_threshold)
     n_tiles = np.bincount(codes, minlength=n_groups)
     expected_tumor = np.bincount(codes, weights=tumor, minlength=n_groups)
     expected_necrotic = np.bincount(codes, weights=necrotic, minlength=n_groups)
-    fraction = _ratio(expected_necrotic, expected_tumor, min_tumor_tiles)
+    fraction_expected = _ratio(expected_necrotic, expected_tumor, min_tumor_tiles)
 
-    predicted = p.argmax(axis=1)
-    argmax_tumor = np.bincount(codes, weights=predicted != 0, minlength=n_groups)
-    argmax_necrotic = np.bincount(codes, weights=predicted == _NEC, minlength=n_groups)
+    counted_necrotic, counted_tumor = _tile_counts(p, "argmax", tumor_threshold)
+    argmax_tumor = np.bincount(codes, weights=counted_tumor, minlength=n_groups)
+    argmax_necrotic = np.bincount(codes, weights=counted_necrotic, minlength=n_groups)
     fraction_argmax = _ratio(argmax_necrotic, argmax_tumor, min_tumor_tiles)
+
+    estimate = fraction_expected if fraction == "expected" else fraction_argmax
+    if members is not None:
+        # The replicates count as the estimate does, but with each member's probabilities.
+        necrotic, tumor = _tile_counts(members, fraction, tumor_threshold)
+    elif fraction == "argmax":
+        necrotic, tumor = counted_necrotic, counted_tumor
 
     low = np.full(n_groups, np.nan)
     high = np.full(n_groups, np.nan)
     if n_bootstrap:
         tail = 100.0 * (1.0 - confidence) / 2.0
         for g in range(n_groups):
-            if np.isnan(fraction[g]):
+            if np.isnan(estimate[g]):
                 continue  # no tumor: no interval either
             rows = codes == g
-            replicates = _bootstrap_fractions(necrotic[rows], tumor[rows], n_bootstrap, rng)
+            replicates = _bootstrap_fractions(necrotic[..., rows], tumor[..., rows],
+                                              n_bootstrap, rng)
             replicates = replicates[~np.isnan(replicates)]
             if replicates.size:
                 low[g], high[g] = np.percentile(replicates, [tail, 100.0 - tail])
+    if error_margin is not None:
+        if not n_bootstrap:
+            low, high = estimate.copy(), estimate.copy()
+        # NaN (no tumor) stays NaN through the clipping.
+        low = np.clip(low - error_margin, 0.0, 1.0)
+        high = np.clip(high + error_margin, 0.0, 1.0)
 
     return pd.DataFrame({
         "n_tiles": n_tiles,
         "expected_tumor_tiles": expected_tumor,
         "expected_necrotic_tiles": expected_necrotic,
-        "necrotic_fraction": fraction,
+        "necrotic_fraction": estimate,
         "necrotic_fraction_low": low,
         "necrotic_fraction_high": high,
-        "viable_fraction": 1.0 - fraction,
+        "viable_fraction": 1.0 - estimate,
         "viable_fraction_low": 1.0 - high,
         "viable_fraction_high": 1.0 - low,
         "argmax_tumor_tiles": argmax_tumor.astype(np.int64),
         "necrotic_fraction_argmax": fraction_argmax,
         "viable_fraction_argmax": 1.0 - fraction_argmax,
-        "response": _response(fraction, threshold),
+        "response": _response(estimate, threshold),
     }, index=index)
 
 
@@ -300,7 +431,7 @@ def reference_necrosis(y, groups, *, threshold=GOOD_RESPONSE):
     """
     codes, _ = encode_labels(y)
     group_codes, index = _check_groups(groups, codes.size)
-    threshold = _check_number(threshold, "threshold", low=0.0, high=1.0)
+    threshold = _check_real(threshold, "threshold", min_val=0.0, max_val=1.0)
     n_groups = len(index)
     counts = np.zeros((n_groups, len(CLASS_NAMES)), dtype=np.int64)
     np.add.at(counts, (group_codes, codes), 1)
@@ -347,8 +478,21 @@ def _check_three_classes(estimator):
         )
 
 
+def _member_proba(fitted, X):
+    """``predict_proba_members`` of an ensemble, or of a pipeline ending in one."""
+    if hasattr(fitted, "predict_proba_members"):
+        return fitted.predict_proba_members(X)
+    if isinstance(fitted, Pipeline) and hasattr(fitted[-1], "predict_proba_members"):
+        return fitted[-1].predict_proba_members(fitted[:-1].transform(X))
+    raise TypeError(
+        f"members=True needs an ensemble with predict_proba_members (such as SeedEnsemble, "
+        f"or a pipeline ending in one); got {type(fitted).__name__}")
+
+
 def necrosis_report(fitted_pipeline, X, groups, *, y=None, n_bootstrap=1000, confidence=0.95,
-                    threshold=GOOD_RESPONSE, min_tumor_tiles=MIN_TUMOR_TILES, random_state=0):
+                    threshold=GOOD_RESPONSE, min_tumor_tiles=MIN_TUMOR_TILES, random_state=0,
+                    fraction="expected", tumor_threshold=None, members=False,
+                    error_margin=None):
     """Per-patient necrosis estimated by a fitted classifier, optionally against the labels.
 
     Parameters
@@ -363,8 +507,13 @@ def necrosis_report(fitted_pipeline, X, groups, *, y=None, n_bootstrap=1000, con
     y : array-like of shape (n_tiles,), default=None
         The pathologists' labels; when given, the reference fractions and the error are
         added.
-    n_bootstrap, confidence, threshold, min_tumor_tiles, random_state
+    n_bootstrap, confidence, threshold, min_tumor_tiles, random_state, fraction, tumor_threshold, error_margin
         As in :func:`necrosis_from_probabilities`.
+    members : bool, default=False
+        True passes each ensemble member's probabilities as ``member_proba``: the estimator
+        (or a pipeline's last step, such as a
+        :class:`~hiercls.estimator.ensemble.SeedEnsemble`) must have
+        ``predict_proba_members``.
 
     Returns
     -------
@@ -391,9 +540,11 @@ def necrosis_report(fitted_pipeline, X, groups, *, y=None, n_bootstrap=1000, con
         raise TypeError(f"fitted_pipeline must have predict_proba; got {type(fitted_pipeline).__name__}")
     _check_three_classes(fitted_pipeline)
     proba = fitted_pipeline.predict_proba(X)
+    member_proba = _member_proba(fitted_pipeline, X) if members else None
     estimate = necrosis_from_probabilities(
         proba, groups, n_bootstrap=n_bootstrap, confidence=confidence, threshold=threshold,
-        min_tumor_tiles=min_tumor_tiles, random_state=random_state)
+        min_tumor_tiles=min_tumor_tiles, random_state=random_state, fraction=fraction,
+        tumor_threshold=tumor_threshold, member_proba=member_proba, error_margin=error_margin)
     if y is None:
         return estimate
     return _with_reference(estimate, reference_necrosis(y, groups, threshold=threshold))
@@ -401,7 +552,8 @@ def necrosis_report(fitted_pipeline, X, groups, *, y=None, n_bootstrap=1000, con
 
 def necrosis_from_evaluation(result, *, n_bootstrap=1000, confidence=0.95,
                              threshold=GOOD_RESPONSE, min_tumor_tiles=MIN_TUMOR_TILES,
-                             random_state=0):
+                             random_state=0, fraction="expected", tumor_threshold=None,
+                             error_margin=None):
     """Per-patient necrosis from the out-of-fold probabilities of a cross-validation.
 
     Parameters
@@ -409,7 +561,7 @@ def necrosis_from_evaluation(result, *, n_bootstrap=1000, confidence=0.95,
     result : EvaluationResult
         What :func:`hiercls.evaluation.cross_validation.cross_validate_by_patient` returned; its
         ``predictions`` give the probabilities, ``patient`` and ``y_true``.
-    n_bootstrap, confidence, threshold, min_tumor_tiles, random_state
+    n_bootstrap, confidence, threshold, min_tumor_tiles, random_state, fraction, tumor_threshold, error_margin
         As in :func:`necrosis_from_probabilities`.
 
     Returns
@@ -426,6 +578,88 @@ def necrosis_from_evaluation(result, *, n_bootstrap=1000, confidence=0.95,
     patients = predictions["patient"].rename("patient")
     estimate = necrosis_from_probabilities(
         predictions, patients, n_bootstrap=n_bootstrap, confidence=confidence,
-        threshold=threshold, min_tumor_tiles=min_tumor_tiles, random_state=random_state)
+        threshold=threshold, min_tumor_tiles=min_tumor_tiles, random_state=random_state,
+        fraction=fraction, tumor_threshold=tumor_threshold, error_margin=error_margin)
     reference = reference_necrosis(predictions["y_true"], patients, threshold=threshold)
     return _with_reference(estimate, reference)
+
+
+def necrosis_error_margin(estimates, references, *, confidence=0.95):
+    """An absolute error of the necrotic fraction, from held-out patients, for ``error_margin``.
+
+    Parameters
+    ----------
+    estimates : array-like of shape (n_patients,)
+        Each held-out patient's estimated necrotic fraction (e.g. the ``necrotic_fraction``
+        of :func:`necrosis_from_evaluation`, from models that did not see the patient).
+    references : array-like of shape (n_patients,)
+        The same patients' fractions from the labels (``reference_necrotic_fraction``).
+        Patients where either is NaN (no tumor) are left out.
+    confidence : float, default=0.95
+        The share of new patients whose error the margin should cover, in (0, 1).
+
+    Returns
+    -------
+    float
+        The ``k``-th smallest of the ``n`` absolute errors, ``k = ceil((n + 1) * confidence)``.
+        If the new patient is like the held-out ones (exchangeable with them), its error is
+        at most this margin with probability at least ``k / (n + 1) >= confidence`` (the
+        split-conformal rule): the empirical quantile, rounded up, which is conservative.
+
+    Warns
+    -----
+    FewPatientsWarning
+        When ``k > n``, i.e. fewer than ``confidence / (1 - confidence)`` patients (19 for
+        0.95): the largest error is returned, whose guaranteed coverage is only
+        ``n / (n + 1)`` (75 % with 3 patients). With 2 or 3 patients the stated confidence
+        can be neither reached nor verified; the margin is then a rough indication.
+
+    Notes
+    -----
+    The margin bounds the error of the point estimate. Models evaluated by cross-validation
+    are trained on fewer patients than the final model, so their errors tend to be larger,
+    not smaller; the exchangeability assumption, though, fails for a patient unlike the
+    held-out ones (another scanner, another stain).
+
+    Examples
+    --------
+    >>> from hiercls.evaluation.necrosis import necrosis_error_margin
+    >>> estimates = [0.62, 0.53, 0.40, 0.95, 0.30]
+    >>> references = [0.977, 0.009, 0.50, 0.90, 0.25]
+    >>> round(necrosis_error_margin(estimates, references, confidence=0.5), 3)
+    0.1
+    """
+    confidence = _check_real(confidence, "confidence", min_val=0.0, max_val=1.0,
+                             include_boundaries="neither")
+    pairs = []
+    for name, values in (("estimates", estimates), ("references", references)):
+        try:
+            values = np.asarray(values, dtype=float)
+        except (TypeError, ValueError):
+            raise ValueError(f"{name} must be numeric fractions in [0, 1]") from None
+        if values.ndim != 1:
+            raise ValueError(f"{name} must be one-dimensional; got shape {values.shape}")
+        known = values[~np.isnan(values)]
+        if known.size and (known.min() < 0.0 or known.max() > 1.0):
+            raise ValueError(f"{name} must be fractions in [0, 1] (or NaN); got values in "
+                             f"[{known.min():g}, {known.max():g}]")
+        pairs.append(values)
+    estimates, references = pairs
+    if estimates.shape != references.shape:
+        raise ValueError(f"estimates and references must have one value per patient each; got "
+                         f"{estimates.size} and {references.size}")
+    known = ~(np.isnan(estimates) | np.isnan(references))
+    errors = np.sort(np.abs(estimates[known] - references[known]))
+    n = errors.size
+    if n == 0:
+        raise ValueError("no patient has both an estimate and a reference fraction; expected "
+                         "at least one held-out patient with tumor")
+    k = math.ceil((n + 1) * confidence - 1e-9)  # a product such as 20 * 0.95 may land a hair above its integer
+    if k > n:
+        warnings.warn(
+            f"{n} patient(s) cannot support a margin at confidence {confidence:g} (that needs "
+            f"at least {math.ceil(confidence / (1 - confidence) - 1e-9)}); the largest error "
+            f"is used, which covers a new patient with probability >= {n / (n + 1):.2f} only",
+            FewPatientsWarning, stacklevel=2)
+        k = n
+    return float(errors[k - 1])

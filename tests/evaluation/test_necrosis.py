@@ -8,6 +8,8 @@ from hiercls.evaluation.cross_validation import EvaluationResult
 from hiercls.data.labels import CLASS_NAMES
 from hiercls.evaluation.necrosis import (
     NO_TUMOR,
+    FewPatientsWarning,
+    necrosis_error_margin,
     necrosis_from_evaluation,
     necrosis_from_probabilities,
     necrosis_report,
@@ -26,6 +28,10 @@ PROBA = np.array([
     [0.0, 0.95, 0.05],
 ])
 GROUPS = ["A", "A", "A", "B", "B"]
+
+# The default 95 % interval of _random_proba(40, seed=1) as one group, n_bootstrap=500,
+# computed by the code before fraction/tumor_threshold/member_proba/error_margin existed.
+DEFAULT_INTERVAL = (0.45820059558707743, 0.6568711205050993)
 
 
 def _random_proba(n, seed):
@@ -144,11 +150,191 @@ def test_reference_from_names_and_codes():
     ({"n_bootstrap": -1}, "n_bootstrap"),
     ({"threshold": 90}, "threshold"),
     ({"min_tumor_tiles": 0}, "min_tumor_tiles"),
+    ({"confidence": float("nan")}, "confidence"),
+    ({"fraction": "counts"}, "fraction"),
+    ({"tumor_threshold": 1.5}, "tumor_threshold"),
+    ({"error_margin": -0.1}, "error_margin"),
+    ({"member_proba": np.stack([PROBA, PROBA])[:, :4]}, r"member_proba must have shape \(n_members, 5, 3\)"),
+    ({"member_proba": PROBA}, "member_proba must have shape"),
+    ({"member_proba": np.stack([PROBA, PROBA * 2])}, r"member_proba must hold probabilities"),
 ])
 def test_invalid_inputs_are_named(kwargs, message):
     arguments = {"proba": PROBA, "groups": GROUPS, "n_bootstrap": 0} | kwargs
     with pytest.raises(ValueError, match=message):
         necrosis_from_probabilities(arguments.pop("proba"), arguments.pop("groups"), **arguments)
+
+
+@pytest.mark.parametrize("name, value", [("threshold", "0.9"), ("n_bootstrap", 2.5),
+                                         ("confidence", True), ("tumor_threshold", "high")])
+def test_wrong_types_are_named(name, value):
+    with pytest.raises(TypeError, match=name):
+        necrosis_from_probabilities(PROBA, GROUPS, **{name: value})
+
+
+# --------------------------------------------------------------------------------------
+# The options: fraction, tumor_threshold, member_proba, error_margin
+
+def _mostly_non_tumor(n_tiles=200, seed=0):
+    """90 % Non-Tumor tiles with stray tumor probability, 10 % certainly necrotic tumor."""
+    rng = np.random.default_rng(seed)
+    n_tumor = n_tiles // 10
+    tumor = np.column_stack([rng.uniform(0.0, 0.1, n_tumor), np.zeros(n_tumor), np.zeros(n_tumor)])
+    tumor[:, 1] = 1.0 - tumor[:, 0]
+    proba = np.vstack([np.tile([0.8, 0.1, 0.1], (n_tiles - n_tumor, 1)), tumor])
+    y = ["Non-Tumor"] * (n_tiles - n_tumor) + ["Non-Viable-Tumor"] * n_tumor
+    return proba, y, ["P"] * n_tiles
+
+
+def test_tumor_threshold_removes_stray_probability_of_non_tumor_tiles():
+    proba, y, groups = _mostly_non_tumor()
+    truth = reference_necrosis(y, groups).loc["P", "necrotic_fraction"]
+    assert truth == 1.0
+    default = necrosis_from_probabilities(proba, groups, n_bootstrap=0).loc["P"]
+    assert abs(default["necrotic_fraction"] - truth) > 0.25  # pulled towards 0.5
+    gated = necrosis_from_probabilities(proba, groups, n_bootstrap=200, tumor_threshold=0.5).loc["P"]
+    assert gated["necrotic_fraction"] == pytest.approx(truth, abs=0.01)
+    assert gated["expected_tumor_tiles"] == pytest.approx(np.sum(proba[180:, 1:]))
+    assert gated["necrotic_fraction_low"] <= truth <= gated["necrotic_fraction_high"] + 1e-12
+    assert gated["response"] == "good" and default["response"] == "poor"
+    # 0 keeps every tile: the default.
+    pd.testing.assert_frame_equal(
+        necrosis_from_probabilities(proba, groups, n_bootstrap=100, tumor_threshold=0.0),
+        necrosis_from_probabilities(proba, groups, n_bootstrap=100))
+
+
+def test_tumor_threshold_also_filters_the_argmax_counts():
+    # The first tile's argmax is Non-Viable-Tumor, but P(tumor) = 0.7 is below 0.8.
+    proba = np.array([[0.3, 0.4, 0.3], [0.0, 0.2, 0.8], [0.9, 0.05, 0.05]])
+    plain = necrosis_from_probabilities(proba, ["A"] * 3, n_bootstrap=0).loc["A"]
+    gated = necrosis_from_probabilities(proba, ["A"] * 3, n_bootstrap=0, tumor_threshold=0.8).loc["A"]
+    assert plain["argmax_tumor_tiles"] == 2 and plain["necrotic_fraction_argmax"] == 0.5
+    assert gated["argmax_tumor_tiles"] == 1 and gated["necrotic_fraction_argmax"] == 0.0
+    assert gated["expected_tumor_tiles"] == pytest.approx(1.0)
+
+
+def test_fraction_argmax_makes_the_count_the_estimate():
+    table = necrosis_from_probabilities(PROBA, GROUPS, n_bootstrap=200, fraction="argmax")
+    np.testing.assert_allclose(table["necrotic_fraction"], [0.5, 1.0])
+    np.testing.assert_allclose(table["necrotic_fraction"], table["necrotic_fraction_argmax"])
+    assert table["response"].tolist() == ["poor", "good"]
+    # Resampled 0/1 counts: the bounds are fractions of whole tiles of a 3-tile patient.
+    assert table.loc["A", "necrotic_fraction_low"] in (0.0, 0.5)
+    assert table.loc["B", "necrotic_fraction_low"] == table.loc["B", "necrotic_fraction_high"] == 1.0
+    # The expected columns stay what they were.
+    np.testing.assert_allclose(table["expected_necrotic_tiles"], [1.0, 1.75])
+
+
+def _width(table, group="P"):
+    row = table.loc[group]
+    return float(row["necrotic_fraction_high"] - row["necrotic_fraction_low"])
+
+
+def test_member_proba_widens_the_interval_to_the_members_spread():
+    rng = np.random.default_rng(3)
+    n = 300
+    # Members that agree on which tiles are tumor but disagree on necrosis: 0.3 to 0.7.
+    shares = np.linspace(0.3, 0.7, 5)
+    members = np.stack([np.column_stack([np.zeros(n), np.full(n, s), np.full(n, 1 - s)])
+                        for s in shares])
+    members[:, :, 1:] *= rng.uniform(0.9, 1.0, size=(1, n, 1))
+    members[:, :, 0] = 1.0 - members[:, :, 1:].sum(axis=2)
+    proba = members.mean(axis=0)
+    groups = ["P"] * n
+    alone = necrosis_from_probabilities(proba, groups, n_bootstrap=500)
+    with_members = necrosis_from_probabilities(proba, groups, n_bootstrap=500, member_proba=members)
+    # Same estimate, a wider interval, covering most of the members' own fractions.
+    pd.testing.assert_series_equal(alone["necrotic_fraction"], with_members["necrotic_fraction"])
+    assert _width(alone) < 0.05
+    assert _width(with_members) >= _width(alone)
+    assert with_members.loc["P", "necrotic_fraction_low"] < 0.35
+    assert with_members.loc["P", "necrotic_fraction_high"] > 0.65
+    # Members identical to proba: the tile bootstrap alone (the same draws of tiles).
+    same = necrosis_from_probabilities(proba, groups, n_bootstrap=500,
+                                       member_proba=np.stack([proba] * 3))
+    pd.testing.assert_frame_equal(same, alone)
+    # Deterministic under random_state.
+    pd.testing.assert_frame_equal(
+        necrosis_from_probabilities(proba, groups, n_bootstrap=500, member_proba=members),
+        with_members)
+
+
+def test_error_margin_widens_and_clips():
+    proba = _random_proba(60, seed=4)
+    groups = ["P"] * 40 + ["Q"] * 20
+    plain = necrosis_from_probabilities(proba, groups, n_bootstrap=300)
+    wide = necrosis_from_probabilities(proba, groups, n_bootstrap=300, error_margin=0.1)
+    np.testing.assert_allclose(wide["necrotic_fraction_low"],
+                               np.clip(plain["necrotic_fraction_low"] - 0.1, 0, 1))
+    np.testing.assert_allclose(wide["necrotic_fraction_high"],
+                               np.clip(plain["necrotic_fraction_high"] + 0.1, 0, 1))
+    np.testing.assert_allclose(wide["viable_fraction_low"], 1 - wide["necrotic_fraction_high"])
+    # A margin as large as the range: the whole of [0, 1], never beyond.
+    whole = necrosis_from_probabilities(proba, groups, n_bootstrap=300, error_margin=1.0)
+    assert (whole["necrotic_fraction_low"] == 0.0).all()
+    assert (whole["necrotic_fraction_high"] == 1.0).all()
+    # Without a bootstrap: the estimate plus and minus the margin.
+    near_one = np.tile([0.0, 0.97, 0.03], (10, 1))
+    alone = necrosis_from_probabilities(near_one, ["R"] * 10, n_bootstrap=0, error_margin=0.05)
+    assert alone.loc["R", "necrotic_fraction_low"] == pytest.approx(0.92)
+    assert alone.loc["R", "necrotic_fraction_high"] == 1.0
+    # No tumor: still no interval.
+    none = necrosis_from_probabilities([[1.0, 0.0, 0.0]], ["N"], error_margin=0.1)
+    assert np.isnan(none.loc["N", "necrotic_fraction_low"])
+
+
+def test_defaults_unchanged():
+    # Regression values of the default estimate and interval, as before these options.
+    proba = _random_proba(40, seed=1)
+    table = necrosis_from_probabilities(proba, ["P"] * 40, n_bootstrap=500)
+    explicit = necrosis_from_probabilities(proba, ["P"] * 40, n_bootstrap=500, fraction="expected",
+                                           tumor_threshold=None, member_proba=None,
+                                           error_margin=None)
+    pd.testing.assert_frame_equal(table, explicit)
+    expected_columns = [
+        "n_tiles", "expected_tumor_tiles", "expected_necrotic_tiles", "necrotic_fraction",
+        "necrotic_fraction_low", "necrotic_fraction_high", "viable_fraction",
+        "viable_fraction_low", "viable_fraction_high", "argmax_tumor_tiles",
+        "necrotic_fraction_argmax", "viable_fraction_argmax", "response"]
+    assert table.columns.tolist() == expected_columns
+    row = table.loc["P"]
+    assert row["necrotic_fraction"] == pytest.approx(proba[:, 1].sum() / proba[:, 1:].sum())
+    np.testing.assert_allclose([row["necrotic_fraction_low"], row["necrotic_fraction_high"]],
+                               DEFAULT_INTERVAL, rtol=1e-12)
+
+
+def test_error_margin_from_known_pairs():
+    estimates = [0.62, 0.53, 0.40, 0.95, 0.30]
+    references = [0.977, 0.009, 0.50, 0.90, 0.25]
+    # Absolute errors sorted: 0.05, 0.05, 0.1, 0.357, 0.521.
+    assert necrosis_error_margin(estimates, references, confidence=0.5) == pytest.approx(0.1)
+    assert necrosis_error_margin(estimates, references, confidence=0.6) == pytest.approx(0.357)
+    assert necrosis_error_margin(estimates, references, confidence=0.8) == pytest.approx(0.521)
+    # NaN pairs (no tumor) are left out; Series work.
+    with_nan = pd.Series(estimates + [np.nan]), pd.Series(references + [0.5])
+    assert necrosis_error_margin(*with_nan, confidence=0.5) == pytest.approx(0.1)
+    # 19 patients suffice for 95 %: the largest of 19 errors, without a warning.
+    errors = np.linspace(0.0, 0.18, 19)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert necrosis_error_margin(errors, np.zeros(19)) == pytest.approx(0.18)
+        assert necrosis_error_margin(errors, np.zeros(19), confidence=0.9) == pytest.approx(0.17)
+
+
+def test_error_margin_with_few_patients_warns_and_takes_the_largest():
+    with pytest.warns(FewPatientsWarning, match=r"probability >= 0.67"):
+        margin = necrosis_error_margin([0.62, 0.53], [0.977, 0.009])
+    assert margin == pytest.approx(0.521)
+
+
+@pytest.mark.parametrize("estimates, references, message", [
+    ([0.5, 0.2], [0.5], "one value per patient"),
+    ([np.nan], [0.5], "no patient has both"),
+    ([1.5], [0.5], r"estimates must be fractions in \[0, 1\]"),
+    ([[0.5]], [0.5], "one-dimensional"),
+])
+def test_error_margin_invalid_inputs_are_named(estimates, references, message):
+    with pytest.raises(ValueError, match=message):
+        necrosis_error_margin(estimates, references)
 
 
 class _FixedProba:
@@ -174,6 +360,48 @@ def test_necrosis_report_with_and_without_labels():
     np.testing.assert_allclose(table["absolute_error"], [abs(1 / 2.3 - 0.5), abs(1.75 / 1.9 - 1.0)])
 
 
+class _FixedEnsemble(_FixedProba):
+    """Two members, one more necrotic than PROBA and one less."""
+
+    def predict_proba_members(self, X):
+        shift = np.array([0.0, 0.05, -0.05])
+        base = PROBA[X["row"].to_numpy()]
+        return np.clip(np.stack([base + shift, base - shift]), 0, 1)
+
+
+def test_necrosis_report_passes_the_options_on():
+    X = pd.DataFrame({"row": range(5), "patient": GROUPS})
+    kwargs = {"n_bootstrap": 100, "fraction": "argmax", "tumor_threshold": 0.5,
+              "error_margin": 0.05}
+    table = necrosis_report(_FixedEnsemble(), X, "patient", members=True, **kwargs)
+    direct = necrosis_from_probabilities(
+        PROBA, pd.Series(GROUPS, name="patient"),
+        member_proba=_FixedEnsemble().predict_proba_members(X), **kwargs)
+    pd.testing.assert_frame_equal(table, direct)
+    with pytest.raises(TypeError, match="predict_proba_members"):
+        necrosis_report(_FixedProba(), X, "patient", members=True)
+
+
+def test_necrosis_report_with_a_seed_ensemble_pipeline():
+    from sklearn.linear_model import SGDClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from hiercls.estimator.ensemble import SeedEnsemble
+
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1, 2], 30)
+    X = pd.DataFrame({"a": y + rng.normal(scale=0.8, size=90), "b": rng.normal(size=90)})
+    groups = np.repeat(["P1", "P2", "P3"], 30)
+    ensemble = SeedEnsemble(SGDClassifier(loss="log_loss", max_iter=5, tol=None),
+                            n_members=3, random_state=0)
+    pipeline = make_pipeline(StandardScaler(), ensemble).fit(X, y)
+    table = necrosis_report(pipeline, X, groups, y=y, n_bootstrap=100, members=True)
+    plain = necrosis_report(pipeline, X, groups, y=y, n_bootstrap=100)
+    pd.testing.assert_series_equal(table["necrotic_fraction"], plain["necrotic_fraction"])
+    assert table["necrotic_fraction_low"].notna().any()
+
+
 def test_necrosis_report_needs_three_classes():
     X = pd.DataFrame({"row": range(5)})
     with pytest.raises(ValueError, match="all three classes"):
@@ -195,6 +423,10 @@ def test_necrosis_from_evaluation():
     np.testing.assert_allclose(table["reference_necrotic_fraction"], [0.0, 1.0])
     with pytest.raises(ValueError, match="EvaluationResult"):
         necrosis_from_evaluation(EvaluationResult(pd.DataFrame(), predictions[["patient"]], []))
+    gated = necrosis_from_evaluation(result, n_bootstrap=0, tumor_threshold=0.6, error_margin=0.1)
+    # The third tile of A (P(tumor) 0.5) is left out: 0.9 necrotic of 1.8 tumor.
+    np.testing.assert_allclose(gated["necrotic_fraction"], [0.9 / 1.8, 1.75 / 1.9])
+    np.testing.assert_allclose(gated["necrotic_fraction_low"], [0.9 / 1.8 - 0.1, 1.75 / 1.9 - 0.1])
 
 
 def test_report_on_real_tiles(real_data_dir):
