@@ -5,8 +5,9 @@ so a pickled model is only as safe as its sender (scikit-learn's "Model persiste
 page says the same). A ``.hiercls`` file holds only data:
 
 - ``hiercls-model.json``: the pipeline's parameters and fitted statistics as plain JSON
-  (the radiomics settings, the scaler's mean and scale, the classifier's parameters,
-  ``classes_``, ``radiomic_columns_``, ``class_weights_``, ``data_config_``);
+  (the resolution, the stain normalization's target, the radiomics settings, the scaler's
+  mean and scale, the classifier's parameters, ``classes_``, ``radiomic_columns_``,
+  ``class_weights_``, ``data_config_``);
 - ``module.pt`` and ``criterion.pt``: the network's and the loss's state dicts (the
   weights, the learned log-variances), written with ``torch.save`` and read with
   ``torch.load(weights_only=True)``, which accepts tensors and plain containers only.
@@ -43,8 +44,12 @@ __all__ = ["FORMAT", "MODEL_SUFFIX", "ModelFileError", "allowed_names", "load_mo
 
 #: Name of the format, recorded in the file.
 FORMAT = "hiercls-model"
-#: Version of the format this module writes and reads.
-FORMAT_VERSION = 2
+#: Version of the format this module writes. Version 3 added the ``stain`` step; an
+#: earlier hiercls refuses such a file rather than predict without its normalization.
+FORMAT_VERSION = 3
+#: The versions this module reads: version 2 files (no ``stain`` step) load with the
+#: step off (``StainNormalizer(method=None)``), which is what they computed.
+READ_VERSIONS = (2, 3)
 #: The suffix of a model file (``hiercls fit --model model.hiercls``).
 MODEL_SUFFIX = ".hiercls"
 
@@ -255,14 +260,17 @@ def _check_structure(pipeline):
     from .pipeline import STEP_NAMES, make_radiomics_scaler
     from ..features.radiomics import RadiomicsTransformer
     from ..features.resolution import TileResampler
+    from ..features.stain_normalization import StainNormalizer
 
     if not isinstance(pipeline, Pipeline) or tuple(pipeline.named_steps) != STEP_NAMES:
         raise ValueError(f"save_model saves a pipeline of make_fusion_pipeline, with the steps "
                          f"{STEP_NAMES}; got {pipeline!r}")
     if pipeline.memory is not None:
         raise ValueError(f"cannot save the pipeline's memory={pipeline.memory!r}; expected None")
-    resolution, radiomics, scale, classifier = (pipeline.named_steps[name] for name in STEP_NAMES)
+    resolution, stain, radiomics, scale, classifier = (pipeline.named_steps[name]
+                                                       for name in STEP_NAMES)
     for name, step, kind in (("resolution", resolution, TileResampler),
+                             ("stain", stain, StainNormalizer),
                              ("radiomics", radiomics, RadiomicsTransformer),
                              ("scale", scale, ColumnTransformer),
                              ("classifier", classifier, HierarchicalFusionClassifier)):
@@ -282,7 +290,7 @@ def _check_structure(pipeline):
             or vars(selector) != vars(default_selector)):
         raise ValueError("cannot save the step 'scale': it is not make_radiomics_scaler()'s "
                          "ColumnTransformer (only its StandardScaler's parameters may differ)")
-    return resolution, radiomics, scale, classifier
+    return resolution, stain, radiomics, scale, classifier
 
 
 def _state_dict(module):
@@ -297,7 +305,8 @@ def save_model(pipeline, path):
     Parameters
     ----------
     pipeline : sklearn.pipeline.Pipeline
-        Fitted, with the steps ``resolution``, ``radiomics``, ``scale``, ``classifier`` of
+        Fitted, with the steps ``resolution``, ``stain``, ``radiomics``, ``scale``,
+        ``classifier`` of
         :func:`~hiercls.make_fusion_pipeline`.
     path : str or path-like
         The file to write, ending in ``.hiercls``; its folder must exist.
@@ -335,8 +344,9 @@ def save_model(pipeline, path):
     path = Path(path)
     if path.suffix.lower() != MODEL_SUFFIX:
         raise ValueError(f"path {str(path)!r} must end in {MODEL_SUFFIX}")
-    resolution, radiomics, scale, classifier = _check_structure(pipeline)
+    resolution, stain, radiomics, scale, classifier = _check_structure(pipeline)
     check_is_fitted(resolution, "training_resolution_")
+    check_is_fitted(stain, "n_fit_tiles_")
     check_is_fitted(radiomics, "feature_names_in_")
     check_is_fitted(scale, "transformers_")
     classifier.check_is_fitted()
@@ -355,6 +365,12 @@ def save_model(pipeline, path):
                        "training_resolution_": [float(resolution.training_resolution_[0]),
                                                 int(resolution.training_resolution_[1])],
                        "mpp_declared_": bool(resolution.mpp_declared_)},
+        "stain": {"params": params(stain, "stain"),
+                  "feature_names_in_": [str(c) for c in stain.feature_names_in_],
+                  "n_fit_tiles_": int(stain.n_fit_tiles_),
+                  # The fitted target of its method (none for method=None).
+                  **{name: _encode(getattr(stain, name), f"stain {name}")
+                     for name in _STAIN_TARGETS if hasattr(stain, name)}},
         "radiomics": {"params": params(radiomics, "radiomics"),
                       "feature_names_in_": [str(c) for c in radiomics.feature_names_in_]},
         "scale": {
@@ -438,9 +454,9 @@ def _read_archive(path):
             states[key] = state
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise ModelFileError(f"{str(path)!r} is not a {FORMAT} file")
-    if manifest.get("version") != FORMAT_VERSION:
+    if manifest.get("version") not in READ_VERSIONS:
         raise ModelFileError(f"{str(path)!r} has format version {manifest.get('version')!r}; "
-                             f"this hiercls reads version {FORMAT_VERSION}")
+                             f"this hiercls reads versions {list(READ_VERSIONS)}")
     return manifest, states
 
 
@@ -504,6 +520,12 @@ def load_model(path, *, device=None):
         resolution = _expect(manifest["resolution"], dict, "resolution")
         params = {f"resolution__{k}": _decode(v, f"resolution__{k}")
                   for k, v in _expect(resolution["params"], dict, "resolution params").items()}
+        # Version 2 files predate the stain step: it stays off, as it was.
+        stain = (_expect(manifest["stain"], dict, "stain") if manifest["version"] >= 3
+                 else None)
+        if stain is not None:
+            params.update({f"stain__{k}": _decode(v, f"stain__{k}")
+                           for k, v in _expect(stain["params"], dict, "stain params").items()})
         params.update({f"radiomics__{k}": _decode(v, f"radiomics__{k}")
                        for k, v in _expect(radiomics["params"], dict, "radiomics params").items()})
         params.update({f"scale__radiomics__{k}": _decode(v, f"scale__radiomics__{k}")
@@ -525,6 +547,7 @@ def load_model(path, *, device=None):
                 params[name] = "auto"
         pipeline = make_fusion_pipeline(**params)
         _restore_resolution(pipeline.named_steps["resolution"], resolution)
+        _restore_stain(pipeline.named_steps["stain"], stain, resolution)
         _restore_radiomics(pipeline.named_steps["radiomics"], radiomics)
         _restore_scale(pipeline.named_steps["scale"], scale)
         _restore_classifier(pipeline.named_steps["classifier"], classifier, states, path)
@@ -560,6 +583,38 @@ def _restore_resolution(step, saved):
     step.n_features_in_ = len(columns)
     step.training_resolution_ = (mpp, side)
     step.mpp_declared_ = declared
+
+
+#: The fitted targets of StainNormalizer's methods, saved as arrays of these shapes.
+_STAIN_TARGETS = {"stain_matrix_": (3, 2), "max_concentrations_": (2,),
+                  "target_means_": (3,), "target_stds_": (3,)}
+_STAIN_TARGETS_OF = {None: (), "macenko": ("stain_matrix_", "max_concentrations_"),
+                     "reinhard": ("target_means_", "target_stds_")}
+
+
+def _restore_stain(step, saved, resolution):
+    if saved is None:
+        # Off, fitted on what the resolution step passes on: the columns it was fitted on.
+        step.fit(_frame([str(c) for c in resolution["feature_names_in_"]]))
+        return
+    method = step.method
+    if method not in _STAIN_TARGETS_OF:
+        raise ValueError(f"stain method must be one of {list(_STAIN_TARGETS_OF)}; got "
+                         f"{method!r}")
+    columns = [str(c) for c in _expect(saved["feature_names_in_"], list, "stain columns")]
+    n_tiles = saved["n_fit_tiles_"]
+    if not (isinstance(n_tiles, int) and not isinstance(n_tiles, bool) and n_tiles >= 0):
+        raise ValueError(f"stain n_fit_tiles_ must be a whole number >= 0; got {n_tiles!r}")
+    step.feature_names_in_ = np.asarray(columns, dtype=object)
+    step.n_features_in_ = len(columns)
+    step.n_fit_tiles_ = n_tiles
+    for name in _STAIN_TARGETS_OF[method]:
+        value = _decode(saved[name], f"stain {name}")
+        if not (isinstance(value, np.ndarray) and value.dtype.kind == "f"
+                and value.shape == _STAIN_TARGETS[name] and np.isfinite(value).all()):
+            raise ValueError(f"stain {name} must be finite floats of shape "
+                             f"{_STAIN_TARGETS[name]}; got {value!r}")
+        setattr(step, name, value)
 
 
 def _restore_radiomics(step, saved):

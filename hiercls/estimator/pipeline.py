@@ -1,4 +1,4 @@
-"""make_fusion_pipeline: resolution -> radiomics -> standardization -> classifier, one sklearn Pipeline."""
+"""make_fusion_pipeline: resolution -> stain -> radiomics -> standardization -> classifier, one sklearn Pipeline."""
 
 from sklearn.compose import ColumnTransformer, make_column_selector
 from sklearn.pipeline import Pipeline
@@ -7,8 +7,9 @@ from sklearn.preprocessing import StandardScaler
 from .classifier import HierarchicalFusionClassifier
 from ..features.radiomics import RADIOMIC_COLUMN_PATTERN, RadiomicsTransformer
 from ..features.resolution import TileResampler
+from ..features.stain_normalization import StainNormalizer
 
-STEP_NAMES = ("resolution", "radiomics", "scale", "classifier")
+STEP_NAMES = ("resolution", "stain", "radiomics", "scale", "classifier")
 
 
 def make_radiomics_scaler():
@@ -26,11 +27,14 @@ def make_radiomics_scaler():
 
 
 def make_fusion_pipeline(**params):
-    """The method as a scikit-learn Pipeline: ``resolution``, ``radiomics``, ``scale``, ``classifier``.
+    """The method as a scikit-learn Pipeline: ``resolution``, ``stain``, ``radiomics``, ``scale``, ``classifier``.
 
     ``resolution`` (:class:`~hiercls.features.resolution.TileResampler`) records the resolution the
     pipeline is trained at and resamples tiles that declare another one (an ``mpp``
     column, micrometres per pixel); tiles without a declaration pass through untouched.
+    ``stain`` (:class:`~hiercls.features.stain_normalization.StainNormalizer`) is off by
+    default (``method=None``, tiles pass through); ``stain__method="macenko"`` or
+    ``"reinhard"`` maps every tile onto the stain of the training tiles.
 
     Parameters
     ----------
@@ -48,12 +52,13 @@ def make_fusion_pipeline(**params):
     --------
     >>> from hiercls import make_fusion_pipeline
     >>> pipe = make_fusion_pipeline(backbone="efficientnet_b0", max_epochs=10,
-    ...                             radiomics__mask="full")
+    ...                             radiomics__mask="full", stain__method="macenko")
     >>> list(pipe.named_steps)
-    ['resolution', 'radiomics', 'scale', 'classifier']
+    ['resolution', 'stain', 'radiomics', 'scale', 'classifier']
     """
     pipeline = Pipeline([
         ("resolution", TileResampler()),
+        ("stain", StainNormalizer(method=None)),
         ("radiomics", RadiomicsTransformer()),
         ("scale", make_radiomics_scaler()),
         ("classifier", HierarchicalFusionClassifier()),

@@ -91,7 +91,9 @@ def test_extract_from_a_folder_with_subsample(tiles, tmp_path):
 def test_fit_saves_a_fitted_pipeline(model):
     pipeline = joblib.load(model)
     assert isinstance(pipeline, Pipeline)
-    assert list(pipeline.named_steps) == ["resolution", "radiomics", "scale", "classifier"]
+    assert list(pipeline.named_steps) == ["resolution", "stain", "radiomics", "scale",
+                                          "classifier"]
+    assert pipeline.named_steps["stain"].method is None  # off unless asked for
     classifier = pipeline.named_steps["classifier"]
     assert isinstance(classifier, HierarchicalFusionClassifier)
     assert list(classifier.classes_) == list(CLASS_NAMES)

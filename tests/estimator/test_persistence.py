@@ -348,3 +348,65 @@ def test_a_model_file_without_the_resolution_step_is_refused(saved):
     _rewrite(saved, "hiercls-model.json", json.dumps(manifest).encode())
     with pytest.raises(ModelFileError, match="lacks the entry 'resolution'"):
         load_model(saved)
+
+
+def test_a_model_file_of_version_2_without_the_stain_step_loads_with_it_off(fitted, saved):
+    # What save_model wrote before the stain step existed.
+    pipe, X = fitted
+    manifest = _manifest(saved)
+    assert manifest["version"] == 3 and manifest["stain"]["params"]["method"] is None
+    del manifest["stain"]
+    manifest["version"] = 2
+    _rewrite(saved, "hiercls-model.json", json.dumps(manifest).encode())
+    restored = load_model(saved)
+    stain = restored.named_steps["stain"]
+    assert stain.method is None and stain.n_fit_tiles_ == 0
+    assert list(stain.feature_names_in_) == list(pipe.named_steps["resolution"].feature_names_in_)
+    np.testing.assert_array_equal(restored.predict_proba(X), pipe.predict_proba(X))
+
+
+def test_a_version_3_file_without_the_stain_step_is_refused(saved):
+    manifest = _manifest(saved)
+    del manifest["stain"]
+    _rewrite(saved, "hiercls-model.json", json.dumps(manifest).encode())
+    with pytest.raises(ModelFileError, match="lacks the entry 'stain'"):
+        load_model(saved)
+
+
+def test_an_unknown_format_version_is_refused(saved):
+    manifest = _manifest(saved)
+    manifest["version"] = 4
+    _rewrite(saved, "hiercls-model.json", json.dumps(manifest).encode())
+    with pytest.raises(ModelFileError, match=r"format version 4; this hiercls reads versions \[2, 3\]"):
+        load_model(saved)
+
+
+@pytest.mark.parametrize("entry, value, message", [
+    ("stain_matrix_", {"ndarray": [[0.5, 0.2], [0.7, 0.8]], "dtype": "<f8"},
+     r"stain stain_matrix_ must be finite floats of shape \(3, 2\)"),
+    ("max_concentrations_", {"ndarray": [1.0, {"float": "nan"}], "dtype": "<f8"},
+     r"stain max_concentrations_ must be finite floats"),
+    ("n_fit_tiles_", -1, "stain n_fit_tiles_ must be a whole number"),
+])
+def test_a_damaged_stain_entry_is_refused(tmp_path, entry, value, message):
+    from hiercls.data.datasets import make_synthetic_tiles
+
+    X, y, _ = make_synthetic_tiles(n_tiles=12, n_patients=2, size=32, random_state=0)
+    pipe = make_fusion_pipeline(**{**TINY_CLASSIFIER, "max_epochs": 1}, radiomics__mask="full",
+                                radiomics__cache=None, stain__method="reinhard").fit(X, y)
+    path = tmp_path / "stained.hiercls"
+    save_model(pipe, path)
+    manifest = _manifest(path)
+    assert set(manifest["stain"]) == {"params", "feature_names_in_", "n_fit_tiles_",
+                                      "target_means_", "target_stds_"}
+    manifest["stain"]["params"]["method"] = "macenko"  # asks for targets the file lacks
+    _rewrite(path, "hiercls-model.json", json.dumps(manifest).encode())
+    with pytest.raises(ModelFileError, match="lacks the entry 'stain_matrix_'"):
+        load_model(path)
+    manifest["stain"].update(stain_matrix_={"ndarray": [[0.5, 0.2], [0.7, 0.8], [0.4, 0.5]],
+                                            "dtype": "<f8"},
+                             max_concentrations_={"ndarray": [1.5, 1.2], "dtype": "<f8"})
+    manifest["stain"][entry] = value
+    _rewrite(path, "hiercls-model.json", json.dumps(manifest).encode())
+    with pytest.raises(ModelFileError, match=message):
+        load_model(path)

@@ -22,9 +22,14 @@ def tiny_pipeline(**params):
     return hiercls.make_fusion_pipeline(**{**TINY_CLASSIFIER, "radiomics__mask": "full", **params})
 
 
-def test_pipeline_has_the_four_named_steps_and_routes_parameters():
-    pipe = tiny_pipeline(radiomics__channel="hematoxylin", classifier__lr=3e-4)
-    assert list(pipe.named_steps) == ["resolution", "radiomics", "scale", "classifier"]
+def test_pipeline_has_the_five_named_steps_and_routes_parameters():
+    pipe = tiny_pipeline(radiomics__channel="hematoxylin", classifier__lr=3e-4,
+                         stain__method="reinhard")
+    assert list(pipe.named_steps) == ["resolution", "stain", "radiomics", "scale", "classifier"]
+    assert tuple(pipe.named_steps) == hiercls.estimator.pipeline.STEP_NAMES
+    assert pipe.get_params()["stain__method"] == "reinhard"
+    # Off unless asked for: today's pipelines compute what they did.
+    assert tiny_pipeline().get_params()["stain__method"] is None
     assert pipe.get_params()["radiomics__channel"] == "hematoxylin"
     assert pipe.get_params()["classifier__lr"] == 3e-4
     assert pipe.get_params()["classifier__backbone"] == "test_efficientnet"
