@@ -16,14 +16,13 @@ import numpy as np
 import pandas as pd
 from sklearn.utils import check_random_state
 
-from .images import IMAGE_COLUMN
+from .images import IMAGE_COLUMN, TILE_SUFFIXES
 from ..features.resolution import MPP_COLUMN, tcia_mpp, tile_side
 from .labels import CLASS_NAMES
 
 __all__ = ["load_osteosarcoma_ut", "make_synthetic_tiles", "subsample_per_patient"]
 
 LABEL_FILE = "PathologistValidation.csv"
-TILE_SUFFIXES = (".jpg", ".jpeg")
 
 # Raw labels of PathologistValidation.csv (compared case-insensitively, spaces squeezed)
 # to class names. The mixed "viable: non-viable" tiles count as viable tumor, as in the
@@ -235,7 +234,8 @@ def load_osteosarcoma_ut(root, *, subsample=None, random_state=None):
     tiles = sorted(p for p in root.rglob("*") if p.suffix.casefold() in TILE_SUFFIXES
                    and p.is_file())
     if not tiles:
-        raise FileNotFoundError(f"no *.jpg tiles found under {str(root)!r}; {_EXPECTED_LAYOUT}")
+        raise FileNotFoundError(f"no tiles ({', '.join('*' + s for s in TILE_SUFFIXES)}) found "
+                                f"under {str(root)!r}; {_EXPECTED_LAYOUT}")
 
     # Each set folder's CSV labels the tiles of that folder.
     folders = defaultdict(dict)

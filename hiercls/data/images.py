@@ -17,6 +17,10 @@ from tqdm.auto import tqdm
 
 IMAGE_COLUMN = "image"
 
+#: Image files taken as tiles when a folder is searched (compared case-insensitively):
+#: the one list for the TCIA loader and the ``hiercls`` command's folders of tiles.
+TILE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff")
+
 #: Bumped when a file's decoded pixels change (16-bit images were once saturated), so
 #: that the feature caches keyed by :func:`tile_digest` never serve stale features.
 _DECODER_VERSION = 2

@@ -1,6 +1,8 @@
 """Patient-level evaluation: grouped cross-validation with out-of-fold probabilities."""
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -77,11 +79,125 @@ def cross_validate_by_patient(estimator, X, y, groups, *, cv=None, verbose=1):
 
 @dataclass
 class EvaluationResult:
-    """What :func:`cross_validate_by_patient` measured."""
+    """What :func:`cross_validate_by_patient` measured, and how it is saved to a folder.
+
+    Attributes
+    ----------
+    scores : DataFrame
+        One row per fold (index ``test_patients``), one column per metric.
+    predictions : DataFrame
+        Out-of-fold probabilities (one column per class), ``y_true``, ``patient``,
+        ``fold`` and, where known, ``gate_image``, ``gate_radiomics``; other columns (such
+        as a leading ``image``) are kept by :meth:`save` and :meth:`load`.
+    histories : list
+        Each fold's training history (a list of per-epoch dicts), or None per fold.
+    metadata : dict or None, default=None
+        Settings of the run (JSON values), saved as ``run.json``.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> import numpy as np
+    >>> import pandas as pd
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> rng = np.random.default_rng(0)
+    >>> X = pd.DataFrame(rng.normal(size=(12, 2)), columns=["a", "b"])
+    >>> y = np.tile([0, 1, 2], 4)
+    >>> groups = np.repeat(["p1", "p2", "p3"], 4)
+    >>> result = cross_validate_by_patient(LogisticRegression(), X, y, groups, verbose=0)
+    >>> folder = tempfile.mkdtemp()
+    >>> result.save(folder)
+    >>> again = EvaluationResult.load(folder)
+    >>> np.allclose(again.scores, result.scores, equal_nan=True)
+    True
+    """
 
     scores: pd.DataFrame
     predictions: pd.DataFrame
     histories: list
+    metadata: dict = None
+
+    #: The files :meth:`save` writes and :meth:`load` reads (``hiercls evaluate``'s).
+    FILES = ("metrics.csv", "metrics_summary.csv", "predictions.csv", "histories.json",
+             "run.json")
+
+    def save(self, folder):
+        """Write the result to ``folder`` (created if needed; its files overwritten).
+
+        Files:
+
+        - ``metrics.csv``: one row per fold, columns ``fold``, ``test_patients`` and the
+          metrics, empty where a figure is undefined;
+        - ``metrics_summary.csv``: one row per metric (``metric``) with ``mean``, ``sd``
+          and ``n_folds`` (:func:`summarize_scores`);
+        - ``predictions.csv``: the predictions, a ``predicted`` column (the most probable
+          class) after the class columns, without the index;
+        - ``histories.json``: each fold's per-epoch record (per-batch records left out);
+        - ``run.json``: :attr:`metadata`, when it is not None.
+
+        Parameters
+        ----------
+        folder : str or path-like
+
+        Returns
+        -------
+        None
+        """
+        folder = Path(folder).expanduser()
+        folder.mkdir(parents=True, exist_ok=True)
+        per_fold = self.scores.reset_index()
+        per_fold.insert(0, "fold", range(len(per_fold)))
+        per_fold.to_csv(folder / "metrics.csv", index=False)
+        summarize_scores(self.scores).rename_axis("metric").to_csv(folder / "metrics_summary.csv")
+        _with_predicted(self.predictions).to_csv(folder / "predictions.csv", index=False)
+        histories = [None] * len(self.scores) if self.histories is None else self.histories
+        (folder / "histories.json").write_text(json.dumps(_plain_histories(histories), indent=1))
+        if self.metadata is not None:
+            (folder / "run.json").write_text(json.dumps(_plain(self.metadata), indent=1))
+
+    @classmethod
+    def load(cls, folder):
+        """Read a result written by :meth:`save` (or by ``hiercls evaluate``).
+
+        Nothing is scored again: the scores are those of ``metrics.csv``.
+
+        Parameters
+        ----------
+        folder : str or path-like
+            The folder, or its ``predictions.csv`` (then ``metrics.csv`` and the others
+            are read beside it). ``histories.json`` and ``run.json`` are optional:
+            without them, ``histories`` is None for every fold and ``metadata`` None.
+
+        Returns
+        -------
+        result : EvaluationResult
+            ``predictions`` without the derived ``predicted`` column, indexed from 0.
+
+        Raises
+        ------
+        FileNotFoundError
+            If ``predictions.csv`` or ``metrics.csv`` is missing.
+        ValueError
+            If one of the files is unreadable or lacks the columns :meth:`save` writes;
+            the message names the file.
+        """
+        source = Path(folder).expanduser()
+        folder = source if source.is_dir() else source.parent
+        predictions_file = source / "predictions.csv" if source.is_dir() else source
+        predictions = _read_table(predictions_file, (*CLASS_NAMES, "y_true", "patient", "fold"),
+                                  dtype={"patient": str})
+        encode_labels(predictions["y_true"], name=f"{str(predictions_file)!r} column 'y_true'")
+        predictions = predictions.drop(columns="predicted", errors="ignore")
+        metrics = _read_table(folder / "metrics.csv", ("fold", "test_patients"),
+                              dtype={"test_patients": str})
+        scores = metrics.drop(columns="fold").set_index("test_patients")
+        histories_file = folder / "histories.json"
+        histories = json.loads(histories_file.read_text()) if histories_file.is_file() else None
+        if not isinstance(histories, list) or len(histories) != len(scores):
+            histories = [None] * len(scores)
+        metadata_file = folder / "run.json"
+        metadata = json.loads(metadata_file.read_text()) if metadata_file.is_file() else None
+        return cls(scores, predictions, histories, metadata)
 
 
 def summarize_scores(scores):
@@ -112,3 +228,52 @@ def _groups_parameter(model, groups):
     if isinstance(model, HierarchicalFusionClassifier):
         return {"groups": groups}
     return {}
+
+
+def _read_table(path, required, dtype=None):
+    """A CSV file of a saved result, checked for the columns :meth:`EvaluationResult.save` writes."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{str(path)!r} does not exist; expected the file "
+                                "EvaluationResult.save ('hiercls evaluate') writes")
+    try:
+        table = pd.read_csv(path, dtype=dtype)
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError, OSError) as error:
+        raise ValueError(f"{str(path)!r} is not a readable CSV file: "
+                         f"{' '.join(str(error).split())}") from None
+    missing = [c for c in required if c not in table.columns]
+    if missing:
+        raise ValueError(f"{str(path)!r} lacks the column(s) {', '.join(map(repr, missing))}; "
+                         f"expected the {path.name} of 'hiercls evaluate'")
+    return table
+
+
+def _with_predicted(predictions):
+    """The predictions with the most probable class after the class columns."""
+    table = predictions.copy()
+    proba = table[list(CLASS_NAMES)].to_numpy()
+    table.insert(table.columns.get_loc(CLASS_NAMES[-1]) + 1, "predicted",
+                 np.asarray(CLASS_NAMES, dtype=object)[proba.argmax(axis=1)])
+    return table
+
+
+def _plain(value):
+    """``value`` with numpy scalars and arrays (and 0-d tensors) as JSON values."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    item = getattr(value, "item", None)  # a 0-d tensor
+    return item() if callable(item) else str(value)
+
+
+def _plain_histories(histories):
+    """Per-epoch records as JSON-ready dicts (the per-batch records left out)."""
+    return [None if history is None else
+            [{k: _plain(v) for k, v in epoch.items() if k != "batches"} for epoch in history]
+            for history in histories]

