@@ -39,15 +39,15 @@ def _format_summary(scores):
 
 def run_demo(args):
     """Patient-grouped cross-validation of the full model on generated tiles."""
-    import hiercls
-
+    from ..data.datasets import make_synthetic_tiles
+    from ..estimator.pipeline import make_fusion_pipeline
     from ..evaluation.cross_validation import cross_validate_by_patient
 
     verbose = 0 if args.quiet else 1
     started = time.perf_counter()
-    X, y, groups = hiercls.data.datasets.make_synthetic_tiles(
+    X, y, groups = make_synthetic_tiles(
         n_tiles=args.n_tiles, n_patients=args.n_patients, size=args.size, random_state=args.seed)
-    pipeline = hiercls.make_fusion_pipeline(
+    pipeline = make_fusion_pipeline(
         backbone=args.backbone, pretrained=False, image_size=args.size, embed_dim=64,
         max_epochs=args.max_epochs, lr=args.lr, random_state=args.seed, verbose=0,
         radiomics__cache=None, radiomics__n_jobs=args.n_jobs, radiomics__mask="tissue",
