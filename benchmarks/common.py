@@ -2,7 +2,9 @@
 
 A benchmark imports this module (it sits beside them: ``from common import run_info``)
 and writes ``run_info()`` into its results file, so that each figure names the commit it
-measured and whether the working tree had uncommitted changes.
+measured and whether the working tree had uncommitted changes. It also holds what
+several benchmarks would otherwise each define: the results and data folders, protocol
+A's test patient, the load average, a child interpreter's environment, the mean ± sd.
 """
 
 import json
