@@ -2,7 +2,9 @@
 
 A benchmark imports this module (it sits beside them: ``from common import run_info``)
 and writes ``run_info()`` into its results file, so that each figure names the commit it
-measured and whether the working tree had uncommitted changes.
+measured and whether the working tree had uncommitted changes. It also holds what
+several benchmarks would otherwise each define: the results and data folders, protocol
+A's test patient, the load average, a child interpreter's environment, the mean ± sd.
 """
 
 import json
@@ -20,6 +22,8 @@ RESULTS_DIR = REPO / "benchmarks" / "results"
 #: The real tiles: ``$HIERCLS_DATA_DIR``, else ``../shared/data/osteosarcoma-ut-512``.
 DATA_DIR = Path(os.environ.get("HIERCLS_DATA_DIR")
                 or REPO.parent / "shared" / "data" / "osteosarcoma-ut-512")
+#: Protocol A's test patient, the paper's: the tiles every benchmark holds out.
+TEST_PATIENT = "Case-4"
 
 # Benchmarks run from a checkout: the package beside them, not an older installed copy.
 if str(REPO) not in sys.path:
@@ -73,22 +77,40 @@ def machine():
     return info
 
 
+def load_average():
+    """The 1, 5 and 15 minute load averages, rounded to 2 decimals: how busy the machine was."""
+    return [round(v, 2) for v in os.getloadavg()]
+
+
+def child_env(**extra):
+    """``os.environ`` with this checkout first on ``PYTHONPATH`` (and ``extra`` set), so
+    that a child interpreter imports the package measured, not an installed copy."""
+    path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+    return {**os.environ, "PYTHONPATH": path, **extra}
+
+
 def run_info(command=None):
     """Everything a results file records about its run, to merge into its JSON."""
     return {**code_state(), "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
             "machine": machine(),
             "command": command or " ".join(["python", *sys.argv]),
-            "load_average": [round(v, 2) for v in os.getloadavg()]}
+            "load_average": load_average()}
+
+
+def defined(values):
+    """The finite values as floats: JSON's null and pandas' NaN both mean undefined."""
+    import math
+
+    return [float(v) for v in values if v is not None and math.isfinite(v)]
 
 
 def mean_sd(values):
-    """``"mean ± sd"`` of the defined values (3 decimals); one value alone, ``"n/a"`` for none.
-
-    JSON's null and pandas' NaN both mean undefined and are left out.
+    """``"mean ± sd"`` of the :func:`defined` values (3 decimals); one value alone,
+    ``"n/a"`` for none.
     """
     import numpy as np
 
-    values = np.array([float(v) for v in values if v is not None and np.isfinite(v)])
+    values = np.array(defined(values))
     if len(values) == 0:
         return "n/a"
     if len(values) == 1:

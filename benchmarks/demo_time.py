@@ -14,7 +14,6 @@ Arguments after ``--`` go to ``hiercls demo`` (e.g. ``-- --n-tiles 120``).
 """
 
 import argparse
-import os
 import resource
 import statistics
 import subprocess
@@ -23,7 +22,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO, RESULTS_DIR, code_line, run_info, write_results  # noqa: E402
+from common import REPO, RESULTS_DIR, child_env, code_line, load_average, run_info, write_results  # noqa: E402
 
 #: The quick mode's demo: a few tiny tiles, one epoch (figures not meaningful).
 QUICK_DEMO = ["--n-tiles", "24", "--size", "32", "--max-epochs", "1"]
@@ -50,20 +49,18 @@ def parse_args(argv=None):
 
 def time_demo(demo_args):
     """One ``python -m hiercls demo`` in a fresh interpreter: seconds, CPU seconds, output."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-        filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    load_start = [round(v, 2) for v in os.getloadavg()]
+    load_start = load_average()
     t0 = time.perf_counter()
     done = subprocess.run([sys.executable, "-m", "hiercls", "demo", *demo_args], cwd=REPO,
-                          env=env, capture_output=True, text=True, check=False)
+                          env=child_env(), capture_output=True, text=True, check=False)
     wall = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0:
         raise SystemExit(f"hiercls demo failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return {"wall_s": wall, "cpu_s": cpu, "load_average_start": load_start,
-            "load_average_end": [round(v, 2) for v in os.getloadavg()],
+            "load_average_end": load_average(),
             "output_tail": done.stdout.strip().splitlines()[-12:]}
 
 

@@ -30,12 +30,9 @@ import numpy as np
 from joblib import Parallel, delayed
 from scipy import stats
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 import reproduce_paper  # noqa: E402
-from common import DATA_DIR, code_line, mean_sd, run_info, write_results  # noqa: E402
-from reproduce_paper import TEST_PATIENT  # noqa: E402
+from common import DATA_DIR, RESULTS_DIR, TEST_PATIENT, code_line, mean_sd, run_info, write_results  # noqa: E402
 
 #: name -> (what it changes, reproduce_paper.py flags). The baseline is the paper's setting.
 LEVERS = {
@@ -63,7 +60,7 @@ def parse_args(argv=None):
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--data", type=Path, default=DATA_DIR)
     parser.add_argument("--n-jobs", type=int, default=2)
-    parser.add_argument("--out", type=Path, default=HERE / "results")
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR)
     parser.add_argument("--name", default="levers")
     parser.add_argument("--quiet", action="store_true")
     args, args.passed_on = parser.parse_known_args(argv)

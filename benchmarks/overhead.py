@@ -65,7 +65,6 @@ import cProfile
 import io
 import json
 import math
-import os
 import pickle
 import pstats
 import resource
@@ -80,7 +79,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import DATA_DIR, REPO, code_line, run_info, write_results  # noqa: E402
+from common import DATA_DIR, REPO, RESULTS_DIR, code_line, load_average, run_info, write_results  # noqa: E402
 
 from skorch.callbacks import Callback  # noqa: E402
 from skorch.history import History  # noqa: E402
@@ -94,7 +93,6 @@ from hiercls.nn.loss import HierarchicalLoss, inverse_frequency_weights  # noqa:
 from hiercls.nn.fusion import FusionNet  # noqa: E402
 from hiercls.estimator.tile_dataset import TileDataset  # noqa: E402
 
-DEFAULT_DATA = DATA_DIR
 TARGET = 1.05
 BATCH_SIZE = 16
 EMBED_DIM = 256
@@ -279,8 +277,10 @@ def same_inputs(mine, theirs):
         checks["frozen_features"] = (mine.image_features is not None
                                      and torch.equal(mine.image_features, theirs.image_features))
     else:
-        checks["tiles"] = mine.use_image and len(mine._decoded) == len(mine) and all(
-            np.array_equal(mine._decoded[i], theirs.decoded_tile(i)) for i in range(len(mine)))
+        # The tiles the first epoch decoded, all of them, without decoding any here.
+        decoded = mine.decoded_tiles
+        checks["tiles"] = mine.use_image and len(decoded) == len(mine) and all(
+            np.array_equal(decoded[i], theirs.decoded_tile(i)) for i in range(len(mine)))
     return checks
 
 
@@ -654,7 +654,7 @@ def write_report(results, out_dir):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", default=str(DEFAULT_DATA), help="Osteosarcoma-UT root (synthetic tiles if absent)")
+    parser.add_argument("--data", default=str(DATA_DIR), help="Osteosarcoma-UT root (synthetic tiles if absent)")
     parser.add_argument("--synthetic", action="store_true", help="use synthetic tiles even if the data exist")
     parser.add_argument("--tiles", type=int, default=160, help="tiles drawn (stratified per patient)")
     parser.add_argument("--finetune-tiles", type=int, default=48, help="of those, tiles in the finetune config")
@@ -678,7 +678,7 @@ def main():
                         help="skip the A/A run of two separately built bare loops")
     parser.add_argument("--no-diagnosis", action="store_true")
     parser.add_argument("--quick", action="store_true", help="smoke test: tiny sizes, few repetitions")
-    parser.add_argument("--out", default=str(REPO / "benchmarks" / "results"))
+    parser.add_argument("--out", default=str(RESULTS_DIR))
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -692,7 +692,7 @@ def main():
     torch.set_num_interop_threads(1)
     # The code state as the run starts (an edit during the run would not be measured).
     info = run_info()
-    load_start = [round(v, 2) for v in os.getloadavg()]
+    load_start = load_average()
     wall_start = time.perf_counter()
     log(f"load average {load_start}; loading tiles and computing radiomics")
     X, codes, data = load_tiles(args)
@@ -741,7 +741,7 @@ def main():
                 log(f"{name}: calibration, two separately built bare loops alternating")
                 second = BareLoop(Xc, cc, cfg, args.seed, features=bare.dataset.image_features)
                 if second.dataset.use_image:
-                    second.dataset._decoded = bare.dataset._decoded
+                    second.dataset.share_decoded_tiles(bare.dataset)
                 res["calibration"] = aa_epochs(bare, second, reps)
                 del second
                 log(f"{name}: calibration ratio CPU {res['calibration']['cpu']['ratio_median']:.3f}")
@@ -771,7 +771,7 @@ def main():
                              else f"timm random init of {args.backbone} saved as a state dict")
         cfg["cache"] = "temporary directory"
     results.update(
-        **info, data=data, load_start=load_start, load_end=[round(v, 2) for v in os.getloadavg()],
+        **info, data=data, load_start=load_start, load_end=load_average(),
         wall_s=time.perf_counter() - wall_start,
         peak_rss_mib=peak_rss_mib(),
         settings={**{k: v for k, v in vars(args).items() if k not in ("child", "out")},

@@ -28,7 +28,6 @@ import hashlib
 import json
 import logging
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -42,7 +41,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import DATA_DIR, REPO, code_line, run_info, write_results  # noqa: E402
+from common import DATA_DIR, RESULTS_DIR, child_env, code_line, load_average, run_info, write_results  # noqa: E402
 
 from hiercls.data.images import read_tile, tile_digest  # noqa: E402
 from hiercls.features.radiomics.channels import to_channel  # noqa: E402
@@ -51,7 +50,6 @@ from hiercls.features.radiomics.masks import make_mask  # noqa: E402
 from hiercls.features.radiomics.names import FEATURE_NAMES, FIRSTORDER_FEATURES, SHAPE2D_FEATURES  # noqa: E402
 from hiercls.features.radiomics.pyradiomics_backend import PYRADIOMICS_SETTINGS, extract_pyradiomics  # noqa: E402
 
-DEFAULT_DATA = DATA_DIR
 #: PyRadiomics' reference values, outside the repository so that git never sees them.
 DEFAULT_CACHE = (
     Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
@@ -341,7 +339,6 @@ FULL_SET_CHILD = textwrap.dedent(
     """
     import json, sys, time, threading, resource
     import psutil
-    sys.path.insert(0, {repo!r})
     from joblib import Parallel, delayed
     from hiercls.features.radiomics.transformer import tile_radiomics
 
@@ -393,11 +390,11 @@ FULL_SET_CHILD = textwrap.dedent(
 
 def run_full_set(paths, n_jobs):
     """Wall time and peak memory of the fast backend over ``paths``, in a fresh process."""
-    code = FULL_SET_CHILD.format(repo=str(REPO), n_jobs=n_jobs)
+    code = FULL_SET_CHILD.format(n_jobs=n_jobs)
     start = time.perf_counter()
     proc = subprocess.run(
         [sys.executable, "-c", code], input=json.dumps([str(p) for p in paths]),
-        capture_output=True, text=True, check=True,
+        capture_output=True, text=True, check=True, env=child_env(),
     )
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     result["process_wall_s"] = time.perf_counter() - start  # interpreter start included
@@ -545,7 +542,7 @@ def markdown(report):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", default=str(DEFAULT_DATA))
+    parser.add_argument("--data-dir", default=str(DATA_DIR))
     parser.add_argument("--tiles", type=int, default=None,
                         help="random subsample for the agreement and whole-set runs (default all)")
     parser.add_argument("--speed-tiles", type=int, default=24,
@@ -559,7 +556,7 @@ def main(argv=None):
     parser.add_argument("--bin-width", type=float, default=25.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cache-dir", default=str(DEFAULT_CACHE))
-    parser.add_argument("--out-dir", default=str(REPO / "benchmarks" / "results"),
+    parser.add_argument("--out-dir", default=str(RESULTS_DIR),
                         help="where the results go (a temporary folder for quick runs)")
     parser.add_argument("--skip-agreement", action="store_true")
     parser.add_argument("--skip-speed", action="store_true")
@@ -584,14 +581,16 @@ def main(argv=None):
 
     import radiomics
 
+    info = run_info(" ".join(["python", "benchmarks/radiomics_speed.py", *(argv or sys.argv[1:])]))
+    machine = info["machine"]
     report = {
-        **run_info(" ".join(["python", "benchmarks/radiomics_speed.py", *(argv or sys.argv[1:])])),
+        **info,
         "args": vars(args),
         "environment": {
-            "cpu_count": os.cpu_count(), "platform": platform.platform(),
-            "python": platform.python_version(), "numpy": np.__version__,
+            "cpu_count": machine["logical_cpus"], "platform": machine["platform"],
+            "python": machine["python"], "numpy": machine["numpy"],
             "radiomics": radiomics.__version__,
-            "loadavg_start": [round(x, 2) for x in os.getloadavg()],
+            "loadavg_start": load_average(),
         },
         "tolerance": {"rtol": RTOL, "atol": ATOL},
     }
@@ -602,7 +601,7 @@ def main(argv=None):
         report["full_set"] = run_full_set(paths, args.n_jobs)
         if args.size_tiles > 0:
             report["sizes"] = run_sizes(size_paths, args.sizes)
-    report["environment"]["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
+    report["environment"]["loadavg_end"] = load_average()
     report["environment"]["maxrss_benchmark_process_mb"] = (
         resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     )

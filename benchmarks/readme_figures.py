@@ -26,12 +26,11 @@ import numpy as np
 from scipy import stats
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO, RESULTS_DIR, mean_sd  # noqa: E402
+from common import REPO, RESULTS_DIR, TEST_PATIENT, mean_sd  # noqa: E402
 
 README = REPO / "README.md"
 MARKER = re.compile(r"<!-- figures:(?P<name>[\w-]+) -->(?P<body>.*?)<!-- /figures:(?P=name) -->",
                     re.DOTALL)
-TEST_PATIENT = "Case-4"
 PAPER_ROW = "| paper: InceptionV3 fine-tuned + H-loss + radiomics | 0.86 | 0.86 | 0.96 |"
 
 

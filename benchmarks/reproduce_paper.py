@@ -34,26 +34,23 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import DATA_DIR, code_line, mean_sd, run_info, write_results  # noqa: E402
+from common import (DATA_DIR, RESULTS_DIR, TEST_PATIENT, code_line, defined, mean_sd,  # noqa: E402
+                    run_info, write_results)
 
 import hiercls  # noqa: E402
 from hiercls.data.labels import CLASS_NAMES, encode_labels
 from hiercls.evaluation.metrics import paper_metrics, per_class_table  # noqa: E402
 from hiercls.features.radiomics import RADIOMIC_COLUMN_PATTERN  # noqa: E402
 
-HERE = Path(__file__).resolve().parent
-DEFAULT_DATA = DATA_DIR
 PAPER = {"accuracy": 0.86, "f1_macro": 0.86, "roc_auc_ovr": 0.96}
 HEADLINE = {"hierarchical": True, "radiomics": True}
-#: Protocol A's test patient, the paper's.
-TEST_PATIENT = "Case-4"
 GRID = [{"hierarchical": h, "radiomics": r} for h in (False, True) for r in (False, True)]
 METRICS = ("accuracy", "f1_macro", "f1_weighted", "roc_auc_ovr")
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--data", type=Path, default=DATA_DIR)
     parser.add_argument("--only", choices=["headline"], default=None)
     parser.add_argument("--protocols", default="A,B", help="comma-separated: A, B")
     parser.add_argument("--seeds", type=int, default=5)
@@ -79,7 +76,7 @@ def parse_args(argv=None):
     parser.add_argument("--radiomics-channel", default="hematoxylin",
                         help="gray or hematoxylin (default: hematoxylin)")
     parser.add_argument("--subsample", type=int, default=None, help="tiles per patient (quick runs)")
-    parser.add_argument("--out", type=Path, default=HERE / "results")
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR)
     parser.add_argument("--name", default="paper_tables")
     parser.add_argument("--n-jobs", type=int, default=2, help="runs in parallel processes")
     parser.add_argument("--quiet", action="store_true")
@@ -251,11 +248,6 @@ def _config_name(config):
     return f"{loss} + radiomics" if config["radiomics"] else f"{loss}, image only"
 
 
-def _defined(values):
-    """The finite values (JSON's null and pandas' NaN both mean undefined)."""
-    return [float(v) for v in values if v is not None and np.isfinite(v)]
-
-
 def tables(runs, args):
     frame = pd.DataFrame(runs)
     fusion = frame[frame["model"] == "fusion"]
@@ -330,7 +322,7 @@ def tables(runs, args):
             for metric in METRICS:
                 cells, fold_means = [], []
                 for patient in sorted(b["test_patient"].unique()):
-                    values = _defined(part[part["test_patient"] == patient][metric])
+                    values = defined(part[part["test_patient"] == patient][metric])
                     cells.append(mean_sd(values))
                     if values:
                         fold_means.append(np.mean(values))

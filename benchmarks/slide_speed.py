@@ -39,7 +39,6 @@ per tile and core). Run from the repository root::
 import argparse
 import copy
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -118,7 +117,7 @@ def load_data(quick):
 
     if quick or not (common.DATA_DIR / "Training-Set-1").is_dir():
         X, y, groups = make_synthetic_tiles(n_tiles=60, n_patients=4, size=32, random_state=0)
-        groups = pd.Series(np.where(np.asarray(groups) == "patient-1", "Case-4", groups))
+        groups = pd.Series(np.where(np.asarray(groups) == "patient-1", common.TEST_PATIENT, groups))
         X = X[["image"]]
         X.attrs["mpp"] = 2.0  # declared, as the loader declares the real tiles'
         return X, np.asarray(y), groups.to_numpy(), "synthetic"
@@ -164,7 +163,7 @@ def main():
     started = time.perf_counter()
     clock = lambda: f"[{(time.perf_counter() - started) / 60:4.1f} min]"  # noqa: E731
     X, codes, groups, data = load_data(args.quick)
-    test = groups == "Case-4"
+    test = groups == common.TEST_PATIENT
     work = Path(tempfile.mkdtemp(prefix="slide-speed-"))
     pipe, settings = headline_pipeline(args.quick)
     say(f"{clock()} training the headline model on {int((~test).sum())} tiles (not Case-4)")
@@ -296,7 +295,7 @@ def main():
         path = blank if n == 0 else make_slide(work / f"memory-{n}.tif", tiles, n, mpp)
         done = subprocess.run([sys.executable, "-c", _CHILD, str(model_path), str(path), "64"],
                               capture_output=True, text=True, cwd=common.REPO, check=True,
-                              env={**os.environ, "PYTHONPATH": str(common.REPO)})
+                              env=common.child_env())
         memory[name] = json.loads(done.stdout.strip().splitlines()[-1])
     memory["ratio_4x"] = memory["slide_4x"]["peak_rss_mib"] / memory["slide"]["peak_rss_mib"]
     base = memory["no_tissue"]["peak_rss_mib"]

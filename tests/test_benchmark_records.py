@@ -2,6 +2,7 @@
 
 import importlib.util
 import json
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -90,3 +91,44 @@ def test_every_benchmark_records_through_common(script):
     text = (ROOT / "benchmarks" / script).read_text(encoding="utf-8")
     assert "from common import" in text and "run_info" in text and "write_results(" in text
     assert '"rev-parse"' not in text and "_mean_sd" not in text
+
+
+BENCHMARKS = sorted(p.name for p in (ROOT / "benchmarks").glob("*.py") if p.name != "common.py")
+#: What common.py holds, as a benchmark would spell its own copy of it.
+COPIES = {
+    "the data path (common.DATA_DIR)": r"osteosarcoma-ut-512",
+    "the results folder (common.RESULTS_DIR)": r'"benchmarks" / "results"|HERE / "results"',
+    "the commit (common.git / run_info)": r'\["git", "rev-parse"|_git\(',
+    "the load average (common.load_average)": r"getloadavg",
+    "the machine (common.machine)": r"platform\.(platform|python_version)|/proc/cpuinfo",
+    "the test patient (common.TEST_PATIENT)": r'TEST_PATIENT = "',
+    "undefined values (common.defined, common.mean_sd)": r"def _?(defined|mean_sd)\(",
+    "another script's private helper": r"reproduce_paper\._",
+    "a private attribute of a hiercls object": r"\._decoded\b",
+}
+
+
+@pytest.mark.parametrize("script", BENCHMARKS)
+def test_no_benchmark_keeps_its_own_copy_of_what_common_holds(script):
+    import re
+
+    text = (ROOT / "benchmarks" / script).read_text(encoding="utf-8")
+    found = [what for what, pattern in COPIES.items() if re.search(pattern, text)]
+    assert not found, f"{script} keeps its own {found}"
+    assert text.count("sys.path") <= 1, f"{script} edits sys.path more than once"
+    assert re.search(r"^(from common import|import common)", text, re.MULTILINE)
+
+
+def test_common_helpers_that_benchmarks_share(monkeypatch):
+    spec = importlib.util.spec_from_file_location("bench_common3", ROOT / "benchmarks" / "common.py")
+    common = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(common)
+    assert common.defined([0.5, None, float("nan"), 2]) == [0.5, 2.0]
+    load = common.load_average()
+    assert len(load) == 3 and all(value >= 0 for value in load)
+    monkeypatch.setenv("PYTHONPATH", "/elsewhere")
+    env = common.child_env(OMP_NUM_THREADS="1")
+    assert env["PYTHONPATH"].split(os.pathsep) == [str(common.REPO), "/elsewhere"]
+    assert env["OMP_NUM_THREADS"] == "1"
+    monkeypatch.delenv("PYTHONPATH")
+    assert common.child_env()["PYTHONPATH"] == str(common.REPO)

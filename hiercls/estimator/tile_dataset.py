@@ -1,5 +1,7 @@
 """The torch Dataset a fit iterates over: decoded tiles, radiomic vectors and labels."""
 
+from types import MappingProxyType
+
 import numpy as np
 import torch
 from PIL import Image
@@ -60,6 +62,24 @@ class TileDataset(torch.utils.data.Dataset):
 
     def __len__(self):
         return len(self.X)
+
+    @property
+    def decoded_tiles(self):
+        """The tiles decoded so far, ``{index: uint8 (S, S, 3)}``: a read-only view that
+        decodes nothing (what an epoch has already read)."""
+        return MappingProxyType(self._decoded)
+
+    def share_decoded_tiles(self, other):
+        """Use ``other``'s decoded tiles (the same arrays, no copy) and share its store from
+        now on, so that the tiles are decoded once for both. ``other`` must hold the same
+        tiles; their count, size and resampling are checked. Returns self."""
+        if (len(other) != len(self) or other.image_size != self.image_size
+                or other.resampling != self.resampling):
+            raise ValueError(
+                f"other holds {len(other)} tiles of {other.image_size} px; expected "
+                f"{len(self)} tiles of {self.image_size} px, resampled alike")
+        self._decoded = other._decoded
+        return self
 
     def decoded_tile(self, index):
         """The tile at ``index`` as uint8 (S, S, 3), decoded once."""

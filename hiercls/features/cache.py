@@ -65,11 +65,13 @@ class ArrayCache:
         return self.directory / digest[:2] / f"{digest}.npy"
 
     def get(self, digest):
-        """The cached array for a tile digest, or None."""
+        """The cached array for a tile digest, or None (a missing or damaged file)."""
         path = self._path(digest)
         try:
             return np.load(path, allow_pickle=False)
-        except (FileNotFoundError, ValueError, OSError):
+        # A damaged file is a miss (the next put replaces it); numpy raises EOFError for
+        # an empty one and ValueError for a truncated or foreign one.
+        except (ValueError, OSError, EOFError):
             return None
 
     def put(self, digest, array):
