@@ -96,6 +96,15 @@ class HierarchicalFusionClassifier(NeuralNetClassifier):
         between patients and labs; 0 is off, as in the paper. With ``augment`` it jitters
         training batches; with ``freeze_backbone`` each cached view gets its own fixed
         jitter.
+    view_blur : float, default=0.0
+        With ``freeze_backbone``, each cached view is blurred with a Gaussian of sigma
+        ``~ U(0, view_blur)`` pixels at ``image_size``
+        (:func:`hiercls.features.perturbations.gaussian_blur`), against scans out of
+        focus; drawn per view from the tile's content like the stain jitter. 0 is off.
+    view_jpeg : int or None, default=None
+        With ``freeze_backbone``, each cached view is re-compressed as JPEG at a quality
+        ``~ U{view_jpeg..95}`` (:func:`hiercls.features.perturbations.jpeg_recompress`),
+        against compression artefacts; drawn like ``view_blur``. None is off.
     freeze_backbone : bool, default=False
         Keep the backbone's weights fixed and train the rest on its cached features of
         each tile's 8 symmetric views (flips and 90-degree rotations): one view drawn per
@@ -183,7 +192,8 @@ class HierarchicalFusionClassifier(NeuralNetClassifier):
 
     def __init__(self, backbone="efficientnet_b0", *, pretrained=False, embed_dim=256,
                  hierarchical=True, use_image=True, use_radiomics=True, radiomic_columns="auto",
-                 image_size=None, augment=True, stain_jitter=0.0, freeze_backbone=False,
+                 image_size=None, augment=True, stain_jitter=0.0, view_blur=0.0, view_jpeg=None,
+                 freeze_backbone=False,
                  predict_views=8, cache="auto", eta=0.2, lr=1e-4, batch_size=16, max_epochs=10,
                  patience=5, train_split=GroupedValidSplit(0.2), device="auto", random_state=None,
                  verbose=1, module=FusionNet, criterion=HierarchicalLoss,
@@ -203,6 +213,8 @@ class HierarchicalFusionClassifier(NeuralNetClassifier):
         self.image_size = image_size
         self.augment = augment
         self.stain_jitter = stain_jitter
+        self.view_blur = view_blur
+        self.view_jpeg = view_jpeg
         self.freeze_backbone = freeze_backbone
         self.predict_views = predict_views
         self.cache = cache
@@ -271,7 +283,23 @@ class HierarchicalFusionClassifier(NeuralNetClassifier):
             raise ValueError(f"embed_dim must be a positive integer; got {self.embed_dim!r}")
         if not (isinstance(self.stain_jitter, (int, float, np.number)) and 0 <= self.stain_jitter < 1):
             raise ValueError(f"stain_jitter must be a number in [0, 1); got {self.stain_jitter!r}")
+        self._check_view_perturbations()
         self._check_predict_views()
+
+    def _check_view_perturbations(self):
+        blur, quality = self.view_blur, self.view_jpeg
+        if (isinstance(blur, (bool, np.bool_)) or not isinstance(blur, (int, float, np.number))
+                or not np.isfinite(blur) or blur < 0):
+            raise ValueError(f"view_blur must be a finite number >= 0 (pixels); got {blur!r}")
+        if quality is not None and (isinstance(quality, (bool, np.bool_))
+                                    or not isinstance(quality, (int, np.integer))
+                                    or not 1 <= quality <= 95):
+            raise ValueError(f"view_jpeg must be None or an int in 1..95; got {quality!r}")
+        if (blur > 0 or quality is not None) and not self.freeze_backbone:
+            # They perturb the frozen backbone's cached views only; unheeded they would hide.
+            name = "view_blur" if blur > 0 else "view_jpeg"
+            raise ValueError(f"{name} perturbs the frozen backbone's cached views and needs "
+                             "freeze_backbone=True")
 
     def _check_predict_views(self):
         if (isinstance(self.predict_views, (bool, np.bool_))
@@ -518,12 +546,14 @@ class HierarchicalFusionClassifier(NeuralNetClassifier):
     def _frozen_features(self, images, options):
         cache = embedding_cache(resolve_cache_dir(self.cache), backbone=self.backbone,
                                 pretrained=self.pretrained, image_size=options["image_size"],
-                                data_config=options, stain_jitter=self.stain_jitter)
+                                data_config=options, stain_jitter=self.stain_jitter,
+                                view_blur=self.view_blur, view_jpeg=self.view_jpeg)
         views = (PREDICT_VIEW_SUBSETS[int(self.predict_views)]
                  if self.__dict__.get("_predicting_", False) else None)
         return frozen_view_features(self.module_.image_encoder.backbone, images, cache=cache,
                                     device=resolve_device(self.device),
-                                    stain_jitter=self.stain_jitter, verbose=self.verbose,
+                                    stain_jitter=self.stain_jitter, view_blur=self.view_blur,
+                                    view_jpeg=self.view_jpeg, verbose=self.verbose,
                                     views=views)
 
     @contextlib.contextmanager

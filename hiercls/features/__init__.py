@@ -5,5 +5,7 @@
   (``StainNormalizer``);
 - :mod:`~hiercls.features.radiomics`: the radiomic vector (``RadiomicsTransformer``);
 - :mod:`~hiercls.features.frozen`: a frozen backbone's features of a tile's 8 views;
-- :mod:`~hiercls.features.cache`: the on-disk cache both of these use.
+- :mod:`~hiercls.features.cache`: the on-disk cache both of these use;
+- :mod:`~hiercls.features.perturbations`: stain, blur and JPEG perturbations of a tile
+  (augmentation of the frozen views, robustness tests).
 """

