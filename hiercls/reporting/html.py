@@ -19,7 +19,8 @@ from ..data.labels import CLASS_NAMES
 from ..evaluation.metrics import per_class_table
 from ..evaluation.necrosis import GOOD_RESPONSE, necrosis_from_evaluation
 
-__all__ = ["FIGURES", "evaluation_figures", "write_report"]
+__all__ = ["FIGURES", "evaluation_figures", "html_page", "html_table", "percent", "png_bytes",
+           "write_report"]
 
 #: The report's figures: (id, caption). The id names the embedded image, its PNG file
 #: (``<id>.png``) and its anchor in the HTML.
@@ -51,21 +52,43 @@ figcaption { font-size: .9em; color: #555; }
 """
 
 
-def _png(fig, dpi):
+def png_bytes(fig, dpi):
+    """A matplotlib figure as PNG bytes."""
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=dpi)
     return buffer.getvalue()
+
+
+def html_page(title, body, *, metadata=None):
+    """A whole self-contained page: the house style, ``title``, the metadata table, ``body``
+    (HTML) and the line naming the hiercls version. Shared by every report."""
+    from .. import __version__
+
+    meta = "" if not metadata else html_table(None, [[k, v] for k, v in metadata.items()],
+                                              name_columns=2)
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{html.escape(title)}</title><style>{_STYLE}</style></head>
+<body>
+<h1>{html.escape(title)}</h1>
+{meta}
+{body}
+<p class="note">Written by hiercls {html.escape(__version__)}.</p>
+</body></html>
+"""
 
 
 def _number(value, digits=3):
     return "n/a" if value is None or not np.isfinite(value) else f"{value:.{digits}f}"
 
 
-def _percent(value):
+def percent(value):
+    """A fraction as ``"45.2 %"``, or ``"n/a"``."""
     return "n/a" if not np.isfinite(value) else f"{100.0 * value:.1f} %"
 
 
-def _table(header, rows, name_columns=1):
+def html_table(header, rows, name_columns=1):
     """An HTML table (no header row when ``header`` is None); every cell is escaped, the
     first ``name_columns`` left-aligned."""
     def cells(values, tag):
@@ -89,7 +112,7 @@ def _metrics_section(scores):
         mean = "n/a" if not np.isfinite(line["mean"]) else f"{line['mean']:.3f}{sd}"
         rows.append([metric, mean, f"{int(line['n_folds'])}/{len(scores)}",
                      *[_number(float(v)) for v in scores[metric]]])
-    return (_table(header, rows) + '<p class="note">Each fold holds out whole patients; a '
+    return (html_table(header, rows) + '<p class="note">Each fold holds out whole patients; a '
             "figure undefined on a fold (its test patients lack a class) is n/a there and "
             "left out of the mean.</p>")
 
@@ -102,7 +125,7 @@ def _pooled_section(predictions):
         warnings.simplefilter("ignore")  # undefined figures show as n/a
         table = per_class_table(predictions["y_true"], predictions[list(CLASS_NAMES)])
     rows = [[name, *[_number(float(v)) for v in line]] for name, line in table.iterrows()]
-    return _table(["class", *table.columns], rows)
+    return html_table(["class", *table.columns], rows)
 
 
 def _necrosis_section(necrosis):
@@ -124,16 +147,16 @@ def _necrosis_section(necrosis):
         interval = (f"{100 * low:.1f} – {100 * high:.1f} %"
                     if np.isfinite(low) and np.isfinite(high) else "n/a")
         row = [patient, int(line["n_tiles"]), _number(get(line, "expected_tumor_tiles"), 1),
-               _percent(get(line, "necrotic_fraction")), interval,
-               _percent(get(line, "necrotic_fraction_argmax")), line.get("response", "")]
+               percent(get(line, "necrotic_fraction")), interval,
+               percent(get(line, "necrotic_fraction_argmax")), line.get("response", "")]
         if with_reference:
             row += [int(line["reference_tumor_tiles"]),
-                    _percent(get(line, "reference_necrotic_fraction")),
+                    percent(get(line, "reference_necrotic_fraction")),
                     line["reference_response"],
                     _number(100 * get(line, "absolute_error"), 1) + " pp"
                     if np.isfinite(get(line, "absolute_error")) else "n/a"]
         rows.append(row)
-    return _table(header, rows) + (
+    return html_table(header, rows) + (
         '<p class="note">Necrosis is the non-viable share of the tumor tiles (Non-Tumor tiles '
         "excluded), estimated as sum P(Non-Viable) / sum P(Non-Viable or Viable) over the "
         "patient's tiles; the interval is a percentile bootstrap over tiles. Good response: "
@@ -219,7 +242,7 @@ def write_report(out_dir, result, necrosis=None, *, title="hiercls evaluation re
 
     sections = []
     for name, caption in FIGURES:
-        data = _png(figures[name], dpi)
+        data = png_bytes(figures[name], dpi)
         (out_dir / f"{name}.png").write_bytes(data)
         encoded = base64.b64encode(data).decode("ascii")
         sections.append(
@@ -230,19 +253,9 @@ def write_report(out_dir, result, necrosis=None, *, title="hiercls evaluation re
     predictions = result.predictions
     n_tiles = len(predictions)
     patients = predictions["patient"].nunique() if "patient" in predictions else "?"
-    meta = "" if not metadata else _table(None, [[k, v] for k, v in metadata.items()],
-                                          name_columns=2)
-    from .. import __version__
     navigation = " ".join(f'<a href="#figure-{name}">{name}</a>' for name, _ in FIGURES)
-    page = f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{html.escape(title)}</title><style>{_STYLE}</style></head>
-<body>
-<h1>{html.escape(title)}</h1>
-<p>{n_tiles} tiles of {patients} patients, {len(result.scores)} folds, each holding out whole
+    body = f"""<p>{n_tiles} tiles of {patients} patients, {len(result.scores)} folds, each holding out whole
 patients. Classes: {", ".join(CLASS_NAMES)}.</p>
-{meta}
 <nav>{navigation}</nav>
 <h2 id="metrics">Metrics per fold</h2>
 {_metrics_section(result.scores)}
@@ -251,10 +264,8 @@ patients. Classes: {", ".join(CLASS_NAMES)}.</p>
 <h2 id="necrosis-table">Necrosis per patient</h2>
 {_necrosis_section(necrosis)}
 <h2 id="figures">Figures</h2>
-{"".join(sections)}
-<p class="note">Written by hiercls {html.escape(__version__)}.</p>
-</body></html>
-"""
+{"".join(sections)}"""
+    page = html_page(title, body, metadata=metadata)
     path = out_dir / "report.html"
     path.write_text(page, encoding="utf-8")
     return path

@@ -151,8 +151,7 @@ def write_slide_report(out_dir, slides, *, title="hiercls slide report", metadat
     import base64
     import html
 
-    from .. import __version__
-    from ..reporting.html import _STYLE, _percent, _png, _table
+    from ..reporting.html import html_page, html_table, percent, png_bytes
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -172,11 +171,11 @@ def write_slide_report(out_dir, slides, *, title="hiercls slide report", metadat
                     and np.isfinite(high) else "n/a")
         counts = tiles["predicted"].value_counts() if len(tiles) else pd.Series(dtype=int)
         summary.append([name, len(tiles), *[int(counts.get(c, 0)) for c in CLASS_NAMES],
-                        _percent(float(row["necrotic_fraction"])), interval, row["response"]])
+                        percent(float(row["necrotic_fraction"])), interval, row["response"]])
         images = []
         for key, caption in (("overlay", "Predicted class of each tissue tile."),
                              ("heatmap", "Probability of viable tumor of each tissue tile.")):
-            encoded = base64.b64encode(_png(figures[key], dpi)).decode("ascii")
+            encoded = base64.b64encode(png_bytes(figures[key], dpi)).decode("ascii")
             images.append(f'<figure><img alt="{html.escape(name)} {key}" '
                           f'src="data:image/png;base64,{encoded}"><figcaption>'
                           f"{html.escape(caption)}</figcaption></figure>")
@@ -187,24 +186,13 @@ def write_slide_report(out_dir, slides, *, title="hiercls slide report", metadat
         sections.append(f'<h2 id="slide-{html.escape(name)}">{html.escape(name)}</h2>'
                         f"<p>{html.escape(detail)}</p>{''.join(images)}")
     header = ["slide", "tissue tiles", *CLASS_NAMES, "necrosis (estimate)", "interval", "response"]
-    meta = "" if not metadata else _table(None, [[k, v] for k, v in metadata.items()],
-                                          name_columns=2)
-    page = f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{html.escape(title)}</title><style>{_STYLE}</style></head>
-<body>
-<h1>{html.escape(title)}</h1>
-{meta}
-<h2 id="necrosis">Necrosis per slide</h2>
-{_table(header, summary)}
+    body = f"""<h2 id="necrosis">Necrosis per slide</h2>
+{html_table(header, summary)}
 <p class="note">Necrosis is the non-viable share of the tumor tiles (Non-Tumor tiles
 excluded), sum P(Non-Viable) / sum P(Non-Viable or Viable); the interval is a percentile
 bootstrap over the slide's tiles. Good response: necrosis &gt;= 90 %.</p>
-{"".join(sections)}
-<p class="note">Written by hiercls {html.escape(__version__)}.</p>
-</body></html>
-"""
+{"".join(sections)}"""
+    page = html_page(title, body, metadata=metadata)
     path = out_dir / "report.html"
     path.write_text(page, encoding="utf-8")
     return path
