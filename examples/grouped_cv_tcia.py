@@ -1,15 +1,18 @@
 """Patient-grouped cross-validation on the real TCIA Osteosarcoma-UT tiles.
 
 Loads the tiles with hiercls.data.datasets.load_osteosarcoma_ut, cross-validates
-make_fusion_pipeline with scikit-learn's cross_validate and GroupKFold by patient
-(leave one patient out by default), scores every fold with hiercls.metrics.paper_scorers()
-and prints one column per held-out patient, the mean and standard deviation over the folds
+make_fusion_pipeline with hiercls.evaluation.cross_validate_by_patient (scikit-learn's
+cross_validate with GroupKFold by patient, leave one patient out by default; the
+early-stopping split of each fold holds out whole patients too), scores every fold with
+the paper's metrics (hiercls.evaluation.metrics.paper_metrics) and prints one column per
+held-out patient, the mean and standard deviation over the folds
 where a figure is defined, and in how many folds it is. A fold whose patient lacks a class
 (P9 has no tumor) gives NaN for the figures that need that class, with an
 UndefinedMetricWarning.
 
     python examples/grouped_cv_tcia.py [DATA] [--subsample N] [--backbone NAME] ...
     python examples/grouped_cv_tcia.py --quick          # a smoke run, seconds
+    python examples/grouped_cv_tcia.py --quiet          # no progress bar over the folds
 
 DATA is the folder holding Training-Set-1 and Training-Set-2; by default
 $HIERCLS_DATA_DIR, else ../shared/data/osteosarcoma-ut-512 beside the repository.
@@ -31,9 +34,10 @@ import time
 from pathlib import Path
 
 import pandas as pd
-from sklearn.model_selection import GroupKFold, cross_validate
+from sklearn.model_selection import GroupKFold
 
 import hiercls
+from hiercls.evaluation import cross_validate_by_patient
 from hiercls.nn.backbones import LITE0_MODEL, LITE0_SOURCE
 
 DEFAULT_DATA = Path(os.environ.get("HIERCLS_DATA_DIR")
@@ -61,6 +65,7 @@ def parse_args(argv=None):
     parser.add_argument("--folds", type=int, default=None,
                         help="GroupKFold splits (default: one per patient)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quiet", action="store_true", help="no progress bar over the folds")
     args = parser.parse_args(argv)
     if args.quick:
         args.subsample, args.backbone, args.pretrained = 3, "test_efficientnet", "none"
@@ -101,15 +106,10 @@ def main(argv=None):
         radiomics__backend="fast", radiomics__n_jobs=1 if args.quick else -1,
     )
     cv = GroupKFold(n_splits=args.folds or n_patients)
-    result = cross_validate(
-        pipe, X, y, groups=groups, cv=cv, scoring=hiercls.metrics.paper_scorers(),
-        # Cut to each training fold: the early-stopping split holds out whole patients too.
-        params={"classifier__groups": groups}, return_indices=True,
-    )
+    result = cross_validate_by_patient(pipe, X, y, groups, cv=cv, verbose=0 if args.quiet else 1)
 
-    held_out = [", ".join(sorted(groups.iloc[test].unique())) for test in result["indices"]["test"]]
-    scores = pd.DataFrame({key[len("test_"):]: values for key, values in result.items()
-                           if key.startswith("test_")}, index=held_out).T
+    scores = result.scores.T.rename_axis(columns=None)  # one column per fold: its held-out patients
+    held_out = list(scores.columns)
     scores["mean"] = scores.mean(axis=1, skipna=True)
     scores["sd"] = scores[held_out].std(axis=1, skipna=True, ddof=1)
     scores["folds"] = scores[held_out].notna().sum(axis=1)

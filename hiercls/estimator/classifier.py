@@ -17,7 +17,7 @@ from ..features.cache import resolve_cache_dir
 from .callbacks import EarlyStoppingWithLoss, RecordTaskWeights, validation_accuracy
 from ..features.frozen import PREDICT_VIEW_SUBSETS, embedding_cache, frozen_view_features
 from ..data.images import check_image_frame
-from ..data.labels import encode_labels, tumor_target
+from ..data.labels import encode_labels, tumor_target, viable_target
 from ..nn.loss import FlatLoss, HierarchicalLoss, inverse_frequency_weights
 from ..nn.fusion import FusionNet, class_probabilities
 from ..features.radiomics.names import FEATURE_NAMES, RADIOMIC_COLUMN_PATTERN
@@ -417,7 +417,7 @@ class HierarchicalFusionClassifier(NeuralNetClassifier):
                 )
             self.class_weights_ = {
                 "tumor": inverse_frequency_weights(tumor_target(codes), 2),
-                "viable": inverse_frequency_weights(codes[codes != 0] - 1, 2),
+                "viable": inverse_frequency_weights(viable_target(codes)[tumor_target(codes) == 1], 2),
                 "flat": inverse_frequency_weights(codes, 3),
             }
             self.initialize()

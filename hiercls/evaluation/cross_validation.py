@@ -1,14 +1,17 @@
 """Patient-level evaluation: grouped cross-validation with out-of-fold probabilities."""
 
+import inspect
 import json
+import numbers
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.base import clone
-from sklearn.model_selection import GroupKFold
+from sklearn import get_config
+from sklearn.model_selection import GroupKFold, cross_validate
 from sklearn.pipeline import Pipeline
+from sklearn.utils import check_scalar
 from tqdm.auto import tqdm
 
 from ..data.labels import CLASS_NAMES, encode_labels
@@ -18,6 +21,15 @@ from .metrics import paper_metrics
 def cross_validate_by_patient(estimator, X, y, groups, *, cv=None, verbose=1):
     """Fit and score ``estimator`` with whole patients held out in each fold.
 
+    Built on :func:`sklearn.model_selection.cross_validate`: the splitter gets ``groups``,
+    and so does the estimator's ``fit`` (cut to the fold's training patients, so that an
+    early-stopping split holds out whole patients too) where it takes them: as
+    ``<last step>__groups`` of a Pipeline whose final estimator's ``fit`` has a ``groups``
+    parameter, as ``groups`` of such an estimator itself, or, with scikit-learn's metadata
+    routing enabled, wherever ``set_fit_request(groups=True)`` asked for them. Each
+    fold's test tiles go through the fitted pipeline once, for both the probabilities
+    and (for an estimator with ``predict_proba_and_gates``) the gate weights.
+
     Parameters
     ----------
     estimator : sklearn estimator with ``predict_proba``
@@ -26,9 +38,9 @@ def cross_validate_by_patient(estimator, X, y, groups, *, cv=None, verbose=1):
     y : array-like of labels (codes or names)
     groups : array-like
         Patient of each tile.
-    cv : splitter or None, default=None
+    cv : int, splitter or None, default=None
         None is leave-one-patient-out (:class:`~sklearn.model_selection.GroupKFold`
-        with as many folds as patients).
+        with as many folds as patients); an int is ``GroupKFold(n_splits=cv)``.
     verbose : int, default=1
         A progress bar over folds when > 0.
 
@@ -42,26 +54,45 @@ def cross_validate_by_patient(estimator, X, y, groups, *, cv=None, verbose=1):
         ``gate_image`` and ``gate_radiomics``; indexed like ``X``.
         ``histories``: each fold's training history (list of per-epoch dicts), or None
         for an estimator without one.
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> from hiercls.evaluation.cross_validation import cross_validate_by_patient
+    >>> rng = np.random.default_rng(0)
+    >>> X = pd.DataFrame(rng.normal(size=(60, 2)))
+    >>> y = np.tile([0, 1, 2], 20)
+    >>> X[0] += y
+    >>> result = cross_validate_by_patient(LogisticRegression(), X, y, np.repeat(["a", "b", "c"], 20),
+    ...                                    verbose=0)
+    >>> sorted(result.scores.index), result.predictions["fold"].nunique()
+    (['a', 'b', 'c'], 3)
     """
+    check_scalar(verbose, "verbose", numbers.Integral, min_val=0)
     groups = np.asarray(groups)
     codes, _ = encode_labels(y)
-    cv = GroupKFold(n_splits=len(np.unique(groups))) if cv is None else cv
-    splits = list(cv.split(X, codes, groups))
+    if cv is None:
+        cv = GroupKFold(n_splits=len(np.unique(groups)))
+    elif isinstance(cv, numbers.Integral) and not isinstance(cv, bool):
+        cv = GroupKFold(n_splits=check_scalar(cv, "cv", numbers.Integral, min_val=2))
+    if get_config()["enable_metadata_routing"]:
+        # sklearn routes groups to the splitter and to whichever fit requested them.
+        split_groups, params = None, {"groups": groups}
+    else:
+        split_groups, params = groups, _fit_groups(estimator, groups)
+    n_folds = cv.get_n_splits(X, codes, groups)
+    with tqdm(total=n_folds, desc="folds", unit="fold", disable=not verbose) as progress:
+        scorer = _OutOfFold(progress)
+        result = cross_validate(
+            estimator, X, y, groups=split_groups, cv=cv, scoring=scorer, params=params,
+            return_estimator=True, return_indices=True, error_score="raise",
+        )
     rows, parts, histories = [], [], []
-    for fold, (train, test) in enumerate(tqdm(splits, desc="folds", unit="fold", disable=not verbose)):
-        model = clone(estimator)
-        fit_params = _groups_parameter(model, groups[train])
-        model.fit(X.iloc[train], _take(y, train), **fit_params)
-        classifier = model.steps[-1][1] if isinstance(model, Pipeline) else model
-        gates = None
-        if hasattr(classifier, "predict_proba_and_gates"):
-            # One pass of the network, and of the pipeline's transforms, for both.
-            features = model[:-1].transform(X.iloc[test]) if isinstance(model, Pipeline) else X.iloc[test]
-            proba, gates = classifier.predict_proba_and_gates(features)
-        else:
-            proba = model.predict_proba(X.iloc[test])
+    for fold, (model, test) in enumerate(zip(result["estimator"], result["indices"]["test"])):
+        proba, gates, metrics = scorer.outputs[id(model)]
         patients = ", ".join(map(str, np.unique(groups[test])))
-        rows.append({"test_patients": patients, **paper_metrics(codes[test], proba)})
+        rows.append({"test_patients": patients, **metrics})
         part = pd.DataFrame(proba, columns=list(CLASS_NAMES), index=X.index[test])
         part["y_true"] = np.asarray(CLASS_NAMES, dtype=object)[codes[test]]
         part["patient"] = groups[test]
@@ -69,7 +100,7 @@ def cross_validate_by_patient(estimator, X, y, groups, *, cv=None, verbose=1):
         if gates is not None:
             part["gate_image"] = gates["image"].to_numpy()
             part["gate_radiomics"] = gates["radiomics"].to_numpy()
-        history = getattr(classifier, "history_", None)
+        history = getattr(_final_estimator(model), "history_", None)
         histories.append(None if history is None else [dict(epoch) for epoch in history])
         parts.append(part)
     scores = pd.DataFrame(rows).set_index("test_patients")
@@ -214,18 +245,18 @@ def summarize_scores(scores):
     })
 
 
-def _take(y, index):
-    return y.iloc[index] if isinstance(y, pd.Series) else np.asarray(y)[index]
+def _final_estimator(model):
+    return model.steps[-1][1] if isinstance(model, Pipeline) else model
 
 
-def _groups_parameter(model, groups):
-    """Route the training patients to the classifier's fit, so its early-stopping split
-    holds out whole patients too."""
-    from ..estimator.classifier import HierarchicalFusionClassifier
-
-    if isinstance(model, Pipeline) and isinstance(model.steps[-1][1], HierarchicalFusionClassifier):
-        return {f"{model.steps[-1][0]}__groups": groups}
-    if isinstance(model, HierarchicalFusionClassifier):
+def _fit_groups(estimator, groups):
+    """The fit parameter that hands ``estimator`` the patients, by the name its ``fit``
+    takes them under (``<step>__groups`` down nested Pipelines); none when it takes none."""
+    if isinstance(estimator, Pipeline):
+        name, last = estimator.steps[-1]
+        return {f"{name}__{key}": value for key, value in _fit_groups(last, groups).items()}
+    fit = getattr(estimator, "fit", None)
+    if fit is not None and "groups" in inspect.signature(fit).parameters:
         return {"groups": groups}
     return {}
 
@@ -277,3 +308,31 @@ def _plain_histories(histories):
     return [None if history is None else
             [{k: _plain(v) for k, v in epoch.items() if k != "batches"} for epoch in history]
             for history in histories]
+
+def _proba_and_gates(model, X):
+    """Probabilities and gate weights (None without a gate) from one pass over ``X``."""
+    classifier = _final_estimator(model)
+    if not hasattr(classifier, "predict_proba_and_gates"):
+        return model.predict_proba(X), None
+    features = model[:-1].transform(X) if isinstance(model, Pipeline) else X
+    return classifier.predict_proba_and_gates(features)
+
+
+class _OutOfFold:
+    """The scorer handed to ``cross_validate``: it predicts each fold's test tiles once and
+    keeps what it predicted (by fitted model) besides returning the fold's metrics.
+
+    ``cross_validate`` runs the folds in this process (``n_jobs=None``) and returns the
+    very models it scored, which is what makes the keyed store reliable.
+    """
+
+    def __init__(self, progress):
+        self.progress = progress
+        self.outputs = {}
+
+    def __call__(self, model, X_test, y_test):
+        proba, gates = _proba_and_gates(model, X_test)
+        metrics = paper_metrics(y_test, proba)
+        self.outputs[id(model)] = (proba, gates, metrics)
+        self.progress.update(1)
+        return metrics

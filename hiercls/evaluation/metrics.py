@@ -31,14 +31,18 @@ import numpy as np
 import pandas as pd
 from sklearn.exceptions import UndefinedMetricWarning as _SklearnUndefinedMetricWarning
 from sklearn.metrics import make_scorer
+from sklearn.utils import check_scalar
 
-from ..data.labels import CLASS_NAMES, encode_labels
+from ..data.labels import CLASS_NAMES, check_probabilities, encode_labels
 
 __all__ = [
     "UndefinedMetricWarning",
+    "operating_point",
     "paper_metrics",
     "paper_scorers",
     "per_class_table",
+    "roc_auc_from_points",
+    "roc_points",
     "sensitivity_at_specificity",
     "specificity_at_sensitivity",
 ]
@@ -51,9 +55,9 @@ _PER_CLASS_KEYS = ("sen_at_spe90", "spe_at_sen90", "f1", "auc")
 _OVERALL_KEYS = ("accuracy", "f1_macro", "f1_weighted", "roc_auc_ovr")
 _SLUGS = tuple(name.lower().replace("-", "_") for name in CLASS_NAMES)
 
-# ROC points are compared to the specificity / sensitivity targets with this slack, so
-# that e.g. FPR = 1/10 counts as "specificity >= 0.9" although 1 - 0.9 < 0.1 in floats.
-_TOLERANCE = 1e-9
+#: ROC points are compared to the specificity / sensitivity targets with this slack, so
+#: that e.g. FPR = 1/10 counts as "specificity >= 0.9" although 1 - 0.9 < 0.1 in floats.
+ROC_TOLERANCE = 1e-9
 
 
 class UndefinedMetricWarning(_SklearnUndefinedMetricWarning):
@@ -69,10 +73,10 @@ def _metric_key(stem, code):
 
 
 def _check_fraction(value, name):
-    if (not isinstance(value, numbers.Real) or isinstance(value, bool)
-            or not np.isfinite(value) or not 0.0 <= value <= 1.0):
+    # check_scalar lets NaN through every bound and takes bools for numbers.
+    if isinstance(value, bool) or (isinstance(value, numbers.Real) and np.isnan(value)):
         raise ValueError(f"{name} must be a number in [0, 1]; got {value!r}")
-    return float(value)
+    return float(check_scalar(value, name, numbers.Real, min_val=0.0, max_val=1.0))
 
 
 def _check_binary(y_binary, score):
@@ -107,10 +111,10 @@ def _check_binary(y_binary, score):
 
 
 def _roc_points(y, s):
-    """(FPR, TPR) at every distinct threshold on ``s``, from (0, 0) to (1, 1).
+    """(FPR, TPR, thresholds) of validated inputs with both classes; see :func:`roc_points`.
 
-    No collinear point is dropped (unlike ``roc_curve``'s default), so no operating point
-    is lost; computed directly, as the scorers call it many times per fold.
+    Computed directly rather than by ``roc_curve``, as the scorers call it many times per
+    fold.
     """
     order = np.argsort(-s, kind="mergesort")
     hits = y[order]
@@ -120,18 +124,97 @@ def _roc_points(y, s):
     fps = cuts + 1 - tps
     tpr = np.r_[0.0, tps / tps[-1]]
     fpr = np.r_[0.0, fps / fps[-1]]
-    return fpr, tpr
+    return fpr, tpr, np.r_[np.inf, s[order][cuts]]
+
+
+def roc_points(y_binary, score):
+    """The ROC curve the metrics here read: (FPR, TPR) at every distinct threshold.
+
+    From (0, 0) (a threshold above every score) to (1, 1); no collinear point is dropped
+    (unlike ``roc_curve``'s default), so no operating point is lost. The same points as
+    ``sklearn.metrics.roc_curve(y_binary, score, drop_intermediate=False)``.
+
+    Parameters
+    ----------
+    y_binary : array-like of shape (n_samples,)
+        1 (or True) for positives, 0 (or False) for negatives; both must occur.
+    score : array-like of shape (n_samples,)
+        Higher means more likely positive.
+
+    Returns
+    -------
+    fpr, tpr : ndarray of shape (n_thresholds + 1,)
+        Non-decreasing false- and true-positive rates.
+    thresholds : ndarray of shape (n_thresholds + 1,)
+        ``score >= thresholds[i]`` gives point ``i``; ``thresholds[0]`` is ``inf``.
+
+    Raises
+    ------
+    ValueError
+        If the inputs are invalid or ``y_binary`` lacks positives or negatives (the
+        curve is undefined).
+
+    Examples
+    --------
+    >>> from hiercls.evaluation.metrics import roc_points
+    >>> fpr, tpr, thresholds = roc_points([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8])
+    >>> fpr.tolist(), tpr.tolist()
+    ([0.0, 0.0, 0.5, 0.5, 1.0], [0.0, 0.5, 0.5, 1.0, 1.0])
+    """
+    y, s = _check_binary(y_binary, score)
+    reason = _binary_undefined_reason(y)
+    if reason is not None:
+        raise ValueError(f"the ROC curve is undefined: {reason}")
+    return _roc_points(y, s)
+
+
+def operating_point(fpr, tpr, specificity=0.9):
+    """The ROC point with the highest sensitivity among those with specificity >= ``specificity``.
+
+    Specificity is compared with the slack :data:`ROC_TOLERANCE`, so that e.g. FPR 1/10
+    counts as specificity 0.9. Among points of equal sensitivity the first (lowest FPR).
+
+    Parameters
+    ----------
+    fpr, tpr : array-like of shape (n_points,)
+        ROC points, as :func:`roc_points` gives them (the first is (0, 0)).
+    specificity : float, default=0.9
+
+    Returns
+    -------
+    fpr, sensitivity : float
+        The point; ``sensitivity`` is :func:`sensitivity_at_specificity`'s value.
+
+    Examples
+    --------
+    >>> from hiercls.evaluation.metrics import operating_point
+    >>> operating_point([0.0, 0.1, 0.5, 1.0], [0.0, 0.6, 0.9, 1.0], specificity=0.9)
+    (0.1, 0.6)
+    """
+    specificity = _check_fraction(specificity, "specificity")
+    fpr, tpr = np.asarray(fpr, dtype=float), np.asarray(tpr, dtype=float)
+    allowed = fpr <= 1.0 - specificity + ROC_TOLERANCE
+    best = tpr[allowed].max()
+    at = np.flatnonzero(allowed & (tpr == best))[0]
+    return float(fpr[at]), float(best)
 
 
 def _sen_at_spe(fpr, tpr, specificity):
-    return float(tpr[fpr <= 1.0 - specificity + _TOLERANCE].max())
+    return operating_point(fpr, tpr, specificity)[1]
 
 
 def _spe_at_sen(fpr, tpr, sensitivity):
-    return float(1.0 - fpr[tpr >= sensitivity - _TOLERANCE].min())
+    return float(1.0 - fpr[tpr >= sensitivity - ROC_TOLERANCE].min())
 
 
-def _auc(fpr, tpr):
+def roc_auc_from_points(fpr, tpr):
+    """Area under ROC points by the trapezoidal rule (ties count half).
+
+    >>> from hiercls.evaluation.metrics import roc_auc_from_points
+    >>> roc_auc_from_points([0.0, 0.0, 0.5, 0.5, 1.0], [0.0, 0.5, 0.5, 1.0, 1.0])
+    0.75
+    """
+    fpr, tpr = np.asarray(fpr, dtype=float), np.asarray(tpr, dtype=float)
     return float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1])) / 2.0)
 
 
@@ -182,7 +265,7 @@ def sensitivity_at_specificity(y_binary, score, specificity=0.9):
         warnings.warn(f"Sensitivity at specificity {specificity:g} is undefined and set to NaN: "
                       f"{reason}.", UndefinedMetricWarning, stacklevel=2)
         return float("nan")
-    return _sen_at_spe(*_roc_points(y, s), specificity)
+    return _sen_at_spe(*_roc_points(y, s)[:2], specificity)
 
 
 def specificity_at_sensitivity(y_binary, score, sensitivity=0.9):
@@ -222,29 +305,24 @@ def specificity_at_sensitivity(y_binary, score, sensitivity=0.9):
         warnings.warn(f"Specificity at sensitivity {sensitivity:g} is undefined and set to NaN: "
                       f"{reason}.", UndefinedMetricWarning, stacklevel=2)
         return float("nan")
-    return _spe_at_sen(*_roc_points(y, s), sensitivity)
+    return _spe_at_sen(*_roc_points(y, s)[:2], sensitivity)
 
 
 def _check_inputs(y_true, proba, y_pred):
     codes, _ = encode_labels(y_true, name="y_true")
-    p = np.asarray(proba.to_numpy() if isinstance(proba, pd.DataFrame) else proba)
-    if p.ndim != 2 or p.shape[1] != len(CLASS_NAMES):
-        raise ValueError(
-            f"proba must have shape (n_samples, {len(CLASS_NAMES)}) with columns "
-            f"{list(CLASS_NAMES)} in this order; got shape {p.shape}. A classifier fitted "
-            "on fewer than three classes gives fewer columns"
-        )
     try:
-        p = p.astype(float)
-    except (TypeError, ValueError):
-        raise ValueError(f"proba must be numeric; got dtype {p.dtype}") from None
+        # Scores suffice: every figure here ranks or takes the argmax.
+        p = check_probabilities(proba, scores=True)
+    except ValueError as error:
+        if "shape" in str(error):
+            raise ValueError(f"{error}. A classifier fitted on fewer than three classes gives "
+                             "fewer columns") from None
+        raise
     if p.shape[0] != codes.size:
         raise ValueError(
             f"proba has {p.shape[0]} rows but y_true has {codes.size} labels; expected one "
             "row per label"
         )
-    if not np.all(np.isfinite(p)):
-        raise ValueError("proba contains NaN or infinite values")
     if y_pred is None:
         pred = p.argmax(axis=1)
     else:
@@ -277,10 +355,10 @@ def _evaluate(y_true, proba, y_pred=None):
             sen = spe = auc = float("nan")
             undefined_auc = True
         else:
-            fpr, tpr = _roc_points(y, p[:, code])
+            fpr, tpr, _ = _roc_points(y, p[:, code])
             sen = _sen_at_spe(fpr, tpr, 0.9)
             spe = _spe_at_sen(fpr, tpr, 0.9)
-            auc = _auc(fpr, tpr)
+            auc = roc_auc_from_points(fpr, tpr)
         tp = int(np.sum(predicted & (y == 1)))
         fp = int(np.sum(predicted & (y == 0)))
         fn = support - tp

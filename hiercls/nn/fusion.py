@@ -4,6 +4,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..data.labels import compose_probabilities
 from .augmentation import TileAugmentation
 from .backbones import backbone_data_config, create_backbone, feature_width
 
@@ -169,6 +170,4 @@ def class_probabilities(logits):
     """
     if logits.shape[1] == 3:
         return F.softmax(logits, dim=1)
-    tumor = F.softmax(logits[:, :2], dim=1)
-    viable = F.softmax(logits[:, 2:], dim=1)
-    return torch.cat([tumor[:, :1], tumor[:, 1:] * viable], dim=1)
+    return compose_probabilities(F.softmax(logits[:, :2], dim=1), F.softmax(logits[:, 2:], dim=1))

@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..data.labels import tumor_target, viable_target
+
 
 def inverse_frequency_weights(targets, n_classes):
     """Per-class weights proportional to 1 / count, normalized to unit mean.
@@ -55,13 +57,13 @@ class HierarchicalLoss(nn.Module):
 
     def head_losses(self, logits, y):
         """(LA, LB) for a batch; LB is None when the batch has no tumor sample."""
-        tumor = (y != 0).long()
+        tumor = tumor_target(y)
         loss_tumor = F.cross_entropy(logits[:, :2], tumor, weight=self.tumor_weight,
                                      reduction="none").mean()
         is_tumor = tumor.bool()
         if not bool(is_tumor.any()):
             return loss_tumor, None
-        viable = (y[is_tumor] == 2).long()
+        viable = viable_target(y[is_tumor])
         loss_viable = F.cross_entropy(logits[is_tumor, 2:], viable, weight=self.viable_weight,
                                       reduction="none").mean()
         return loss_tumor, loss_viable

@@ -10,12 +10,16 @@ a model without gates has no gate weights) is still returned, with a note on the
 saying what is missing, so a report always has the same figures.
 """
 
+import numbers
+
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
-from sklearn.metrics import confusion_matrix, roc_auc_score, roc_curve
+from sklearn.metrics import confusion_matrix
+from sklearn.utils import check_scalar
 
-from ..data.labels import CLASS_NAMES, encode_labels
+from ..data.labels import CLASS_NAMES, check_probabilities, encode_labels
+from ..evaluation.metrics import operating_point, roc_auc_from_points, roc_points
 from ..evaluation.necrosis import GOOD_RESPONSE
 
 __all__ = [
@@ -34,9 +38,6 @@ CLASS_COLORS = ("#4878a8", "#d08c2c", "#b8405e")
 _FOLD_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b",
                 "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
 
-# Same tolerance as hiercls.evaluation.metrics when comparing a false-positive rate with 1 - specificity.
-_TOLERANCE = 1e-12
-
 
 def _note(ax, text):
     """Say on empty axes why they are empty."""
@@ -45,17 +46,10 @@ def _note(ax, text):
 
 
 def _check_proba(proba, n_samples):
-    if isinstance(proba, pd.DataFrame) and all(c in proba.columns for c in CLASS_NAMES):
-        proba = proba[list(CLASS_NAMES)]
-    p = np.asarray(proba.to_numpy() if isinstance(proba, pd.DataFrame) else proba, dtype=float)
-    if p.ndim != 2 or p.shape[1] != len(CLASS_NAMES):
-        raise ValueError(f"proba must have shape (n_samples, {len(CLASS_NAMES)}) with columns "
-                         f"{list(CLASS_NAMES)} in this order; got shape {p.shape}")
+    p = check_probabilities(proba)
     if p.shape[0] != n_samples:
         raise ValueError(f"proba has {p.shape[0]} rows but y_true has {n_samples} labels; "
                          "expected one row per label")
-    if not np.all(np.isfinite(p)):
-        raise ValueError("proba contains NaN or infinite values")
     return p
 
 
@@ -119,14 +113,6 @@ def plot_confusion_matrix(y_true, proba, *, y_pred=None):
 # --------------------------------------------------------------------------------------
 # ROC curves
 
-def _operating_point(fpr, tpr, specificity):
-    """The ROC point giving the highest sensitivity at specificity >= ``specificity``."""
-    allowed = fpr <= 1.0 - specificity + _TOLERANCE
-    best = tpr[allowed].max()
-    at = np.flatnonzero(allowed & (tpr == best))[0]
-    return fpr[at], tpr[at]
-
-
 def plot_roc_curves(y_true, proba, *, specificity=0.9):
     """One-vs-rest ROC curve of each class, with its Sen@Spe point marked.
 
@@ -144,12 +130,14 @@ def plot_roc_curves(y_true, proba, *, specificity=0.9):
     -------
     matplotlib.figure.Figure
         One panel per class; a class with no tiles (or only tiles) of its own has no curve
-        and a note instead.
+        and a note instead. The curve, its AUC and the marked point are those of
+        :func:`hiercls.evaluation.metrics.roc_points`, so they match the paper's metrics.
     """
     codes, _ = encode_labels(y_true, name="y_true")
     p = _check_proba(proba, codes.size)
-    if not 0.0 <= specificity <= 1.0:
+    if isinstance(specificity, bool) or (isinstance(specificity, numbers.Real) and np.isnan(specificity)):
         raise ValueError(f"specificity must be a number in [0, 1]; got {specificity!r}")
+    check_scalar(specificity, "specificity", numbers.Real, min_val=0.0, max_val=1.0)
     label = f"Sen@Spe{100 * specificity:g}"
 
     fig = Figure(figsize=(12, 4.2), layout="constrained")
@@ -167,10 +155,10 @@ def plot_roc_curves(y_true, proba, *, specificity=0.9):
             reason = "no tiles of the class" if y.sum() == 0 else "no tiles of other classes"
             _note(ax, f"ROC undefined:\n{reason}")
             continue
-        fpr, tpr, _ = roc_curve(y, p[:, code], drop_intermediate=False)
-        auc = roc_auc_score(y, p[:, code])
+        fpr, tpr, _ = roc_points(y, p[:, code])
+        auc = roc_auc_from_points(fpr, tpr)
         ax.plot(fpr, tpr, color=CLASS_COLORS[code], lw=2, label=f"AUC {auc:.3f}")
-        x_op, sen = _operating_point(fpr, tpr, specificity)
+        x_op, sen = operating_point(fpr, tpr, specificity)
         ax.plot([x_op], [sen], "o", ms=8, mfc="white", mec="black", mew=1.5,
                 label=f"{label} = {sen:.2f}")
         ax.legend(loc="lower right", fontsize=9)
@@ -203,8 +191,7 @@ def plot_calibration(y_true, proba, *, n_bins=10):
     """
     codes, _ = encode_labels(y_true, name="y_true")
     p = _check_proba(proba, codes.size)
-    if not isinstance(n_bins, (int, np.integer)) or n_bins < 1:
-        raise ValueError(f"n_bins must be a positive int; got {n_bins!r}")
+    check_scalar(n_bins, "n_bins", numbers.Integral, min_val=1)
     edges = np.linspace(0.0, 1.0, n_bins + 1)
     width = 1.0 / n_bins
 

@@ -350,3 +350,30 @@ def test_scorer_on_two_class_estimator_says_why():
     model = LogisticRegression(max_iter=1000).fit(X[keep], y[keep])
     with pytest.raises(ValueError, match="shape"):
         paper_scorers()["accuracy"](model, X, y)
+
+
+# --- the public ROC ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("decimals", [None, 1])
+def test_roc_points_are_roc_curves_without_dropped_points(decimals):
+    from hiercls.evaluation.metrics import operating_point, roc_auc_from_points, roc_points
+
+    rng = np.random.default_rng(11)
+    y = rng.integers(0, 2, size=80)
+    score = rng.normal(size=80) + y
+    if decimals is not None:
+        score = np.round(score, decimals)
+    fpr, tpr, thresholds = roc_points(y, score)
+    expected = roc_curve(y, score, drop_intermediate=False)
+    for got, want in zip((fpr, tpr, thresholds), expected):
+        np.testing.assert_allclose(got, want)
+    assert roc_auc_from_points(fpr, tpr) == pytest.approx(roc_auc_score(y, score))
+    assert operating_point(fpr, tpr, 0.9)[1] == sensitivity_at_specificity(y, score)
+
+
+def test_roc_points_of_one_class_is_an_error():
+    from hiercls.evaluation.metrics import roc_points
+
+    with pytest.raises(ValueError, match="no negatives"):
+        roc_points([1, 1], [0.2, 0.3])
