@@ -1,14 +1,17 @@
 """HierarchicalFusionClassifier: the fusion network as a skorch/scikit-learn classifier."""
 
 import contextlib
+import os
 import re
 import threading
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
 import torch
 from skorch import NeuralNetClassifier
-from skorch.utils import is_dataset, to_numpy, to_tensor
+from skorch.history import History
+from skorch.utils import get_map_location, is_dataset, to_numpy, to_tensor
 from sklearn.utils import check_random_state
 from sklearn.utils.metadata_routing import MethodMapping
 
@@ -134,7 +137,7 @@ class HierarchicalFusionClassifier(NeuralNetClassifier):
         ``classifier__groups`` or metadata routing (docs/grid-search.md). None trains on
         everything (and disables early stopping).
     device : str, default="auto"
-        "auto" uses CUDA where available, else the CPU.
+        "auto" uses CUDA where available, else the CPU (see ``device_``).
     random_state : int, RandomState or None, default=None
         Seeds weight initialization, shuffling, augmentation and the validation split;
         two fits with the same seed on the CPU give identical models, also when they run
@@ -144,7 +147,10 @@ class HierarchicalFusionClassifier(NeuralNetClassifier):
         Print one line per epoch; 0 is silent.
     **kwargs
         Any other skorch parameter (``optimizer__weight_decay``, ``callbacks``,
-        ``iterator_train__num_workers``, ...).
+        ``iterator_train__num_workers``, ...). ``module__`` parameters that the
+        classifier sets from its own (``module__embed_dim`` for ``embed_dim``, ...) are
+        rejected; the criterion's class weights and ``eta`` go to ``HierarchicalLoss``
+        (``FlatLoss``) and their subclasses unless ``criterion__`` parameters set them.
 
     Attributes
     ----------
@@ -154,7 +160,11 @@ class HierarchicalFusionClassifier(NeuralNetClassifier):
         The radiomic columns used.
     class_weights_ : dict
         ``{"tumor": [w_non_tumor, w_tumor], "viable": [w_non_viable, w_viable],
-        "flat": [w0, w1, w2]}``: inverse training counts, unit mean.
+        "flat": [w0, w1, w2]}``: inverse training counts, unit mean; None (unit weights)
+        when the classifier was initialized without ``fit``.
+    device_ : str or torch.device
+        The device the network and the batches are on: ``device`` with ``"auto"``
+        resolved, when the classifier is initialized (``device`` itself stays ``"auto"``).
     task_weights_ : ndarray of shape (2,)
         The learned ``(exp(-lA), exp(-lB))`` of the hierarchical loss.
     data_config_ : dict
@@ -223,22 +233,57 @@ class HierarchicalFusionClassifier(NeuralNetClassifier):
         self.random_state = random_state
 
     # --- device "auto" --------------------------------------------------------------
-    # skorch reads `self.device` in many places; the parameter keeps the user's value and
-    # the resolved device is swapped in only while skorch works.
-    @contextlib.contextmanager
-    def _resolved_device(self):
-        requested = self.device
-        self.device = resolve_device(requested)
-        try:
-            yield
-        finally:
-            self.device = requested
+    # The parameter `device` keeps the user's value ("auto" too) at all times; what the
+    # tensors and modules are moved to is `device_`, resolved when the net is initialized.
+    # These overrides are every place skorch reads `self.device` (module and criterion
+    # placement, infer, get_loss, load_params, unpickling, the scoring callbacks' cached
+    # forward_iter, which predict_proba calls with an explicit device).
+    def _resolve_device(self):
+        self.device_ = resolve_device(self.device)
+        return self.device_
+
+    def set_params(self, **params):
+        super().set_params(**params)
+        if "device" in params and hasattr(self, "device_"):
+            self._resolve_device()
+        return self
 
     def __setstate__(self, state):
         requested = state["device"]
         state["device"] = resolve_device(requested)
         super().__setstate__(state)
-        self.device = requested
+        # skorch maps a CUDA net onto the CPU where CUDA is missing: device_ is where
+        # the tensors now are.
+        self.device_ = self.device
+        if isinstance(requested, str) and requested == "auto":
+            self.device = requested
+
+    def _place(self, names):
+        # skorch's own placement reads `self.device`; this one `device_`.
+        for name in names:
+            component = vars(self)[name + "_"]
+            if isinstance(component, torch.nn.Module):
+                setattr(self, name + "_", self.torch_compile(component.to(self.device_), name=name))
+
+    def _initialize_component(self, kind, names, build, reason):
+        with self._current_init_context(kind):
+            kwargs = {}
+            for name in names:
+                kwargs.update(self.get_params_for(name))
+            built = any(isinstance(vars(self).get(name + "_"), torch.nn.Module)
+                        for name in names)
+            if (kwargs or reason or built) and self.initialized_ and self.verbose:
+                print(reason or self._format_reinit_msg(kind, kwargs))
+            build()
+            self._place(names)
+        return self
+
+    def _initialize_module(self, reason=None):
+        return self._initialize_component("module", self._modules, self.initialize_module, reason)
+
+    def _initialize_criterion(self, reason=None):
+        return self._initialize_component("criterion", self._criteria, self.initialize_criterion,
+                                          reason)
 
     def initialize(self):
         # The one seed of this fit (weight init here, then shuffling, augmentation and the
@@ -246,16 +291,78 @@ class HierarchicalFusionClassifier(NeuralNetClassifier):
         self.random_seed_ = (
             None if self.random_state is None
             else int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max)))
-        with self._resolved_device(), _seeded(self.random_seed_):
+        self._resolve_device()
+        if not hasattr(self, "radiomic_columns_"):
+            # Initialized without fit (to load saved weights): the columns the parameter
+            # names, unit class weights. What fit (or a model file) prepared is kept.
+            self.radiomic_columns_ = (list(FEATURE_NAMES) if isinstance(self.radiomic_columns, str)
+                                      else list(self.radiomic_columns))
+        if not hasattr(self, "class_weights_"):
+            self.class_weights_ = None
+        with _seeded(self.random_seed_):
             return super().initialize()
 
-    def load_params(self, *args, **kwargs):
-        with self._resolved_device():
-            return super().load_params(*args, **kwargs)
+    def load_params(self, f_params=None, f_optimizer=None, f_criterion=None, f_history=None,
+                    checkpoint=None, use_safetensors=False, **kwargs):
+        """skorch's ``load_params``, the tensors mapped onto ``device_``.
 
-    def forward_iter(self, X, training=False, device="cpu"):
-        with self._resolved_device():
-            yield from super().forward_iter(X, training=training, device=device)
+        skorch maps them onto ``device``, which may be ``"auto"``; the arguments are
+        skorch's.
+        """
+        explicit = dict(f_params=f_params, f_optimizer=f_optimizer, f_criterion=f_criterion,
+                        f_history=f_history, **kwargs)
+        unknown = [key for key in explicit if not key.startswith("f_")]
+        if unknown:
+            raise TypeError(f"load_params got unexpected argument(s) {unknown}; expected "
+                            "f_params, f_optimizer, f_criterion, f_history or f_<module>")
+        files = {}
+        if checkpoint is not None:
+            if not self.initialized_:
+                self.initialize()
+            if f_history is None and checkpoint.f_history is not None:
+                # The checkpoint's file names are formatted from the history.
+                self.history = History.from_file(checkpoint.f_history_)
+            files.update(checkpoint.get_formatted_files(self))
+        # Explicit files win over the checkpoint's; f_pickle is not loaded (as in skorch).
+        files.update({key: value for key, value in explicit.items() if value is not None})
+        files = {key: value for key, value in files.items()
+                 if value is not None and key != "f_pickle"}
+        if not files:
+            if self.verbose:
+                print("Nothing to load")
+            return
+        history = files.pop("f_history", None)
+        if history is not None:
+            self.history = History.from_file(history)
+        self.check_is_fitted(msg="Cannot load state of an un-initialized model; call "
+                                 "initialize() or fit() first")
+        device = get_map_location(self.device_)
+        for key, source in files.items():
+            name = "module_" if key == "f_params" else key[2:] + "_"
+            target = vars(self).get(name)
+            if not hasattr(target, "load_state_dict"):
+                raise AttributeError(f"cannot load {key!r}: the classifier has no {name!r} "
+                                     "with a state dict")
+            if use_safetensors:
+                from safetensors.torch import load, load_file
+
+                state = (load_file(source, device=str(device))
+                         if isinstance(source, (str, os.PathLike)) else load(source.read()))
+            else:
+                state = torch.load(source, map_location=device,
+                                   **(self.torch_load_kwargs or {"weights_only": True}))
+            target.load_state_dict(state)
+
+    def infer(self, x, groups=None, **fit_params):
+        # skorch hands every fit parameter to the module's forward as well; the patients
+        # are for the split only.
+        x = to_tensor(x, device=self.device_)
+        if isinstance(x, Mapping):
+            clashes = sorted(set(x) & set(fit_params))
+            if clashes:
+                raise ValueError(f"X and fit_params contain duplicate keys: {', '.join(clashes)}")
+            return self.module_(**x, **fit_params)
+        return self.module_(x, **fit_params)
 
     # --- callbacks -----------------------------------------------------------------
     @property
@@ -319,22 +426,28 @@ class HierarchicalFusionClassifier(NeuralNetClassifier):
             check_image_frame(X)
         elif not isinstance(X, pd.DataFrame):
             raise TypeError(f"X must be a pandas DataFrame; got {type(X).__name__}")
-        if fitting:
-            columns = (find_radiomic_columns(X) if isinstance(self.radiomic_columns, str)
-                       and self.radiomic_columns == "auto" else list(self.radiomic_columns))
-            if self.use_radiomics and not columns:
-                raise ValueError(
-                    "X has no radiomic columns (names like 'firstorder_Mean'); put a "
-                    "RadiomicsTransformer before the classifier (see make_fusion_pipeline) "
-                    "or set use_radiomics=False"
-                )
-            self.radiomic_columns_ = columns
         if not self.use_radiomics:
             return X
-        missing = [c for c in self.radiomic_columns_ if c not in X.columns]
+        self._check_radiomics(X, self._fit_radiomic_columns(X) if fitting
+                              else self.radiomic_columns_)
+        return X
+
+    def _fit_radiomic_columns(self, X):
+        columns = (find_radiomic_columns(X) if isinstance(self.radiomic_columns, str)
+                   and self.radiomic_columns == "auto" else list(self.radiomic_columns))
+        if self.use_radiomics and not columns:
+            raise ValueError(
+                "X has no radiomic columns (names like 'firstorder_Mean'); put a "
+                "RadiomicsTransformer before the classifier (see make_fusion_pipeline) "
+                "or set use_radiomics=False"
+            )
+        return columns
+
+    def _check_radiomics(self, X, columns):
+        missing = [c for c in columns if c not in X.columns]
         if missing:
             raise ValueError(f"X lacks the radiomic columns {missing[:5]} seen in fit")
-        values = X[self.radiomic_columns_]
+        values = X[columns]
         non_numeric = [c for c in values.columns if not pd.api.types.is_numeric_dtype(values[c])]
         if non_numeric:
             raise ValueError(f"radiomic columns must be numeric; {non_numeric[:5]} are not")
@@ -393,7 +506,23 @@ class HierarchicalFusionClassifier(NeuralNetClassifier):
         return self._train(X, y, groups, fit_params, fresh=not self.initialized_)
 
     def _train(self, X, y, groups, fit_params, *, fresh):
-        # The one path of fit and partial_fit: check, prepare (fresh fits only), train.
+        # The one path of fit and partial_fit: prepare (the fitted attributes on fresh
+        # fits only), initialize on fresh fits, train.
+        y_values, fit_params = self._prepare(X, y, groups, fit_params, fresh=fresh)
+        if fresh:
+            self.initialize()
+        seed = self.random_seed_
+        if seed is not None and not fresh:
+            # A later partial_fit draws afresh, reproducibly.
+            seed += len(self.history_)
+        with _seeded(seed):
+            super().partial_fit(X, y_values, **fit_params)
+        return self
+
+    def _prepare(self, X, y, groups, fit_params, *, fresh):
+        """Check parameters (fresh fits) and data; set radiomic_columns_ and
+        class_weights_ (fresh fits). Returns the labels for skorch and the fit
+        parameters, the patients among them: skorch hands those to get_split_datasets."""
         if fresh:
             self._check_params()
         if y is None:
@@ -415,20 +544,14 @@ class HierarchicalFusionClassifier(NeuralNetClassifier):
                     f"y contains a single class ({present[0]}); expected at least two of the "
                     "classes 0 (Non-Tumor), 1 (Non-Viable-Tumor), 2 (Viable-Tumor)"
                 )
+            self.radiomic_columns_ = self._fit_radiomic_columns(X)
             self.class_weights_ = {
                 "tumor": inverse_frequency_weights(tumor_target(codes), 2),
                 "viable": inverse_frequency_weights(viable_target(codes)[tumor_target(codes) == 1], 2),
                 "flat": inverse_frequency_weights(codes, 3),
             }
-            self.initialize()
-        seed = self.random_seed_
-        if seed is not None and not fresh:
-            # A later partial_fit draws afresh, reproducibly.
-            seed += len(self.history_)
         y_values = y.to_numpy() if isinstance(y, pd.Series) else np.asarray(y)
-        with self._resolved_device(), _seeded(seed):
-            super().partial_fit(X, y_values, **fit_params)
-        return self
+        return y_values, fit_params
 
     def check_data(self, X, y):
         if y is None:
@@ -437,21 +560,28 @@ class HierarchicalFusionClassifier(NeuralNetClassifier):
         self.classes_inferred_ = encode_labels(y)[1]
 
     # --- skorch hooks --------------------------------------------------------------
-    def _radiomic_width(self):
-        columns = getattr(self, "radiomic_columns_", None)
-        if columns is None:
-            columns = (list(FEATURE_NAMES) if isinstance(self.radiomic_columns, str)
-                       else list(self.radiomic_columns))
-            self.radiomic_columns_ = columns
-        return len(columns)
+    #: The FusionNet arguments the classifier sets from its own parameters.
+    _MODULE_ARGUMENTS = {"backbone": "backbone", "pretrained": "pretrained",
+                         "n_radiomic_features": "radiomic_columns", "embed_dim": "embed_dim",
+                         "hierarchical": "hierarchical", "use_image": "use_image",
+                         "use_radiomics": "use_radiomics", "augment": "augment",
+                         "freeze_backbone": "freeze_backbone", "stain_jitter": "stain_jitter"}
 
     def initialize_module(self):
         params = dict(backbone=self.backbone, pretrained=self.pretrained,
-                      n_radiomic_features=self._radiomic_width(), embed_dim=self.embed_dim,
+                      n_radiomic_features=len(self.radiomic_columns_), embed_dim=self.embed_dim,
                       hierarchical=self.hierarchical, use_image=self.use_image,
                       use_radiomics=self.use_radiomics, augment=self.augment,
                       freeze_backbone=self.freeze_backbone, stain_jitter=self.stain_jitter)
-        params.update(self.get_params_for("module"))
+        overrides = self.get_params_for("module")
+        clashes = [name for name in overrides if name in params]
+        if clashes:
+            # A module__ twin would silently win over the classifier's own parameter.
+            raise ValueError("; ".join(
+                f"module__{name} conflicts with the classifier's parameter "
+                f"{self._MODULE_ARGUMENTS[name]!r}, which sets it: set "
+                f"{self._MODULE_ARGUMENTS[name]} instead" for name in clashes))
+        params.update(overrides)
         module = self.module(**params) if isinstance(self.module, type) else self.module
         self.module_ = module
         config = getattr(module, "data_config", None)
@@ -462,19 +592,21 @@ class HierarchicalFusionClassifier(NeuralNetClassifier):
         return self
 
     def initialize_criterion(self):
-        weights = getattr(self, "class_weights_", None) or {}
+        weights = self.class_weights_ or {}
         criterion = self.criterion
         if criterion is HierarchicalLoss and not self.hierarchical:
+            # The default loss follows the flat ablation; a chosen subclass is kept.
             criterion = FlatLoss
-        if criterion is HierarchicalLoss:
+        is_class = isinstance(criterion, type)
+        if is_class and issubclass(criterion, HierarchicalLoss):
             defaults = {"tumor_weight": weights.get("tumor"), "viable_weight": weights.get("viable"),
                         "eta": self.eta}
-        elif criterion is FlatLoss:
+        elif is_class and issubclass(criterion, FlatLoss):
             defaults = {"class_weight": weights.get("flat")}
         else:
             defaults = {}
         params = {**defaults, **self.get_params_for("criterion")}
-        self.criterion_ = criterion(**params) if isinstance(criterion, type) else criterion
+        self.criterion_ = criterion(**params) if is_class else criterion
         return self
 
     def get_params_for(self, prefix):
@@ -519,11 +651,6 @@ class HierarchicalFusionClassifier(NeuralNetClassifier):
                        .add(caller="fit", callee="split").add(caller="partial_fit", callee="split"))
         return router
 
-    def infer(self, x, groups=None, **fit_params):
-        # skorch hands every fit parameter to the module's forward as well; the patients
-        # are for the split only.
-        return super().infer(x, **fit_params)
-
     def get_dataset(self, X, y=None):
         if is_dataset(X):
             return X
@@ -551,7 +678,7 @@ class HierarchicalFusionClassifier(NeuralNetClassifier):
         views = (PREDICT_VIEW_SUBSETS[int(self.predict_views)]
                  if self.__dict__.get("_predicting_", False) else None)
         return frozen_view_features(self.module_.image_encoder.backbone, images, cache=cache,
-                                    device=resolve_device(self.device),
+                                    device=self.device_,
                                     stain_jitter=self.stain_jitter, view_blur=self.view_blur,
                                     view_jpeg=self.view_jpeg, verbose=self.verbose,
                                     views=views)
@@ -575,7 +702,7 @@ class HierarchicalFusionClassifier(NeuralNetClassifier):
 
     def get_loss(self, y_pred, y_true, X=None, training=False):
         logits = y_pred[0] if isinstance(y_pred, tuple) else y_pred
-        return self.criterion_(logits, to_tensor(y_true, device=self.device))
+        return self.criterion_(logits, to_tensor(y_true, device=self.device_))
 
     def _get_predict_nonlinearity(self):
         if isinstance(self.predict_nonlinearity, str) and self.predict_nonlinearity == "auto":
@@ -591,8 +718,13 @@ class HierarchicalFusionClassifier(NeuralNetClassifier):
         proba : ndarray of shape (n_samples, 3), rows summing to one
         """
         self.check_is_fitted()
+        nonlinearity = self._get_predict_nonlinearity()
         with self._prediction():
-            return super().predict_proba(X)
+            # device given: the scoring callbacks' cached forward_iter would default to
+            # `device`, which may be "auto".
+            probas = [to_numpy(nonlinearity(output[0] if isinstance(output, tuple) else output))
+                      for output in self.forward_iter(X, training=False, device="cpu")]
+        return np.concatenate(probas, 0)
 
     def predict(self, X):
         """The most probable class of each tile, in the form of ``classes_``."""
@@ -610,7 +742,8 @@ class HierarchicalFusionClassifier(NeuralNetClassifier):
         """
         self.check_is_fitted()
         with self._prediction():
-            gates = [to_numpy(output[1]) for output in self.forward_iter(X, training=False)]
+            gates = [to_numpy(output[1])
+                     for output in self.forward_iter(X, training=False, device="cpu")]
         return pd.DataFrame(np.concatenate(gates), columns=["image", "radiomics"], index=X.index)
 
     def predict_proba_and_gates(self, X):
@@ -635,7 +768,7 @@ class HierarchicalFusionClassifier(NeuralNetClassifier):
         nonlinearity = self._get_predict_nonlinearity()
         probas, gates = [], []
         with self._prediction():
-            for output in self.forward_iter(X, training=False):
+            for output in self.forward_iter(X, training=False, device="cpu"):
                 probas.append(to_numpy(nonlinearity(output[0])))
                 gates.append(to_numpy(output[1]))
         return (np.concatenate(probas),

@@ -1,15 +1,21 @@
+import os
 import pickle
+import sys
 import threading
 
 import numpy as np
 import pytest
+import skorch
 import torch
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
+from skorch.callbacks import Callback
 
 import hiercls
 import hiercls.estimator.classifier
 from hiercls import CLASS_NAMES, HierarchicalFusionClassifier
+from hiercls.features.radiomics.names import FEATURE_NAMES
+from hiercls.nn.fusion import class_probabilities
 from hiercls.nn.loss import FlatLoss, HierarchicalLoss
 from hiercls.estimator.splits import GroupedValidSplit
 
@@ -471,3 +477,204 @@ def test_predict_proba_and_gates_runs_the_network_once(fitted, synthetic):
     np.testing.assert_allclose(proba, expected_proba, rtol=0, atol=1e-7)
     np.testing.assert_allclose(gates.to_numpy(), expected_gates.to_numpy(), rtol=0, atol=1e-7)
     assert list(gates.columns) == ["image", "radiomics"] and gates.index.equals(X.index)
+
+
+# --- contracts: device "auto", module__ twins, criterion defaults, groups -----------------
+
+class RecordDevice(Callback):
+    """Records ``get_params()["device"]`` at every epoch and batch boundary."""
+
+    def __init__(self, seen):
+        self.seen = seen
+
+    def _record(self, net, **kwargs):
+        self.seen.append(net.get_params()["device"])
+
+    on_train_begin = on_epoch_begin = on_batch_begin = on_batch_end = on_epoch_end = _record
+
+
+def test_device_parameter_reads_auto_throughout_fit_partial_fit_and_forward_iter(synthetic):
+    X, y, groups = synthetic
+    seen = []
+    clf = tiny(callbacks=[("record_device", RecordDevice(seen))])
+    clf.fit(X, y, groups=groups)
+    n_fit = len(seen)
+    clf.partial_fit(X, y, groups=groups)
+    assert n_fit > 2 * TINY_CLASSIFIER["max_epochs"] and len(seen) > n_fit
+    during_iteration = [clf.get_params()["device"] for _ in clf.forward_iter(X)]
+    assert len(during_iteration) == 3  # 48 tiles in batches of 16
+    assert set(seen) == set(during_iteration) == {"auto"}
+    assert clf.device == "auto"
+    assert clf.device_ == ("cuda" if torch.cuda.is_available() else "cpu")
+    logits = torch.cat([out[0] for out in clf.forward_iter(X)])
+    np.testing.assert_allclose(clf.predict_proba(X), class_probabilities(logits).numpy(),
+                               rtol=0, atol=1e-7)
+
+
+class WatchedDevice(HierarchicalFusionClassifier):
+    """Records which code reads the ``device`` attribute."""
+
+    readers = []
+
+    @property
+    def device(self):
+        caller = sys._getframe(1).f_code
+        self.readers.append((caller.co_filename, caller.co_name))
+        return self.__dict__["device"]
+
+    @device.setter
+    def device(self, value):
+        self.__dict__["device"] = value
+
+
+def test_skorch_never_reads_the_device_parameter(synthetic, tmp_path):
+    # Every place skorch reads `self.device` is overridden to read `device_`; "auto" is
+    # no torch device, so any read that slipped through would also fail there.
+    X, y, groups = synthetic
+    WatchedDevice.readers.clear()
+    clf = WatchedDevice(**{**TINY_CLASSIFIER, "patience": 1})
+    clf.fit(X, y, groups=groups)
+    clf.partial_fit(X, y, groups=groups)
+    proba = clf.predict_proba(X)
+    clf.gate_weights(X)
+    clf.save_params(f_params=tmp_path / "p.pt", f_criterion=tmp_path / "c.pt",
+                    f_optimizer=tmp_path / "o.pt", f_history=tmp_path / "h.json")
+    fresh = WatchedDevice(**{**TINY_CLASSIFIER, "radiomic_columns": clf.radiomic_columns_}).initialize()
+    fresh.load_params(f_params=tmp_path / "p.pt", f_criterion=tmp_path / "c.pt",
+                      f_optimizer=tmp_path / "o.pt", f_history=tmp_path / "h.json")
+    np.testing.assert_array_equal(fresh.predict_proba(X), proba)
+    assert len(fresh.history_) == len(clf.history_)
+    restored = pickle.loads(pickle.dumps(clf))
+    np.testing.assert_array_equal(restored.predict_proba(X), proba)
+    skorch_dir = os.path.dirname(skorch.__file__)
+    # The scoring callbacks' cached forward_iter takes `device` as the default of callers
+    # that give none; the classifier's predict_proba, predict and gate_weights give one.
+    by_skorch = [reader for reader in WatchedDevice.readers if reader[0].startswith(skorch_dir)
+                 and reader[1] != "_cache_net_forward_iter"]
+    assert WatchedDevice.readers and by_skorch == []
+    assert restored.device == "auto" and restored.device_ == clf.device_
+
+
+def test_set_params_device_updates_device_(synthetic):
+    X, y, _ = synthetic
+    clf = tiny(max_epochs=1, train_split=None).fit(X, y)
+    clf.set_params(device="cpu")
+    assert clf.device == "cpu" and clf.device_ == "cpu"
+    clf.set_params(device="auto")
+    assert clf.device == "auto"
+    assert clf.device_ == ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+@pytest.mark.parametrize("twin, own", [("embed_dim", "embed_dim"), ("backbone", "backbone"),
+                                       ("stain_jitter", "stain_jitter"),
+                                       ("n_radiomic_features", "radiomic_columns"),
+                                       ("hierarchical", "hierarchical")])
+def test_module_parameters_twinning_the_classifiers_own_are_rejected(twin, own, synthetic):
+    X, y, _ = synthetic
+    value = {"embed_dim": 8, "backbone": "test_vit", "stain_jitter": 0.1,
+             "n_radiomic_features": 3, "hierarchical": False}[twin]
+    message = rf"module__{twin} conflicts with the classifier's parameter '{own}'"
+    with pytest.raises(ValueError, match=message):
+        tiny(**{f"module__{twin}": value}).fit(X, y)
+    with pytest.raises(ValueError, match=message):
+        tiny(**{f"module__{twin}": value}).initialize()
+    fitted = tiny(max_epochs=1, train_split=None).fit(X, y)
+    with pytest.raises(ValueError, match=message):
+        fitted.set_params(**{f"module__{twin}": value})
+
+
+class SubHierarchicalLoss(HierarchicalLoss):
+    pass
+
+
+class SubFlatLoss(FlatLoss):
+    pass
+
+
+def test_criterion_subclasses_get_the_class_weights_and_eta(synthetic):
+    X, y, _ = synthetic
+    keep = (y != 1).to_numpy() | (np.arange(len(y)) % 3 == 0)  # uneven classes
+    X, y = X[keep], y[keep]
+    hierarchical = tiny(criterion=SubHierarchicalLoss, eta=0.7, max_epochs=1).fit(X, y)
+    assert type(hierarchical.criterion_) is SubHierarchicalLoss
+    assert hierarchical.criterion_.eta == 0.7
+    for task in ("tumor", "viable"):
+        np.testing.assert_allclose(getattr(hierarchical.criterion_, f"{task}_weight").numpy(),
+                                   hierarchical.class_weights_[task], rtol=1e-6)
+    assert not np.allclose(hierarchical.class_weights_["tumor"], 1.0)
+    flat = tiny(criterion=SubFlatLoss, hierarchical=False, max_epochs=1).fit(X, y)
+    assert type(flat.criterion_) is SubFlatLoss
+    np.testing.assert_allclose(flat.criterion_.class_weight.numpy(), flat.class_weights_["flat"],
+                               rtol=1e-6)
+    # criterion__ parameters still win over the defaults.
+    chosen = tiny(criterion=SubHierarchicalLoss, criterion__eta=0.05, max_epochs=1).fit(X, y)
+    assert chosen.criterion_.eta == 0.05
+
+
+def test_initialize_without_fit_takes_unit_class_weights():
+    clf = tiny().initialize()
+    assert clf.class_weights_ is None
+    np.testing.assert_array_equal(clf.criterion_.tumor_weight.numpy(), [1.0, 1.0])
+    assert clf.radiomic_columns_ == list(FEATURE_NAMES)
+
+
+def test_patients_reach_a_custom_train_split_as_a_fit_parameter(synthetic):
+    X, y, groups = synthetic
+    calls = []
+
+    def split(dataset, y, groups=None):
+        calls.append(groups)
+        return GroupedValidSplit(0.25, random_state=0)(dataset, y, groups=groups)
+
+    clf = tiny(train_split=split, max_epochs=1)
+    clf.fit(X, y, groups=groups)
+    clf.partial_fit(X, y, groups=groups)
+    assert len(calls) == 2
+    for received in calls:
+        np.testing.assert_array_equal(received, groups.to_numpy())
+    # Nothing of the patients stays on the classifier after the fit.
+    assert not [name for name, value in vars(clf).items()
+                if isinstance(value, np.ndarray) and value.shape == (len(X),)]
+    tile_split = tiny(train_split=split, max_epochs=1).fit(X, y)
+    assert calls[-1] is None and tile_split.history_[-1, "valid_loss"] > 0
+
+
+def test_fit_and_partial_fit_share_one_preparation(synthetic, monkeypatch):
+    X, y, groups = synthetic
+    prepared = []
+    original = HierarchicalFusionClassifier._prepare
+
+    def spy(self, *args, **kwargs):
+        prepared.append(kwargs["fresh"])
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(HierarchicalFusionClassifier, "_prepare", spy)
+    clf = tiny(max_epochs=1).fit(X, y, groups=groups)
+    clf.partial_fit(X, y, groups=groups)
+    tiny(max_epochs=1).partial_fit(X, y, groups=groups)
+    assert prepared == [True, False, True]
+
+
+def test_load_params_maps_onto_device_for_checkpoints_and_safetensors(fitted, synthetic, tmp_path):
+    from skorch.callbacks import Checkpoint
+
+    X, y, groups = synthetic
+    checkpoint = Checkpoint(dirname=str(tmp_path / "cp"), monitor=None, f_pickle=None)
+    clf = tiny(callbacks=[("checkpoint", checkpoint)]).fit(X, y, groups=groups)
+    fresh = tiny(radiomic_columns=clf.radiomic_columns_)
+    fresh.load_params(checkpoint=checkpoint)
+    assert fresh.device == "auto"
+    np.testing.assert_array_equal(fresh.predict_proba(X), clf.predict_proba(X))
+    assert len(fresh.history_) == len(clf.history_)
+    fitted.save_params(f_params=tmp_path / "p.safetensors", use_safetensors=True)
+    other = tiny(radiomic_columns=fitted.radiomic_columns_).initialize()
+    other.load_params(f_params=tmp_path / "p.safetensors", use_safetensors=True)
+    with open(tmp_path / "p.safetensors", "rb") as handle:
+        tiny(radiomic_columns=fitted.radiomic_columns_).initialize().load_params(
+            f_params=handle, use_safetensors=True)
+    # The network is fitted's; the loss was not loaded, so compare the logits.
+    logits = torch.cat([out[0] for out in other.forward_iter(X)])
+    torch.testing.assert_close(logits, torch.cat([out[0] for out in fitted.forward_iter(X)]),
+                               rtol=0, atol=0)
+    with pytest.raises(TypeError, match="unexpected argument"):
+        other.load_params(params=tmp_path / "p.pt")
