@@ -48,7 +48,7 @@ import pandas as pd
 from sklearn.pipeline import Pipeline
 from sklearn.utils import check_random_state, check_scalar
 
-from ..data.labels import CLASS_NAMES, encode_labels
+from ..data.labels import CLASS_NAMES, check_probabilities, encode_labels
 
 __all__ = [
     "FRACTIONS",
@@ -116,31 +116,6 @@ def _check_options(fraction, tumor_threshold, error_margin):
     return tumor_threshold, error_margin
 
 
-def _check_proba(proba):
-    """Probabilities as a float array (n, 3); a DataFrame may carry the class-name columns
-    among others (like :attr:`EvaluationResult.predictions`)."""
-    if isinstance(proba, pd.DataFrame):
-        if all(name in proba.columns for name in CLASS_NAMES):
-            proba = proba[list(CLASS_NAMES)]
-        proba = proba.to_numpy()
-    try:
-        p = np.asarray(proba, dtype=float)
-    except (TypeError, ValueError):
-        raise ValueError("proba must be numeric probabilities of shape (n_samples, 3)") from None
-    if p.ndim != 2 or p.shape[1] != len(CLASS_NAMES) or p.shape[0] == 0:
-        raise ValueError(
-            f"proba must have shape (n_samples, {len(CLASS_NAMES)}) with columns "
-            f"{list(CLASS_NAMES)} in this order and at least one row; got shape {p.shape}"
-        )
-    if not np.all(np.isfinite(p)):
-        raise ValueError("proba contains NaN or infinite values; expected probabilities")
-    if p.min() < 0.0 or p.max() > 1.0 + 1e-6:
-        raise ValueError(
-            f"proba must hold probabilities in [0, 1]; got values in [{p.min():g}, {p.max():g}]"
-        )
-    return p
-
-
 def _check_member_proba(member_proba, n_tiles):
     """Each member's probabilities as a float array (n_members, n_tiles, 3)."""
     try:
@@ -152,11 +127,8 @@ def _check_member_proba(member_proba, n_tiles):
         raise ValueError(
             f"member_proba must have shape (n_members, {n_tiles}, {len(CLASS_NAMES)}): each "
             f"member's probabilities of the same tiles as proba; got shape {m.shape}")
-    if not np.all(np.isfinite(m)):
-        raise ValueError("member_proba contains NaN or infinite values; expected probabilities")
-    if m.min() < 0.0 or m.max() > 1.0 + 1e-6:
-        raise ValueError(f"member_proba must hold probabilities in [0, 1]; got values in "
-                         f"[{m.min():g}, {m.max():g}]")
+    # Each member's rows obey the rules of any probabilities.
+    check_probabilities(m.reshape(-1, m.shape[-1]), name="member_proba")
     return m
 
 
@@ -330,7 +302,7 @@ def necrosis_from_probabilities(proba, groups, *, n_bootstrap=1000, confidence=0
     None 0.679
     0.5 1.0
     """
-    p = _check_proba(proba)
+    p = check_probabilities(proba)
     codes, index = _check_groups(groups, p.shape[0])
     n_bootstrap = _check_n_bootstrap(n_bootstrap)
     confidence = _check_real(confidence, "confidence", min_val=0.0, max_val=1.0,

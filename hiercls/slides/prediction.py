@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from ..data.labels import CLASS_NAMES
+from ..data.labels import CLASS_NAMES, check_probabilities
 from ..evaluation.necrosis import GOOD_RESPONSE, MIN_TUMOR_TILES, necrosis_from_probabilities
 from ..features.resolution import MPP_COLUMN, TileResampler
 from .reading import (ResolutionMismatchWarning, _level0_mpp, _mpp_known, _name, _resolution_step,
@@ -200,6 +200,8 @@ def _check_tiles(tiles, name="tiles"):
     if not isinstance(tiles, pd.DataFrame) or any(c not in tiles.columns for c in needed):
         raise ValueError(f"{name} must be a DataFrame with the columns {needed}, as "
                          "predict_slide returns")
+    if len(tiles):  # a slide without tissue has no tiles, and no probabilities to check
+        check_probabilities(tiles, name=f"{name}'s class columns")
     return tiles
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from skimage.filters import threshold_otsu
+from sklearn.utils import check_scalar
 
 from ..data.images import read_tile
 from ..features.resolution import DEFAULT_RESOLUTION, MPP_COLUMN, resample_tile
@@ -91,11 +92,15 @@ def _name(slide):
 
 
 def _check_positive(value, name, *, integer=False):
-    kind = numbers.Integral if integer else numbers.Real
-    if (not isinstance(value, kind) or isinstance(value, bool) or not np.isfinite(value)
-            or value <= 0):
-        expected = "a positive int" if integer else "a positive number"
-        raise ValueError(f"{name} must be {expected}; got {value!r}")
+    # check_scalar takes bools for ints and NaN for reals: both are refused first.
+    if isinstance(value, bool) or (isinstance(value, numbers.Real) and not np.isfinite(value)):
+        raise ValueError(f"{name} must be {'a positive int' if integer else 'a positive number'}; "
+                         f"got {value!r}")
+    try:
+        check_scalar(value, name, numbers.Integral if integer else numbers.Real,
+                     min_val=0, include_boundaries="neither")
+    except TypeError as error:
+        raise ValueError(str(error)) from None
     return int(value) if integer else float(value)
 
 
