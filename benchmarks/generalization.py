@@ -61,7 +61,7 @@ from joblib import Parallel, delayed
 from scipy import stats
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import DATA_DIR, code_line, mean_sd, run_info, write_results  # noqa: E402
+from common import DATA_DIR, TEST_PATIENT, code_line, mean_sd, run_info, write_results  # noqa: E402
 
 import hiercls  # noqa: E402
 from hiercls.data.images import IMAGE_COLUMN, read_tile  # noqa: E402
@@ -73,7 +73,6 @@ from hiercls.evaluation.necrosis import (FewPatientsWarning,  # noqa: E402
                                          reference_necrosis)
 from hiercls.features import perturbations  # noqa: E402
 
-TEST_PATIENT = "Case-4"
 PAPER = {"accuracy": 0.86, "f1_macro": 0.86, "roc_auc_ovr": 0.96}
 TARGETS = {"A_accuracy": 0.88, "A_f1_macro": 0.88, "A_roc_auc_ovr": 0.96, "B_accuracy": 0.78,
            "B_margin_over_logreg": 0.03, "A_necrosis_error": 0.05, "A_coverage": 4,
