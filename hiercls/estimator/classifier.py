@@ -101,6 +101,11 @@ class HierarchicalFusionClassifier(NeuralNetClassifier):
         each tile's 8 symmetric views (flips and 90-degree rotations): one view drawn per
         tile and epoch in training, their mean in prediction. Epochs then cost little,
         which makes CPU training practical; use it with pretrained weights.
+    backbone_stages : int, default=1
+        How many of the backbone's feature stages its image features come from: 1 is its
+        pooled last-stage features; ``k > 1`` appends the global-average-pooled outputs of
+        the ``k - 1`` stages before the last (mid-level texture;
+        :class:`hiercls.nn.backbones.StagePooledBackbone`), frozen or trained.
     predict_views : {1, 2, 4, 8}, default=8
         With ``freeze_backbone``, how many of the 8 symmetric views are averaged in
         prediction (``predict_proba``, ``predict``, ``gate_weights``; validation during
@@ -184,7 +189,7 @@ class HierarchicalFusionClassifier(NeuralNetClassifier):
     def __init__(self, backbone="efficientnet_b0", *, pretrained=False, embed_dim=256,
                  hierarchical=True, use_image=True, use_radiomics=True, radiomic_columns="auto",
                  image_size=None, augment=True, stain_jitter=0.0, freeze_backbone=False,
-                 predict_views=8, cache="auto", eta=0.2, lr=1e-4, batch_size=16, max_epochs=10,
+                 predict_views=8, backbone_stages=1, cache="auto", eta=0.2, lr=1e-4, batch_size=16, max_epochs=10,
                  patience=5, train_split=GroupedValidSplit(0.2), device="auto", random_state=None,
                  verbose=1, module=FusionNet, criterion=HierarchicalLoss,
                  optimizer=torch.optim.AdamW, **kwargs):
@@ -205,6 +210,7 @@ class HierarchicalFusionClassifier(NeuralNetClassifier):
         self.stain_jitter = stain_jitter
         self.freeze_backbone = freeze_backbone
         self.predict_views = predict_views
+        self.backbone_stages = backbone_stages
         self.cache = cache
         self.eta = eta
         self.patience = patience
@@ -224,6 +230,7 @@ class HierarchicalFusionClassifier(NeuralNetClassifier):
 
     def __setstate__(self, state):
         requested = state["device"]
+        state.setdefault("backbone_stages", 1)  # models saved before the parameter
         state["device"] = resolve_device(requested)
         super().__setstate__(state)
         self.device = requested
@@ -272,6 +279,9 @@ class HierarchicalFusionClassifier(NeuralNetClassifier):
         if not (isinstance(self.stain_jitter, (int, float, np.number)) and 0 <= self.stain_jitter < 1):
             raise ValueError(f"stain_jitter must be a number in [0, 1); got {self.stain_jitter!r}")
         self._check_predict_views()
+        if (isinstance(self.backbone_stages, (bool, np.bool_))
+                or not isinstance(self.backbone_stages, (int, np.integer)) or self.backbone_stages < 1):
+            raise ValueError(f"backbone_stages must be an int >= 1; got {self.backbone_stages!r}")
 
     def _check_predict_views(self):
         if (isinstance(self.predict_views, (bool, np.bool_))
@@ -423,6 +433,8 @@ class HierarchicalFusionClassifier(NeuralNetClassifier):
                       hierarchical=self.hierarchical, use_image=self.use_image,
                       use_radiomics=self.use_radiomics, augment=self.augment,
                       freeze_backbone=self.freeze_backbone, stain_jitter=self.stain_jitter)
+        if self.backbone_stages != 1:  # a custom module need not know the parameter
+            params["backbone_stages"] = int(self.backbone_stages)
         params.update(self.get_params_for("module"))
         module = self.module(**params) if isinstance(self.module, type) else self.module
         self.module_ = module
@@ -518,7 +530,8 @@ class HierarchicalFusionClassifier(NeuralNetClassifier):
     def _frozen_features(self, images, options):
         cache = embedding_cache(resolve_cache_dir(self.cache), backbone=self.backbone,
                                 pretrained=self.pretrained, image_size=options["image_size"],
-                                data_config=options, stain_jitter=self.stain_jitter)
+                                data_config=options, stain_jitter=self.stain_jitter,
+                                backbone_stages=self.backbone_stages)
         views = (PREDICT_VIEW_SUBSETS[int(self.predict_views)]
                  if self.__dict__.get("_predicting_", False) else None)
         return frozen_view_features(self.module_.image_encoder.backbone, images, cache=cache,

@@ -116,11 +116,14 @@ def _content_generator(digest):
     return torch.Generator().manual_seed(int(digest[:15], 16))
 
 
-def embedding_cache(folder, *, backbone, pretrained, image_size, data_config, stain_jitter=0.0):
+def embedding_cache(folder, *, backbone, pretrained, image_size, data_config, stain_jitter=0.0,
+                    backbone_stages=1):
     """The cache of a backbone's view features, or None when its weights are not fixed.
 
     Randomly initialized weights (``pretrained=False``) differ from fit to fit, so their
     features are never cached. A weights file is named by its content, wherever it lies.
+    ``backbone_stages`` (:func:`hiercls.nn.backbones.create_backbone`'s ``stages``) is
+    part of the key only when it is not 1.
     """
     if folder is None or pretrained is False or pretrained is None:
         return None
@@ -132,4 +135,7 @@ def embedding_cache(folder, *, backbone, pretrained, image_size, data_config, st
     if stain_jitter > 0:
         # Only then, so that the caches of unjittered views stay valid.
         settings["stain_jitter"] = float(stain_jitter)
+    if int(backbone_stages) != 1:
+        # Likewise: the caches of the last stage's features alone stay valid.
+        settings["backbone_stages"] = int(backbone_stages)
     return ArrayCache(folder, "embeddings", settings)
