@@ -89,11 +89,11 @@ FEATURES = {
 #: Searched in protocol A's outer fold only: each needs the backbone's features of every
 #: tile recomputed (for each normalizer target, which the training tiles set).
 A_ONLY = {
-    "lite0-224 + Macenko": {**LITE0, "stain__method": "macenko"},
-    "lite0-224 + Reinhard": {**LITE0, "stain__method": "reinhard"},
+    "lite0-224 + 2 stages": {**LITE0, "backbone_stages": 2},
     "lite0-224 + view augmentation": {**LITE0, "stain_jitter": 0.05, "view_blur": 1.0,
                                       "view_jpeg": 60},
-    "lite0-224 + 2 stages": {**LITE0, "backbone_stages": 2},
+    "lite0-224 + Reinhard": {**LITE0, "stain__method": "reinhard"},
+    "lite0-224 + Macenko": {**LITE0, "stain__method": "macenko"},
 }
 RADIOMICS = {
     "gray, whole tile": {"radiomics__channel": "gray", "radiomics__mask": "full"},
@@ -139,8 +139,14 @@ START = {"features": "lite0-224", "radiomics": "gray, whole tile", "loss": "hier
          "validation": "tile split"}
 
 
+def quick_values(values):
+    """A smoke run's values of a lever: the first and the last (a protocol-A-only one)."""
+    items = list(values.items())
+    return dict([items[0], items[-1]])
+
+
 def candidate_name(choice):
-    return " | ".join(choice[lever] for lever in LEVERS)
+    return " / ".join(choice[lever] for lever in LEVERS)
 
 
 def candidate_params(choice):
@@ -200,6 +206,36 @@ def fit_predict(params, route, X, codes, groups, train, test, seed, keep=False):
             "model": pipe if keep else None}
 
 
+def warm_caches(X, params, say, done):
+    """Compute a candidate's radiomics and frozen view features of every tile once, here
+    with both cores, so that the parallel fits only read them (two workers would otherwise
+    compute the same features side by side)."""
+    import torch
+
+    from hiercls.features.radiomics import RadiomicsTransformer
+
+    radiomics = {k.split("__", 1)[1]: v for k, v in params.items()
+                 if k.startswith("radiomics__") and k != "radiomics__n_jobs"}
+    features = {k: v for k, v in params.items() if not k.startswith(("radiomics__", "stain__"))}
+    keys = [("radiomics", id(X), repr(sorted(radiomics.items()))),
+            ("views", id(X), repr(sorted((k, features.get(k)) for k in
+                                         ("backbone", "pretrained", "image_size", "stain_jitter",
+                                          "view_blur", "view_jpeg", "backbone_stages"))))]
+    torch.set_num_threads(2)
+    if keys[0] not in done:
+        t0 = time.perf_counter()
+        RadiomicsTransformer(n_jobs=2, **radiomics).fit_transform(X)
+        done[keys[0]] = time.perf_counter() - t0
+    if keys[1] not in done:
+        t0 = time.perf_counter()
+        pipe = hiercls.make_fusion_pipeline(**{**features, "verbose": 0})
+        classifier = pipe.named_steps["classifier"]
+        classifier.set_params(use_radiomics=False).initialize()
+        classifier.get_dataset(X[[IMAGE_COLUMN]])
+        done[keys[1]] = time.perf_counter() - t0
+        say(f"  features warm: {keys[1][2][:90]}... {done[keys[1]] / 60:.1f} min")
+
+
 def pooled_log_loss(codes, proba):
     eps = 1e-7
     p = np.clip(proba[np.arange(len(codes)), codes], eps, 1.0)
@@ -232,7 +268,7 @@ def run_search(variants, codes, groups, outers, args, say):
         for outer in outers:
             values = lever_values(lever, outer == TEST_PATIENT and "A" in args.protocol_list)
             if args.quick:
-                values = dict(list(values.items())[:2])
+                values = quick_values(values)
             for value in values:
                 candidate = {**choice[outer], lever: value}
                 name = candidate_name(candidate)
@@ -241,6 +277,7 @@ def run_search(variants, codes, groups, outers, args, say):
                 params, route = candidate_params(candidate)
                 X = variants(outer, params)
                 params_only = {k: v for k, v in params.items() if k != "stain__method"}
+                warm_caches(X, params_only, say, args.warmed)
                 for q, train, test in inner_folds(groups, outer):
                     keys.append((outer, name, q, test))
                     jobs.append(delayed(fit_predict)(params_only, route, X, codes, groups,
@@ -382,7 +419,7 @@ def lever_candidates(selection, args):
     for lever in LEVERS:
         values = lever_values(lever, True)
         if args.quick:
-            values = dict(list(values.items())[:2])
+            values = quick_values(values)
         for value in values:
             if value != chosen[lever]:
                 choice = {**chosen, lever: value}
@@ -460,7 +497,8 @@ def robustness(models, X, variants, params, codes, groups, folder, say, label):
     """
     test = groups == TEST_PATIENT
     clean_tiles = variants(TEST_PATIENT, params)[test]
-    clean = [score(codes[test], m.predict_proba(clean_tiles))["accuracy"] for m in models]
+    clean_proba = [m.predict_proba(clean_tiles) for m in models]
+    clean = [score(codes[test], p)["accuracy"] for p in clean_proba]
     out = []
     for name, perturb in PERTURBATIONS.items():
         t0 = time.perf_counter()
@@ -471,8 +509,11 @@ def robustness(models, X, variants, params, codes, groups, folder, say, label):
         if normalizer is not None:
             tiles = normalizer.transform(tiles)
         tiles = write_tiles(tiles, Path(folder) / f"perturbed-{label}-{len(out)}".replace(" ", "_"))
-        accuracy = [score(codes[test], m.predict_proba(tiles))["accuracy"] for m in models]
+        proba = [m.predict_proba(tiles) for m in models]
+        accuracy = [score(codes[test], p)["accuracy"] for p in proba]
+        change = float(np.mean([np.abs(p - c).mean() for p, c in zip(proba, clean_proba)]))
         out.append({"perturbation": name, "model": label, "accuracy": float(np.mean(accuracy)),
+                    "mean_abs_probability_change": change,
                     "clean_accuracy": float(np.mean(clean)), "per_seed": accuracy,
                     "clean_per_seed": clean, "wall_s": time.perf_counter() - t0})
         say(f"robustness [{label}] {name}: {np.mean(accuracy):.3f} (clean {np.mean(clean):.3f})")
@@ -557,6 +598,7 @@ def main(argv=None):
     if args.quick:
         args.subsample, args.seeds = args.subsample or 8, 2
     args.protocol_list = [p.strip() for p in args.protocols.split(",")]
+    args.warmed = {}  # what warm_caches computed, and its seconds
     say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, flush=True))
     info = run_info()
     started = time.perf_counter()
@@ -632,7 +674,8 @@ def main(argv=None):
                "robustness": robust, "levers": levers, "paper": PAPER, "targets": TARGETS,
                "wall_s": {"total": total, "inner_search": inner_s, "outer_refits": outer_s,
                           "levers": locals().get("lever_s"), "robustness": locals().get("robust_s")},
-               "settings": {k: str(v) for k, v in vars(args).items()}}
+               "warm_s": {" ".join(map(str, (k[0], k[2]))): v for k, v in args.warmed.items()},
+               "settings": {k: str(v) for k, v in vars(args).items() if k != "warmed"}}
     text = markdown(payload)
     write_results("generalization", payload, text, args.out)
     print(text)
@@ -654,8 +697,8 @@ def markdown(payload):
              "Every choice below was made by the inner leave-one-patient-out over the outer "
              "fold's training patients (pooled out-of-fold log-loss); the test patient was "
              "seen once, by the refit models.", ""]
-    lines += ["## Chosen per outer fold", "", "| outer test patient | chosen (features | radiomics "
-              "| loss | validation) | inner log-loss | necrosis estimator | error margin | "
+    lines += ["## Chosen per outer fold", "", "| outer test patient | chosen (features / radiomics "
+              "/ loss / validation) | inner log-loss | necrosis estimator | error margin | "
               "temperature |", "|---|---|---|---|---|---|"]
     for outer, sel in payload["selection"].items():
         lines.append(f"| {outer} | {sel['chosen']} | {sel['inner_log_loss'][sel['chosen']]:.3f} | "
