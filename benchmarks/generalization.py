@@ -197,7 +197,8 @@ def fit_predict(params, route, X, codes, groups, train, test, seed, keep=False):
 
     torch.set_num_threads(1)
     t0 = time.perf_counter()
-    pipe = hiercls.make_fusion_pipeline(**params, random_state=seed)
+    # preset="none": a candidate names every setting it has.
+    pipe = hiercls.make_fusion_pipeline(preset="none", **params, random_state=seed)
     fit_params = {"classifier__groups": groups[train]} if route else {}
     pipe.fit(X[train], codes[train], **fit_params)
     proba = pipe.predict_proba(X[test])
@@ -228,7 +229,7 @@ def warm_caches(X, params, say, done):
         done[keys[0]] = time.perf_counter() - t0
     if keys[1] not in done:
         t0 = time.perf_counter()
-        pipe = hiercls.make_fusion_pipeline(**{**features, "verbose": 0})
+        pipe = hiercls.make_fusion_pipeline(preset="none", **{**features, "verbose": 0})
         classifier = pipe.named_steps["classifier"]
         classifier.set_params(use_radiomics=False).initialize()
         classifier.get_dataset(X[[IMAGE_COLUMN]])

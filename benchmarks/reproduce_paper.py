@@ -104,7 +104,7 @@ def radiomics_mask(args):
 def fusion_pipeline(args, config, seed):
     pretrained = False if args.pretrained.lower() == "none" else args.pretrained
     return hiercls.make_fusion_pipeline(
-        backbone=args.backbone, pretrained=pretrained, freeze_backbone=not args.full_finetune,
+        preset="none", backbone=args.backbone, pretrained=pretrained, freeze_backbone=not args.full_finetune,
         hierarchical=config["hierarchical"], use_radiomics=config["radiomics"],
         image_size=args.image_size, embed_dim=args.embed_dim, max_epochs=args.max_epochs,
         patience=args.patience, lr=args.lr, stain_jitter=args.stain_jitter,

@@ -30,9 +30,11 @@ from common import DATA_DIR, REPO, code_line, git, run_info, write_results  # no
 
 # Runs inside the checkout under test, so it may use only names both sides export.
 PROBE = r"""
-import json, sys
+import inspect, json, sys
 import numpy as np
 from hiercls import make_fusion_pipeline
+# Commits with presets: none, so that both sides build exactly the configurations below.
+preset = {"preset": "none"} if "preset" in inspect.signature(make_fusion_pipeline).parameters else {}
 from hiercls.datasets import load_osteosarcoma_ut, subsample_per_patient
 X, y, groups = load_osteosarcoma_ut(sys.argv[1])
 keep = subsample_per_patient(groups, y, int(sys.argv[2]), random_state=0)
@@ -46,7 +48,7 @@ configs = {
 }
 out = {}
 for name, params in configs.items():
-    pipe = make_fusion_pipeline(random_state=0, verbose=0, **params)
+    pipe = make_fusion_pipeline(random_state=0, verbose=0, **preset, **params)
     pipe.fit(X, y)
     out[name] = pipe.predict_proba(X).tolist()
 json.dump(out, open(sys.argv[3], "w"))

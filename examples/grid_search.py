@@ -62,7 +62,10 @@ def main(argv=None):
     started = time.perf_counter()
     X, y, groups = load(args)
 
+    # preset="none": this script sets its own model (small, for tiles it generates or
+    # subsamples); the default preset is the configuration benchmarks/generalization.py chose.
     pipe = hiercls.make_fusion_pipeline(
+        preset="none",
         backbone=args.backbone, image_size=args.image_size, embed_dim=16 if args.quick else 64,
         max_epochs=args.max_epochs, random_state=args.seed, verbose=0,
         radiomics__backend="fast",

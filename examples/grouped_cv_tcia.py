@@ -98,7 +98,10 @@ def main(argv=None):
 
     pretrained = pretrained_weights(args)
     frozen = not args.full_finetune and pretrained is not False
+    # preset="none": this script sets its own model (small, for tiles it generates or
+    # subsamples); the default preset is the configuration benchmarks/generalization.py chose.
     pipe = hiercls.make_fusion_pipeline(
+        preset="none",
         backbone=args.backbone, pretrained=pretrained, freeze_backbone=frozen,
         image_size=args.image_size, embed_dim=16 if args.quick else 256,
         max_epochs=args.max_epochs, patience=None if args.quick else 8, lr=args.lr,

@@ -55,7 +55,7 @@ def test_grouped_grid_search_under_dask_backend_matches_local(client, tiles):
     import torch
 
     X, y, groups = tiles
-    pipeline = make_fusion_pipeline(**TINY_CLASSIFIER, radiomics__mask="full",
+    pipeline = make_fusion_pipeline(preset="none", **TINY_CLASSIFIER, radiomics__mask="full",
                                     radiomics__cache=None)
     grid = {"classifier__lr": [1e-3, 3e-2]}
 

@@ -39,9 +39,9 @@ def test_user_guide_builds_strict_and_offline(tmp_path):
     assert result.returncode == 0, f"mkdocs build --strict failed:\n{result.stderr[-4000:]}"
     pages = list(site.rglob("*.html"))
     assert (site / "index.html").is_file()
-    assert (site / "api" / "classifier" / "index.html").is_file()
+    assert (site / "api" / "estimator" / "index.html").is_file()
     # The API reference was generated from the docstrings, not left as ':::' directives.
-    api = (site / "api" / "classifier" / "index.html").read_text(encoding="utf-8")
+    api = (site / "api" / "estimator" / "index.html").read_text(encoding="utf-8")
     assert "HierarchicalFusionClassifier" in api and "::: hiercls" not in api
     # Nothing in the built site pulls code or styles from a CDN.
     assert not [p for p in pages if "cdnjs.cloudflare.com" in p.read_text(encoding="utf-8")]

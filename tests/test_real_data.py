@@ -17,7 +17,7 @@ def real_tiles(real_data_dir):
 
 
 def tiny_pipeline():
-    return hiercls.make_fusion_pipeline(**TINY_CLASSIFIER, radiomics__mask="full",
+    return hiercls.make_fusion_pipeline(preset="none", **TINY_CLASSIFIER, radiomics__mask="full",
                                         radiomics__backend="fast")
 
 

@@ -48,7 +48,7 @@ def run_demo(args):
     X, y, groups = make_synthetic_tiles(
         n_tiles=args.n_tiles, n_patients=args.n_patients, size=args.size, random_state=args.seed)
     pipeline = make_fusion_pipeline(
-        backbone=args.backbone, pretrained=False, image_size=args.size, embed_dim=64,
+        preset="none", backbone=args.backbone, pretrained=False, image_size=args.size, embed_dim=64,
         max_epochs=args.max_epochs, lr=args.lr, random_state=args.seed, verbose=0,
         radiomics__cache=None, radiomics__n_jobs=args.n_jobs, radiomics__mask="tissue",
     )
@@ -127,6 +127,7 @@ def _check_model_options(args):
     """The backbone and its weights, checked by the rules of hiercls.nn.backbones."""
     from ..nn.backbones import OFFLINE_SOURCES, check_backbone_name, check_pretrained
 
+    resolve_preset(args)
     if not args.radiomics_only:
         try:
             check_backbone_name(args.backbone)
@@ -144,7 +145,7 @@ def _check_model_options(args):
                                f"timm, {', '.join(OFFLINE_SOURCES)} or a state-dict file") from None
         except ValueError as error:
             raise CommandError(f"--pretrained {weights!r}: {_one_line(error)}") from None
-    if args.patience < 0:
+    if args.patience is not None and args.patience < 0:
         raise CommandError(f"--patience must be >= 0; got {args.patience}")
 
 
@@ -162,27 +163,65 @@ def _radiomics_params(args, verbose):
                 verbose=verbose)
 
 
+#: Model options of fit and evaluate -> the classifier parameter each sets.
+_MODEL_OPTIONS = {"backbone": "backbone", "pretrained": "pretrained", "image_size": "image_size",
+                  "embed_dim": "embed_dim", "max_epochs": "max_epochs",
+                  "batch_size": "batch_size", "lr": "lr", "freeze_backbone": "freeze_backbone",
+                  "augment": "augment", "stain_jitter": "stain_jitter"}
+
+
+def resolve_preset(args):
+    """Fill every model option left unset (None) with the ``--preset``'s value, in place.
+
+    After it, ``args`` names the whole model (what the messages and run.json report), and
+    ``args.validation`` is ``"tiles"``, ``"patients"`` or None (no early stopping).
+    """
+    from ..estimator.pipeline import make_fusion_pipeline
+    from ..estimator.splits import GroupedValidSplit
+
+    args.preset = getattr(args, "preset", None) or "hiercls"
+    preset = make_fusion_pipeline(preset=args.preset)
+    classifier, radiomics = preset.named_steps["classifier"], preset.named_steps["radiomics"]
+    for option, param in _MODEL_OPTIONS.items():
+        if getattr(args, option, None) is None:
+            setattr(args, option, classifier.get_params()[param])
+    if getattr(args, "flat", None) is None:
+        args.flat = not classifier.hierarchical
+    for option in ("channel", "mask"):
+        if getattr(args, option, None) is None:
+            setattr(args, option, radiomics.get_params()[option])
+    split = classifier.train_split
+    args.validation = getattr(args, "validation", None)
+    if getattr(args, "patience", None) is None:
+        args.patience = 0 if split is None or classifier.patience is None else classifier.patience
+    if args.validation is None and args.patience:
+        tiles = isinstance(split, GroupedValidSplit) and split.by == "tiles"
+        args.validation = "tiles" if tiles else "patients"
+    if not args.patience:
+        args.validation = None
+    return args
+
+
 def _make_pipeline(args, *, verbose, radiomics_verbose):
     from ..estimator.pipeline import make_fusion_pipeline
+    from ..estimator.splits import GroupedValidSplit
 
+    resolve_preset(args)
     pretrained = args.pretrained
     if isinstance(pretrained, str) and Path(pretrained).expanduser().is_file():
         pretrained = str(Path(pretrained).expanduser().resolve())
-    params = dict(
-        backbone=args.backbone, pretrained=pretrained, image_size=args.image_size,
-        embed_dim=args.embed_dim, max_epochs=args.max_epochs, batch_size=args.batch_size,
-        lr=args.lr, patience=args.patience or None, freeze_backbone=args.freeze_backbone,
-        augment=args.augment, stain_jitter=args.stain_jitter, hierarchical=not args.flat,
-        use_image=not args.radiomics_only,
-        use_radiomics=not args.image_only, device=args.device,
-        cache=_cache_param(args.cache),
-        random_state=args.seed, verbose=verbose,
-    )
-    if not args.patience:
-        params["train_split"] = None
+    params = {param: getattr(args, option) for option, param in _MODEL_OPTIONS.items()}
+    params.update(
+        pretrained=pretrained, patience=args.patience or None, hierarchical=not args.flat,
+        use_image=not args.radiomics_only, use_radiomics=not args.image_only,
+        device=args.device, cache=_cache_param(args.cache), random_state=args.seed,
+        verbose=verbose)
+    # The split holds out whole patients only when asked to: fit always passes them.
+    params["train_split"] = (None if not args.patience else GroupedValidSplit(
+        0.2, by="tiles" if args.validation == "tiles" else "groups"))
     params.update({f"radiomics__{k}": v for k, v in _radiomics_params(args, radiomics_verbose).items()})
     params["resolution__mpp"] = args.mpp
-    return make_fusion_pipeline(**params)
+    return make_fusion_pipeline(preset=args.preset, **params)
 
 
 def _describe(y, groups):
@@ -347,8 +386,10 @@ def run_evaluate(args):
     started = time.perf_counter()
     # Radiomics need no fitting: computed once for all tiles, then each fold fits the
     # scaler and the classifier (the same models as fitting the whole pipeline per fold).
-    # (Tiles declare no mpp here, so the resolution step passes them through.)
-    prepare = pipeline[:list(pipeline.named_steps).index("radiomics") + 1]
+    # (Tiles declare no mpp here, so the resolution step passes them through.) A stain
+    # normalizer learns from its training tiles: with one, every fold fits all steps.
+    last = "resolution" if pipeline.named_steps["stain"].method is not None else "radiomics"
+    prepare = pipeline[:list(pipeline.named_steps).index(last) + 1]
     features = prepare.fit_transform(X[["image"]])
     with warnings.catch_warnings():
         # Patients lack classes, so some figures are undefined on a fold: n/a in the table.

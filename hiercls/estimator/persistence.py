@@ -545,7 +545,8 @@ def load_model(path, *, device=None):
             # A cache folder is the saving machine's: a shared file must not write there.
             if params.get(name) not in (None, False, "auto"):
                 params[name] = "auto"
-        pipeline = make_fusion_pipeline(**params)
+        # A saved model is rebuilt from its own parameters, never a preset's.
+        pipeline = make_fusion_pipeline(preset="none", **params)
         _restore_resolution(pipeline.named_steps["resolution"], resolution)
         _restore_stain(pipeline.named_steps["stain"], stain, resolution)
         _restore_radiomics(pipeline.named_steps["radiomics"], radiomics)

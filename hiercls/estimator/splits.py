@@ -12,9 +12,9 @@ class GroupedValidSplit:
     """Hold out a fraction of the training data for validation (early stopping).
 
     A skorch ``train_split``: called with the dataset, the labels and, when the fit got
-    them, the groups. With at least two groups the held-out part is whole groups
-    (:class:`~sklearn.model_selection.GroupShuffleSplit`), so no patient is on both sides;
-    otherwise it is a stratified random split of tiles.
+    them, the groups. With ``by="groups"`` and at least two groups the held-out part is
+    whole groups (:class:`~sklearn.model_selection.GroupShuffleSplit`), so no patient is on
+    both sides; otherwise it is a stratified random split of tiles.
 
     Parameters
     ----------
@@ -23,6 +23,11 @@ class GroupedValidSplit:
     random_state : int or None, default=None
         Seed of the split; the classifier supplies its own ``random_state`` when this is
         None.
+    by : {"groups", "tiles"}, default="groups"
+        ``"groups"`` holds out whole groups whenever the fit got them; ``"tiles"`` draws a
+        stratified split of tiles whatever groups are given. With three training patients,
+        holding one out for validation takes a third of the data and most of a class with
+        it (``benchmarks/generalization.py`` measures both).
 
     Notes
     -----
@@ -43,12 +48,15 @@ class GroupedValidSplit:
     (1, set())
     """
 
-    def __init__(self, fraction=0.2, random_state=None):
+    def __init__(self, fraction=0.2, random_state=None, by="groups"):
         self.fraction = fraction
         self.random_state = random_state
+        self.by = by
 
     def __repr__(self):
-        return f"GroupedValidSplit(fraction={self.fraction!r}, random_state={self.random_state!r})"
+        by = "" if self.by == "groups" else f", by={self.by!r}"
+        return (f"GroupedValidSplit(fraction={self.fraction!r}, "
+                f"random_state={self.random_state!r}{by})")
 
     def get_metadata_routing(self):
         """Metadata routing: the split consumes ``groups``, like scikit-learn's group splitters."""
@@ -64,6 +72,10 @@ class GroupedValidSplit:
         """(train indices, validation indices)."""
         if not 0.0 < self.fraction < 1.0:
             raise ValueError(f"fraction must lie in (0, 1); got {self.fraction!r}")
+        if self.by not in ("groups", "tiles"):
+            raise ValueError(f"by must be 'groups' or 'tiles'; got {self.by!r}")
+        if self.by == "tiles":
+            groups = None
         seed = self.random_state if self.random_state is not None else random_state
         y = np.asarray(y)
         index = np.arange(len(y))

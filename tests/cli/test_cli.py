@@ -22,8 +22,8 @@ from hiercls.features.radiomics import FEATURE_NAMES
 REPO = Path(__file__).resolve().parents[2]
 
 #: TINY_CLASSIFIER as options: a model that trains in seconds.
-TINY = ["--backbone", "test_efficientnet", "--image-size", "32", "--embed-dim", "16",
-        "--max-epochs", "1", "--patience", "0"]
+TINY = ["--preset", "none", "--backbone", "test_efficientnet", "--image-size", "32",
+        "--embed-dim", "16", "--max-epochs", "1", "--patience", "0"]
 #: The fast radiomics of the whole tile.
 FAST = ["--backend", "fast", "--mask", "full"]
 

@@ -28,7 +28,7 @@ def fitted():
 
     X, y, groups = make_synthetic_tiles(n_tiles=24, n_patients=3, size=32, random_state=0)
     params = {**TINY_CLASSIFIER, "max_epochs": 1, "patience": 1}
-    pipe = make_fusion_pipeline(**params, radiomics__mask="full", radiomics__cache=None)
+    pipe = make_fusion_pipeline(preset="none", **params, radiomics__mask="full", radiomics__cache=None)
     pipe.fit(X, y, classifier__groups=groups)
     return pipe, X
 
@@ -127,7 +127,7 @@ def test_saving_a_parameter_outside_the_allow_list_names_it(fitted, tmp_path):
 
 def test_saving_needs_a_fitted_pipeline_and_the_suffix(tmp_path, fitted):
     with pytest.raises(NotFittedError):
-        save_model(make_fusion_pipeline(**TINY_CLASSIFIER), tmp_path / "model.hiercls")
+        save_model(make_fusion_pipeline(preset="none", **TINY_CLASSIFIER), tmp_path / "model.hiercls")
     with pytest.raises(ValueError, match=r"\.hiercls"):
         save_model(fitted[0], tmp_path / "model.zip")
 
@@ -256,7 +256,7 @@ def test_cli_fit_writes_and_predict_reads_the_safe_file(tmp_path, capsys):
     csv = tmp_path / "tiles.csv"
     pd.DataFrame(rows).to_csv(csv, index=False)
     model = tmp_path / "model.hiercls"
-    tiny = ["--backbone", "test_efficientnet", "--image-size", "32", "--embed-dim", "8",
+    tiny = ["--preset", "none", "--backbone", "test_efficientnet", "--image-size", "32", "--embed-dim", "8",
             "--max-epochs", "1", "--patience", "0", "--backend", "fast", "--mask", "full",
             "--cache", "none", "--quiet"]
     assert main(["fit", str(csv), "--model", str(model), *tiny]) == 0
@@ -286,7 +286,7 @@ def test_round_trip_of_the_flat_model_with_a_scheduler_and_two_regions(tmp_path)
 
     X, y, _ = make_synthetic_tiles(n_tiles=12, n_patients=2, size=32, random_state=1)
     names = np.asarray(hiercls.CLASS_NAMES, dtype=object)[np.asarray(y)]
-    pipe = make_fusion_pipeline(
+    pipe = make_fusion_pipeline(preset="none",
         **{**TINY_CLASSIFIER, "max_epochs": 1}, hierarchical=False, train_split=None,
         callbacks=[("decay", LRScheduler(policy=torch.optim.lr_scheduler.StepLR, step_size=1)),
                    ("clip", GradientNormClipping(1.0)),
@@ -311,7 +311,7 @@ def test_round_trip_of_a_frozen_head_convolution_backbone(tmp_path):
     from hiercls.data.datasets import make_synthetic_tiles
 
     X, y, _ = make_synthetic_tiles(n_tiles=8, n_patients=2, size=32, random_state=2)
-    pipe = make_fusion_pipeline(
+    pipe = make_fusion_pipeline(preset="none",
         **{**TINY_CLASSIFIER, "max_epochs": 1, "batch_size": 4,
            "backbone": "mobilenetv3_small_050"}, freeze_backbone=True, train_split=None, cache=None,
         radiomics__mask="full", radiomics__cache=None).fit(X, y)
@@ -392,7 +392,7 @@ def test_a_damaged_stain_entry_is_refused(tmp_path, entry, value, message):
     from hiercls.data.datasets import make_synthetic_tiles
 
     X, y, _ = make_synthetic_tiles(n_tiles=12, n_patients=2, size=32, random_state=0)
-    pipe = make_fusion_pipeline(**{**TINY_CLASSIFIER, "max_epochs": 1}, radiomics__mask="full",
+    pipe = make_fusion_pipeline(preset="none", **{**TINY_CLASSIFIER, "max_epochs": 1}, radiomics__mask="full",
                                 radiomics__cache=None, stain__method="reinhard").fit(X, y)
     path = tmp_path / "stained.hiercls"
     save_model(pipe, path)

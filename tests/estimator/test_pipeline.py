@@ -19,7 +19,7 @@ def tiles():
 
 
 def tiny_pipeline(**params):
-    return hiercls.make_fusion_pipeline(**{**TINY_CLASSIFIER, "radiomics__mask": "full", **params})
+    return hiercls.make_fusion_pipeline(preset="none", **{**TINY_CLASSIFIER, "radiomics__mask": "full", **params})
 
 
 def test_pipeline_has_the_five_named_steps_and_routes_parameters():

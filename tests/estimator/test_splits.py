@@ -107,3 +107,21 @@ def test_it_requests_groups_for_split_through_metadata_routing():
 def test_repr_shows_its_parameters():
     assert repr(GroupedValidSplit(0.3, random_state=2)) == \
         "GroupedValidSplit(fraction=0.3, random_state=2)"
+
+
+def test_by_tiles_draws_tiles_even_when_groups_are_given():
+    y = np.tile([0, 1, 2], 20)
+    patients = np.repeat(list("abcde"), 12)
+    train, valid = GroupedValidSplit(0.2, random_state=0, by="tiles").split_indices(y, patients)
+    # A stratified tile split: every class in the validation part, patients on both sides.
+    assert set(y[valid]) == {0, 1, 2}
+    assert set(patients[train]) & set(patients[valid])
+    grouped_train, grouped_valid = GroupedValidSplit(0.2, random_state=0).split_indices(y, patients)
+    assert not set(patients[grouped_train]) & set(patients[grouped_valid])
+
+
+def test_by_must_be_groups_or_tiles():
+    with pytest.raises(ValueError, match="by must be 'groups' or 'tiles'"):
+        GroupedValidSplit(0.2, by="patients").split_indices(np.zeros(10))
+    assert "by='tiles'" in repr(GroupedValidSplit(by="tiles"))
+    assert "by=" not in repr(GroupedValidSplit())

@@ -25,7 +25,7 @@ def evaluated(tmp_path_factory):
     """One leave-one-patient-out run of the fusion pipeline, with every call of the
     radiomics transform recorded (the index of the tiles it got)."""
     X, y, groups = make_synthetic_tiles(n_tiles=36, n_patients=3, size=32, random_state=0)
-    pipeline = make_fusion_pipeline(**(TINY_CLASSIFIER | {"max_epochs": 1}),
+    pipeline = make_fusion_pipeline(preset="none", **(TINY_CLASSIFIER | {"max_epochs": 1}),
                                     radiomics__mask="full", radiomics__backend="fast")
     calls = []
     transform = RadiomicsTransformer.transform

@@ -436,7 +436,7 @@ def test_report_on_real_tiles(real_data_dir):
 
     backend = "fast" if "fast" in getattr(transformer, "BACKENDS", ()) else "pyradiomics"
     X, y, groups = load_osteosarcoma_ut(real_data_dir, subsample=8, random_state=0)
-    pipeline = make_fusion_pipeline(**(TINY_CLASSIFIER | {"max_epochs": 1}),
+    pipeline = make_fusion_pipeline(preset="none", **(TINY_CLASSIFIER | {"max_epochs": 1}),
                                     radiomics__mask="full", radiomics__backend=backend)
     pipeline.fit(X, y, classifier__groups=groups)
     table = necrosis_report(pipeline, X, groups, y=y, n_bootstrap=200)

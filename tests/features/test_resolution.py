@@ -100,7 +100,7 @@ def test_radiomics_uses_declared_mpp_as_spacing():
 def test_four_step_pipeline_predicts_bit_identically_to_the_three_step_one(tiles):
     X, y, _ = tiles
     params = {**TINY_CLASSIFIER, "max_epochs": 1}
-    new = hiercls.make_fusion_pipeline(**params, radiomics__mask="full", radiomics__cache=None)
+    new = hiercls.make_fusion_pipeline(preset="none", **params, radiomics__mask="full", radiomics__cache=None)
     old = Pipeline([("radiomics", RadiomicsTransformer(mask="full", cache=None)),
                     ("scale", make_radiomics_scaler()),
                     ("classifier", HierarchicalFusionClassifier(**params))])
@@ -115,7 +115,7 @@ def test_four_step_pipeline_predicts_bit_identically_to_the_three_step_one(tiles
 
 def test_declared_twice_resolution_is_resampled_to_the_training_one(tiles):
     X, y, _ = tiles
-    pipe = hiercls.make_fusion_pipeline(**{**TINY_CLASSIFIER, "max_epochs": 1},
+    pipe = hiercls.make_fusion_pipeline(preset="none", **{**TINY_CLASSIFIER, "max_epochs": 1},
                                         radiomics__mask="full", radiomics__cache=None)
     pipe.fit(X.assign(mpp=2.0), y)
     big = X.assign(image=[np.kron(t, np.ones((2, 2, 1), dtype=np.uint8)) for t in X["image"]],
@@ -138,7 +138,7 @@ def test_declared_twice_resolution_is_resampled_to_the_training_one(tiles):
 
 def test_resolution_step_survives_save_and_load(tiles, tmp_path):
     X, y, _ = tiles
-    pipe = hiercls.make_fusion_pipeline(**{**TINY_CLASSIFIER, "max_epochs": 1},
+    pipe = hiercls.make_fusion_pipeline(preset="none", **{**TINY_CLASSIFIER, "max_epochs": 1},
                                         radiomics__mask="full", radiomics__cache=None,
                                         resolution__mpp=0.5)
     pipe.fit(X, y)
@@ -161,7 +161,7 @@ def test_real_tiles_at_twice_the_resolution_declared_agree(real_data_dir):
 
     X, y, _ = load_osteosarcoma_ut(real_data_dir, subsample=6, random_state=0)
     X = X[["image"]]
-    pipe = hiercls.make_fusion_pipeline(**{**TINY_CLASSIFIER, "image_size": 64, "max_epochs": 3},
+    pipe = hiercls.make_fusion_pipeline(preset="none", **{**TINY_CLASSIFIER, "image_size": 64, "max_epochs": 3},
                                         radiomics__mask="tissue", radiomics__cache=None).fit(X, y)
     assert model_resolution(pipe) == (2.0, 512)
     big = pd.DataFrame({"image": [np.asarray(Image.fromarray(read_tile(t)).resize(

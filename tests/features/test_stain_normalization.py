@@ -198,7 +198,7 @@ def synthetic():
 
 
 def tiny(**params):
-    return hiercls.make_fusion_pipeline(**{**TINY_CLASSIFIER, "max_epochs": 1},
+    return hiercls.make_fusion_pipeline(preset="none", **{**TINY_CLASSIFIER, "max_epochs": 1},
                                         radiomics__mask="full", radiomics__cache=None, **params)
 
 

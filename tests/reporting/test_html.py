@@ -163,7 +163,7 @@ def test_report_from_cross_validation(tmp_path):
 
     backend = "fast" if "fast" in getattr(transformer, "BACKENDS", ()) else "pyradiomics"
     X, y, groups = make_synthetic_tiles(n_tiles=36, n_patients=3, size=32)
-    pipeline = make_fusion_pipeline(**(TINY_CLASSIFIER | {"max_epochs": 1}),
+    pipeline = make_fusion_pipeline(preset="none", **(TINY_CLASSIFIER | {"max_epochs": 1}),
                                     radiomics__mask="full", radiomics__backend=backend)
     result = cross_validate_by_patient(pipeline, X, y, groups, verbose=0)
     assert "task_weight_tumor" in result.histories[0][0]  # what the training figure plots

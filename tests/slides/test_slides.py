@@ -65,7 +65,7 @@ def source():
 @pytest.fixture(scope="module")
 def pipeline(source):
     X, y = source
-    return make_fusion_pipeline(**TINY_CLASSIFIER, radiomics__mask="full",
+    return make_fusion_pipeline(preset="none", **TINY_CLASSIFIER, radiomics__mask="full",
                                 radiomics__cache=None).fit(X[["image"]], y)
 
 
@@ -75,7 +75,7 @@ def declared_pipeline(source):
     X, y = source
     X = X[["image"]].copy()
     X.attrs["mpp"] = MPP
-    return make_fusion_pipeline(**TINY_CLASSIFIER, radiomics__mask="full",
+    return make_fusion_pipeline(preset="none", **TINY_CLASSIFIER, radiomics__mask="full",
                                 radiomics__cache=None).fit(X, y)
 
 

@@ -1,0 +1,44 @@
+"""The named settings :func:`~hiercls.estimator.pipeline.make_fusion_pipeline` starts from."""
+
+#: The presets, by name (a tuple of plain strings, so that the command line can list them
+#: without loading torch).
+PRESET_NAMES = ("hiercls", "paper", "none")
+
+
+def preset_params(name):
+    """The keyword arguments of :func:`~hiercls.make_fusion_pipeline` a preset stands for.
+
+    Parameters
+    ----------
+    name : {"hiercls", "paper", "none"}
+
+    Returns
+    -------
+    params : dict
+        A fresh dict (its objects are new on every call, as estimator parameters must be).
+
+    Examples
+    --------
+    >>> from hiercls.estimator.presets import preset_params
+    >>> preset_params("paper")["backbone"]
+    'inception_v3'
+    >>> preset_params("none")
+    {}
+    """
+    if not isinstance(name, str) or name not in PRESET_NAMES:
+        raise ValueError(f"preset must be one of {list(PRESET_NAMES)}; got {name!r}")
+    return {
+        # What the nested protocol of benchmarks/generalization.py chose for protocol A,
+        # every choice made by an inner leave-one-patient-out over the training patients
+        # (the test patient never seen): benchmarks/results/generalization.json,
+        # "headline_params". tests/estimator/test_presets.py checks that the two agree.
+        "hiercls": {},
+        # The paper's own setting: an ImageNet InceptionV3 fine-tuned whole at 299 px (its
+        # weights from the timm hub; offline, pass pretrained= a local state dict), the
+        # hierarchical loss and the 29 gray whole-tile radiomics.
+        "paper": {"backbone": "inception_v3", "pretrained": True, "freeze_backbone": False,
+                  "image_size": 299, "hierarchical": True, "lr": 1e-4, "max_epochs": 10,
+                  "radiomics__channel": "gray", "radiomics__mask": "full"},
+        # Nothing preset: the steps' and the classifier's own defaults.
+        "none": {},
+    }[name]

@@ -1,0 +1,85 @@
+"""The presets of make_fusion_pipeline and of the command line."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from hiercls import make_fusion_pipeline
+from hiercls.cli.commands import resolve_preset
+from hiercls.cli.parser import build_parser
+from hiercls.estimator.presets import PRESET_NAMES, preset_params
+from hiercls.estimator.splits import GroupedValidSplit
+
+RESULTS = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "generalization.json"
+
+
+def test_every_preset_builds_a_pipeline_and_arguments_override_it():
+    for name in PRESET_NAMES:
+        pipe = make_fusion_pipeline(preset=name)
+        for key, value in preset_params(name).items():
+            step, _, param = key.rpartition("__")
+            owner = pipe.named_steps[step or "classifier"]
+            got = owner.get_params()[param]
+            assert repr(got) == repr(value), (name, key)
+    pipe = make_fusion_pipeline(preset="paper", backbone="resnet18", radiomics__mask="tissue")
+    assert pipe.named_steps["classifier"].backbone == "resnet18"
+    assert pipe.named_steps["radiomics"].mask == "tissue"
+    assert pipe.named_steps["classifier"].image_size == 299  # the rest stays the preset's
+
+
+def test_none_is_the_classifiers_own_defaults_and_a_bad_name_is_refused():
+    from hiercls import HierarchicalFusionClassifier
+
+    ours = make_fusion_pipeline(preset="none").named_steps["classifier"].get_params(deep=False)
+    theirs = HierarchicalFusionClassifier().get_params(deep=False)
+    assert {k: repr(v) for k, v in ours.items()} == {k: repr(v) for k, v in theirs.items()}
+    with pytest.raises(ValueError, match=r"preset must be one of \['hiercls', 'paper', 'none'\]"):
+        make_fusion_pipeline(preset="best")
+
+
+def test_the_default_preset_is_what_the_nested_protocol_chose():
+    """The code's default and the results file's headline never drift apart."""
+    payload = json.loads(RESULTS.read_text())
+    chosen = dict(payload["headline_params"])
+    routed = payload["headline_patients_routed"]
+    preset = preset_params("hiercls")
+    split = preset.pop("train_split", "default")
+    expected_split = chosen.pop("train_split", "default")
+    if expected_split is None:
+        assert split is None  # a fixed epoch count, no early stopping
+    else:
+        # The benchmark's tile split is the default split fitted without patients; the
+        # preset says so outright, so that patients passed to fit do not change it.
+        assert isinstance(split, GroupedValidSplit)
+        assert split.by == ("groups" if routed else "tiles")
+    chosen.pop("verbose", None)
+    chosen.pop("radiomics__n_jobs", None)
+    assert {k: v for k, v in preset.items()} == chosen
+
+
+def test_the_command_line_fills_unset_options_from_its_preset(tmp_path):
+    parser = build_parser()
+    args = resolve_preset(parser.parse_args(["fit", "data.csv", "--model", "m.hiercls",
+                                             "--preset", "paper"]))
+    assert (args.backbone, args.pretrained, args.image_size) == ("inception_v3", True, 299)
+    assert (args.channel, args.mask) == ("gray", "full")
+    args = resolve_preset(parser.parse_args(["fit", "data.csv", "--model", "m.hiercls",
+                                             "--preset", "paper", "--backbone", "resnet18",
+                                             "--validation", "tiles"]))
+    assert args.backbone == "resnet18" and args.validation == "tiles"
+    args = resolve_preset(parser.parse_args(["fit", "data.csv", "--model", "m.hiercls",
+                                             "--patience", "0"]))
+    assert args.validation is None  # no early stopping, no split
+
+
+def test_the_command_line_split_follows_validation():
+    from hiercls.cli.commands import _make_pipeline
+
+    parser = build_parser()
+    for flag, by in (("tiles", "tiles"), ("patients", "groups")):
+        args = parser.parse_args(["fit", "data.csv", "--model", "m.hiercls", "--preset", "none",
+                                  "--patience", "3", "--validation", flag])
+        split = _make_pipeline(args, verbose=0, radiomics_verbose=0).named_steps[
+            "classifier"].train_split
+        assert isinstance(split, GroupedValidSplit) and split.by == by
