@@ -23,6 +23,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
 from ..data.images import IMAGE_COLUMN, check_image_frame, read_tile
+from .columns import TileTableColumnsMixin
 
 #: The column in which a tile declares its pixel size, in micrometres per pixel.
 MPP_COLUMN = "mpp"
@@ -133,7 +134,7 @@ def resample_tile(tile, factor=None, *, size=None):
     return np.asarray(image.resize(target, Image.Resampling.LANCZOS, reducing_gap=3.0))
 
 
-class TileResampler(TransformerMixin, BaseEstimator):
+class TileResampler(TileTableColumnsMixin, TransformerMixin, BaseEstimator):
     """Bring every tile to the resolution the pipeline was trained at.
 
     ``fit`` learns the training resolution: the pixel size the training tiles declare (an
@@ -340,18 +341,6 @@ class TileResampler(TransformerMixin, BaseEstimator):
                     "them resampled")
         warnings.warn(f"{sum(other.values())} of {len(tiles)} {what}", TileSizeWarning,
                       stacklevel=3)
-
-    def get_feature_names_out(self, input_features=None):
-        """The output columns: those seen in ``fit``.
-
-        Returns
-        -------
-        feature_names_out : ndarray of str
-        """
-        check_is_fitted(self, "feature_names_in_")
-        if input_features is not None and list(input_features) != list(self.feature_names_in_):
-            raise ValueError("input_features does not match the columns seen in fit")
-        return self.feature_names_in_.copy()
 
 
 def _same(a, b):

@@ -33,6 +33,7 @@ from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
 
 from ..data.images import IMAGE_COLUMN, check_image_frame, read_tile
+from .columns import TileTableColumnsMixin
 
 #: The ``method`` values StainNormalizer accepts.
 METHODS = ("macenko", "reinhard", None)
@@ -76,7 +77,7 @@ class _Strict:
         return self._errstate.__exit__(*exc)
 
 
-class StainNormalizer(TransformerMixin, BaseEstimator):
+class StainNormalizer(TileTableColumnsMixin, TransformerMixin, BaseEstimator):
     """Map every tile's H&E stain onto the stain of the training tiles.
 
     ``fit`` draws up to ``n_fit_tiles`` training tiles (``random_state``) and fits the
@@ -284,14 +285,3 @@ class StainNormalizer(TransformerMixin, BaseEstimator):
         out[IMAGE_COLUMN] = pd.Series(images, index=X.index, dtype=object)
         return out
 
-    def get_feature_names_out(self, input_features=None):
-        """The output columns: those seen in ``fit``.
-
-        Returns
-        -------
-        feature_names_out : ndarray of str
-        """
-        check_is_fitted(self, "feature_names_in_")
-        if input_features is not None and list(input_features) != list(self.feature_names_in_):
-            raise ValueError("input_features does not match the columns seen in fit")
-        return self.feature_names_in_.copy()

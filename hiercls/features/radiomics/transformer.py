@@ -15,6 +15,7 @@ from ..resolution import MPP_COLUMN
 from .channels import CHANNELS, to_channel
 from .masks import MASK_CHANNEL, MASKS, make_mask
 from .names import FEATURE_NAMES
+from ..columns import TileTableColumnsMixin
 
 BACKENDS = ("pyradiomics", "fast")
 
@@ -71,7 +72,7 @@ def tile_radiomics(tile, *, channel, mask, bin_width, backend, spacing=1.0):
     return np.concatenate(features), fell_back
 
 
-class RadiomicsTransformer(TransformerMixin, BaseEstimator):
+class RadiomicsTransformer(TileTableColumnsMixin, TransformerMixin, BaseEstimator):
     """Add the 29 PyRadiomics features of each tile as numeric columns.
 
     When ``X`` has an ``mpp`` column (micrometres per pixel), it is the physical pixel
@@ -159,6 +160,9 @@ class RadiomicsTransformer(TransformerMixin, BaseEstimator):
         _backend_function(self.backend)
         resolve_cache_dir(self.cache)
 
+    def _added_feature_names(self):
+        return self._radiomic_names()
+
     def _radiomic_names(self):
         regions = _region_names(self.mask)
         if isinstance(self.mask, str):
@@ -218,18 +222,6 @@ class RadiomicsTransformer(TransformerMixin, BaseEstimator):
         features = self._extract(X[IMAGE_COLUMN].tolist(), spacings)
         radiomics = pd.DataFrame(features, columns=self._radiomic_names(), index=X.index)
         return pd.concat([X, radiomics], axis=1)
-
-    def get_feature_names_out(self, input_features=None):
-        """The output columns: the input columns followed by the radiomic ones.
-
-        Returns
-        -------
-        feature_names_out : ndarray of str
-        """
-        check_is_fitted(self, "feature_names_in_")
-        if input_features is not None and list(input_features) != list(self.feature_names_in_):
-            raise ValueError("input_features does not match the columns seen in fit")
-        return np.asarray(list(self.feature_names_in_) + self._radiomic_names(), dtype=object)
 
     def _settings(self):
         return {"channel": self.channel, "mask": list(_region_names(self.mask)),
