@@ -49,6 +49,7 @@ Writes benchmarks/results/generalization.json and generalization.md.
 
 import argparse
 import itertools
+import json
 import sys
 import tempfile
 import time
@@ -183,6 +184,8 @@ def parse_args(argv=None):
                         help="few tiles, a reduced space, 2 seeds: checks the script runs")
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--quiet", action="store_true")
+    parser.add_argument("--retable", action="store_true",
+                        help="rewrite the .md from the existing .json, training nothing")
     args = parser.parse_args(argv)
     if args.quick and args.out is None:
         parser.error("--quick writes meaningless figures: pass --out to a temporary folder")
@@ -594,6 +597,12 @@ def lever_records(alternatives, lever_runs, outer_runs, selection, codes, groups
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.retable:
+        from common import RESULTS_DIR
+        folder = args.out or RESULTS_DIR
+        payload = json.loads((folder / "generalization.json").read_text())
+        (folder / "generalization.md").write_text(markdown(payload))
+        return 0
     if not args.data.is_dir():
         sys.exit(f"--data {str(args.data)!r} is not a folder (expected the TCIA tiles)")
     if args.quick:
@@ -690,6 +699,74 @@ def _runs(payload, protocol, model, patient=None):
             and (patient is None or r["test_patient"] == patient)]
 
 
+def scores_table(payload):
+    """Protocol A and B scores of each model, beside the paper's."""
+    lines = ["| protocol | model | accuracy | macro-F1 | OvR AUC |", "|---|---|---|---|---|",
+             f"| paper (A, Case-4) | InceptionV3 fine-tuned, GPU | {PAPER['accuracy']} | "
+             f"{PAPER['f1_macro']} | {PAPER['roc_auc_ovr']} |"]
+    names = {"fusion": "hiercls, nested choice (per seed)",
+             "fusion_ensemble": "hiercls, nested choice (ensemble of the seeds)",
+             "radiomics_logreg": "radiomics logistic regression, nested choice"}
+    for protocol in ("A", "B"):
+        for model in ("fusion", "fusion_ensemble", "radiomics_logreg"):
+            runs = _runs(payload, protocol, model)
+            if not runs:
+                continue
+            if protocol == "B":
+                # The mean over folds of each fold's mean over seeds.
+                folds = {}
+                for r in runs:
+                    folds.setdefault(r["test_patient"], []).append(r)
+                cells = [mean_sd([np.nanmean([_num(r[m]) for r in rs]) for rs in folds.values()])
+                         for m in METRICS]
+            else:
+                cells = [mean_sd([r[m] for r in runs]) for m in METRICS]
+            lines.append(f"| {protocol} | {names[model]} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def necrosis_table(payload):
+    """The necrotic fraction of every held-out patient with tumor, per model."""
+    lines = ["| protocol | patient | model | reference | estimate (mean) | abs. error | "
+             "interval covers | response right |", "|---|---|---|---|---|---|---|---|"]
+    for protocol in ("A", "B"):
+        for model in ("fusion", "fusion_ensemble", "radiomics_logreg"):
+            patients = sorted({r["test_patient"] for r in _runs(payload, protocol, model)
+                               if "necrosis" in r})
+            for patient in patients:
+                rs = [r for r in _runs(payload, protocol, model, patient) if "necrosis" in r]
+                ref = rs[0]["necrosis"]["reference"]
+                est = float(np.mean([r["necrosis"]["estimate"] for r in rs]))
+                covers = sum(r["necrosis"]["low"] <= ref <= r["necrosis"]["high"] for r in rs)
+                right = sum((r["necrosis"]["estimate"] >= 0.9) == (ref >= 0.9) for r in rs)
+                lines.append(f"| {protocol} | {patient} | {model} | {ref:.3f} | {est:.3f} | "
+                             f"{abs(est - ref):.3f} | {covers} of {len(rs)} | {right} of {len(rs)} |")
+    return lines
+
+
+def robustness_table(payload):
+    """Case-4 accuracy under each perturbation, beside the clean figure."""
+    lines = ["| model | perturbation | accuracy | clean accuracy | cost |", "|---|---|---|---|---|"]
+    for r in payload["robustness"]:
+        lines.append(f"| {r['model']} | {r['perturbation']} | {r['accuracy']:.3f} | "
+                     f"{r['clean_accuracy']:.3f} | {r['clean_accuracy'] - r['accuracy']:+.3f} |")
+    return lines
+
+
+def levers_table(payload):
+    """Each lever value's inner criterion and Case-4 effect against the chosen setting."""
+    lines = ["| lever | value | inner log-loss (chosen's) | Case-4 accuracy | Δ vs chosen | p |",
+             "|---|---|---|---|---|---|"]
+    for r in payload.get("levers", []):
+        p = "n/a" if r["paired_t_p"] is None else f"{r['paired_t_p']:.3f}"
+        inner = r["inner_log_loss_at_its_step"]
+        lines.append(f"| {r['lever']} | {r['value']} | "
+                     f"{'n/a' if inner is None else f'{inner:.3f}'} "
+                     f"({r['chosen_inner_log_loss']:.3f}) | {mean_sd(r['case4_accuracy'])} | "
+                     f"{r['mean_difference']:+.3f} | {p} |")
+    return lines
+
+
 def markdown(payload):
     lines = ["# Generalization to unseen patients (nested protocol)", "", code_line(payload), "",
              f"Wall time {payload['wall_s']['total'] / 60:.1f} min (inner search "
@@ -705,61 +782,20 @@ def markdown(payload):
         lines.append(f"| {outer} | {sel['chosen']} | {sel['inner_log_loss'][sel['chosen']]:.3f} | "
                      f"{sel['necrosis_estimator']} | {sel['necrosis_error_margin']:.3f} | "
                      f"{sel['temperature']:.2f} |")
-    lines += ["", "## Scores", "", "| protocol | model | accuracy | macro-F1 | OvR AUC |",
-              "|---|---|---|---|---|", f"| paper (A, Case-4) | InceptionV3 fine-tuned, GPU | "
-              f"{PAPER['accuracy']} | {PAPER['f1_macro']} | {PAPER['roc_auc_ovr']} |"]
-    for protocol in ("A", "B"):
-        for model in ("fusion", "fusion_ensemble", "radiomics_logreg"):
-            runs = _runs(payload, protocol, model)
-            if not runs:
-                continue
-            if protocol == "B":
-                # The mean over folds of each fold's mean over seeds.
-                folds = {}
-                for r in runs:
-                    folds.setdefault(r["test_patient"], []).append(r)
-                cells = [mean_sd([np.nanmean([_num(r[m]) for r in rs]) for rs in folds.values()])
-                         for m in METRICS]
-            else:
-                cells = [mean_sd([r[m] for r in runs]) for m in METRICS]
-            lines.append(f"| {protocol} | {model} | " + " | ".join(cells) + " |")
+    lines += ["", "## Scores", ""] + scores_table(payload)
     lines += ["", "B: mean over the four outer folds (each fold's mean over seeds) ± sd over "
               "folds; A: mean ± sd over seeds.", "", "## Necrotic fraction of held-out patients",
-              "", "| protocol | patient | model | reference | estimate (mean) | abs. error | "
-              "interval covers | response right |", "|---|---|---|---|---|---|---|---|"]
-    for protocol in ("A", "B"):
-        for model in ("fusion", "fusion_ensemble", "radiomics_logreg"):
-            patients = sorted({r["test_patient"] for r in _runs(payload, protocol, model)
-                               if "necrosis" in r})
-            for patient in patients:
-                rs = [r for r in _runs(payload, protocol, model, patient) if "necrosis" in r]
-                ref = rs[0]["necrosis"]["reference"]
-                est = float(np.mean([r["necrosis"]["estimate"] for r in rs]))
-                covers = sum(r["necrosis"]["low"] <= ref <= r["necrosis"]["high"] for r in rs)
-                right = sum((r["necrosis"]["estimate"] >= 0.9) == (ref >= 0.9) for r in rs)
-                lines.append(f"| {protocol} | {patient} | {model} | {ref:.3f} | {est:.3f} | "
-                             f"{abs(est - ref):.3f} | {covers} of {len(rs)} | {right} of {len(rs)} |")
+              ""] + necrosis_table(payload)
     if payload["robustness"]:
-        lines += ["", "## Robustness on Case-4 (protocol A models, mean over seeds)", "",
-                  "| model | perturbation | accuracy | clean accuracy | cost |", "|---|---|---|---|---|"]
-        for r in payload["robustness"]:
-            lines.append(f"| {r['model']} | {r['perturbation']} | {r['accuracy']:.3f} | "
-                         f"{r['clean_accuracy']:.3f} | {r['clean_accuracy'] - r['accuracy']:+.3f} |")
+        lines += ["", "## Robustness on Case-4 (protocol A models, mean over seeds)", ""]
+        lines += robustness_table(payload)
     lines += ["", "## Levers under protocol A", "",
               "Each row: the chosen setting with one lever changed; the inner criterion "
               "(what decided) and its Case-4 accuracy over the same seeds (paired t-test "
-              "against the chosen setting; shown, never used to choose).", "",
-              "| lever | value | inner log-loss (chosen's) | Case-4 accuracy | Δ vs chosen | p |",
-              "|---|---|---|---|---|---|"]
-    for r in payload.get("levers", []):
-        p = "n/a" if r["paired_t_p"] is None else f"{r['paired_t_p']:.3f}"
-        inner = r["inner_log_loss_at_its_step"]
-        lines.append(f"| {r['lever']} | {r['value']} | "
-                     f"{'n/a' if inner is None else f'{inner:.3f}'} "
-                     f"({r['chosen_inner_log_loss']:.3f}) | {mean_sd(r['case4_accuracy'])} | "
-                     f"{r['mean_difference']:+.3f} | {p} |")
+              "against the chosen setting; shown, never used to choose).", ""]
+    lines += levers_table(payload)
     lines += ["", "### The inner search, step by step", ""]
-    lines += lever_table(payload)
+    lines += search_table(payload)
     return "\n".join(lines) + "\n"
 
 
@@ -767,7 +803,7 @@ def _num(value):
     return np.nan if value is None else float(value)
 
 
-def lever_table(payload):
+def search_table(payload):
     """The inner criterion of every value at its step of the search, per outer fold."""
     lines = ["| outer fold | lever | value: pooled inner log-loss (chosen in bold) |", "|---|---|---|"]
     for outer, sel in payload["selection"].items():

@@ -329,8 +329,36 @@ def slides(results):
     return "\n".join(lines)
 
 
+def _generalization(results, table):
+    payload = results("generalization")
+    if payload is None:
+        return "\n(not measured yet: `python benchmarks/generalization.py`)\n"
+    import generalization  # its tables, so that README and the results file agree
+
+    return "\n" + "\n".join(getattr(generalization, table)(payload)) + "\n"
+
+
+def generalization_summary(results):
+    payload = results("generalization")
+    if payload is None:
+        return "(not measured yet: `python benchmarks/generalization.py`)"
+    chosen = payload["selection"][TEST_PATIENT]
+    wall = payload["wall_s"]
+    return (f"For protocol A the inner search chose **{chosen['chosen']}** "
+            f"(features / radiomics / loss / internal validation), the necrosis estimator "
+            f"\"{chosen['necrosis_estimator']}\" and an error margin of "
+            f"{chosen['necrosis_error_margin']:.3f}; the whole benchmark took "
+            f"{_minutes(wall['total'])} on {_cores(payload)} cores, commit "
+            f"`{str(payload.get('commit'))[:10]}`")
+
+
 BLOCKS = {"demo": demo, "seeds": seeds, "radiomics-speed": radiomics_speed, "protocol-a": protocol_a,
-          "findings": findings, "timing": timing, "overhead": overhead, "slides": slides}
+          "findings": findings, "timing": timing, "overhead": overhead, "slides": slides,
+          "generalization-summary": generalization_summary,
+          "generalization-scores": lambda results: _generalization(results, "scores_table"),
+          "generalization-necrosis": lambda results: _generalization(results, "necrosis_table"),
+          "generalization-robustness": lambda results: _generalization(results, "robustness_table"),
+          "generalization-levers": lambda results: _generalization(results, "levers_table")}
 
 
 def render(readme_text, results_dir=RESULTS_DIR):
