@@ -16,8 +16,7 @@ import numpy as np
 import pandas as pd
 from sklearn.utils import check_random_state
 
-from .images import IMAGE_COLUMN, TILE_SUFFIXES
-from ..features.resolution import MPP_COLUMN, tcia_mpp, tile_side
+from .images import IMAGE_COLUMN, MPP_COLUMN, TILE_SUFFIXES, tile_side
 from .labels import CLASS_NAMES
 
 __all__ = ["load_osteosarcoma_ut", "make_synthetic_tiles", "subsample_per_patient"]
@@ -41,6 +40,35 @@ _EXPECTED_LAYOUT = (
 )
 
 _PATIENT = re.compile(r"^(case-\d+|[a-z]+\d*)-", re.IGNORECASE)
+
+
+#: (mpp, tile_size) of the TCIA originals: 1024 px tiles cut "at 10x" from Aperio
+#: ScanScope slides (collection description; Arunachalam et al., PLoS ONE 2019). Neither
+#: source states micrometres per pixel; 1.0 um/px is the usual figure of a 10x level on
+#: those scanners (0.25 um/px at 40x), so it is an assumption, not a measured value.
+TCIA_ORIGINAL_RESOLUTION = (1.0, 1024)
+
+#: (mpp, tile_size) assumed for a pipeline that declares none: the 512 px copies of the
+#: TCIA originals (/work/shared's ``osteosarcoma-ut-512``), i.e. about 2.0 um/px and a
+#: field of view of about 1 mm. Derived from :data:`TCIA_ORIGINAL_RESOLUTION`.
+DEFAULT_RESOLUTION = (TCIA_ORIGINAL_RESOLUTION[0] * 2, TCIA_ORIGINAL_RESOLUTION[1] // 2)
+
+
+def tcia_mpp(side):
+    """The pixel size of a TCIA Osteosarcoma-UT tile of ``side`` pixels (any downscaled copy).
+
+    The originals are 1024 px at :data:`TCIA_ORIGINAL_RESOLUTION`'s mpp; a copy downscaled
+    to ``side`` px covers the same field of view.
+
+    Examples
+    --------
+    >>> from hiercls.data.datasets import tcia_mpp
+    >>> tcia_mpp(1024), tcia_mpp(512)
+    (1.0, 2.0)
+    """
+    mpp, original = TCIA_ORIGINAL_RESOLUTION
+    return mpp * original / float(side)
+
 
 
 def _name_key(name):

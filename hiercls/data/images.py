@@ -350,3 +350,31 @@ def tile_digest(tile):
         digest.update(f"array:{array.dtype.str}:{array.shape}:".encode())
         digest.update(array.tobytes())
     return digest.hexdigest()
+
+
+#: The column in which a tile declares its pixel size, in micrometres per pixel.
+MPP_COLUMN = "mpp"
+
+
+def tile_side(tile):
+    """(height, width) of a tile, reading only a file's header.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from hiercls.data.images import tile_side
+    >>> tile_side(np.zeros((32, 48, 3), dtype=np.uint8))
+    (32, 48)
+    """
+    if isinstance(tile, (str, os.PathLike)):
+        try:
+            with Image.open(tile) as image:
+                width, height = image.size
+            return height, width
+        except (OSError, ValueError):
+            # Not for Pillow (a float TIFF, a damaged file): read_tile decodes what it
+            # can and raises FileNotFoundError / UnreadableTileError naming the file.
+            shape = read_tile(tile).shape
+            return int(shape[0]), int(shape[1])
+    shape = np.shape(tile)
+    return int(shape[0]), int(shape[1])

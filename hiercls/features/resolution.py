@@ -12,7 +12,6 @@ passes declared tiles unchanged, with a :class:`ResolutionUnknownWarning`.
 
 import math
 import numbers
-import os
 import warnings
 from collections import Counter
 
@@ -22,39 +21,9 @@ from PIL import Image
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
-from ..data.images import IMAGE_COLUMN, check_image_frame, read_tile
+from ..data.datasets import DEFAULT_RESOLUTION, TCIA_ORIGINAL_RESOLUTION, tcia_mpp  # noqa: F401
+from ..data.images import IMAGE_COLUMN, MPP_COLUMN, check_image_frame, read_tile, tile_side  # noqa: F401
 from .columns import TileTableColumnsMixin
-
-#: The column in which a tile declares its pixel size, in micrometres per pixel.
-MPP_COLUMN = "mpp"
-
-#: (mpp, tile_size) of the TCIA originals: 1024 px tiles cut "at 10x" from Aperio
-#: ScanScope slides (collection description; Arunachalam et al., PLoS ONE 2019). Neither
-#: source states micrometres per pixel; 1.0 um/px is the usual figure of a 10x level on
-#: those scanners (0.25 um/px at 40x), so it is an assumption, not a measured value.
-TCIA_ORIGINAL_RESOLUTION = (1.0, 1024)
-
-#: (mpp, tile_size) assumed for a pipeline that declares none: the 512 px copies of the
-#: TCIA originals (/work/shared's ``osteosarcoma-ut-512``), i.e. about 2.0 um/px and a
-#: field of view of about 1 mm. Derived from :data:`TCIA_ORIGINAL_RESOLUTION`.
-DEFAULT_RESOLUTION = (TCIA_ORIGINAL_RESOLUTION[0] * 2, TCIA_ORIGINAL_RESOLUTION[1] // 2)
-
-
-def tcia_mpp(side):
-    """The pixel size of a TCIA Osteosarcoma-UT tile of ``side`` pixels (any downscaled copy).
-
-    The originals are 1024 px at :data:`TCIA_ORIGINAL_RESOLUTION`'s mpp; a copy downscaled
-    to ``side`` px covers the same field of view.
-
-    Examples
-    --------
-    >>> from hiercls.features.resolution import tcia_mpp
-    >>> tcia_mpp(1024), tcia_mpp(512)
-    (1.0, 2.0)
-    """
-    mpp, original = TCIA_ORIGINAL_RESOLUTION
-    return mpp * original / float(side)
-
 
 class TileSizeWarning(UserWarning):
     """Tiles that declare no resolution differ in size from the training tiles."""
@@ -76,30 +45,6 @@ def _positive_mpp(values, name):
         raise ValueError(f"{name} must hold positive finite micrometres per pixel; "
                          f"{int(bad.sum())} row(s) do not, e.g. {values[bad][:3].tolist()}")
     return values
-
-
-def tile_side(tile):
-    """(height, width) of a tile, reading only a file's header.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from hiercls.features.resolution import tile_side
-    >>> tile_side(np.zeros((32, 48, 3), dtype=np.uint8))
-    (32, 48)
-    """
-    if isinstance(tile, (str, os.PathLike)):
-        try:
-            with Image.open(tile) as image:
-                width, height = image.size
-            return height, width
-        except (OSError, ValueError):
-            # Not for Pillow (a float TIFF, a damaged file): read_tile decodes what it
-            # can and raises FileNotFoundError / UnreadableTileError naming the file.
-            shape = read_tile(tile).shape
-            return int(shape[0]), int(shape[1])
-    shape = np.shape(tile)
-    return int(shape[0]), int(shape[1])
 
 
 def resample_tile(tile, factor=None, *, size=None):
