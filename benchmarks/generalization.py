@@ -412,6 +412,7 @@ def run_outer(X_by_variant, codes, groups, fits, args, say, what="outer refits")
         X = X_by_variant(outer, params)
         train, test = groups != outer, groups == outer
         params_only = {k: v for k, v in params.items() if k != "stain__method"}
+        warm_caches(X, params_only, say, args.warmed)
         for seed in range(args.seeds):
             keys.append((key, seed))
             jobs.append(delayed(fit_predict)(params_only, route, X, codes, groups, train, test,
