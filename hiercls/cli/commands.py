@@ -180,7 +180,10 @@ def resolve_preset(args):
     from ..estimator.splits import GroupedValidSplit
 
     args.preset = getattr(args, "preset", None) or "hiercls"
-    preset = make_fusion_pipeline(preset=args.preset)
+    # With another --backbone, the preset's weights and input size are not its (as in
+    # make_fusion_pipeline).
+    backbone = getattr(args, "backbone", None)
+    preset = make_fusion_pipeline(preset=args.preset, **({"backbone": backbone} if backbone else {}))
     classifier, radiomics = preset.named_steps["classifier"], preset.named_steps["radiomics"]
     for option, param in _MODEL_OPTIONS.items():
         if getattr(args, option, None) is None:

@@ -79,6 +79,7 @@ def test_the_command_line_fills_unset_options_from_its_preset(tmp_path):
                                              "--preset", "paper", "--backbone", "resnet18",
                                              "--validation", "tiles"]))
     assert args.backbone == "resnet18" and args.validation == "tiles"
+    assert args.pretrained is False  # the preset's weights are its own backbone's
     args = resolve_preset(parser.parse_args(["fit", "data.csv", "--model", "m.hiercls",
                                              "--patience", "0"]))
     assert args.validation is None  # no early stopping, no split
