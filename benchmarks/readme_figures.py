@@ -358,7 +358,8 @@ BLOCKS = {"demo": demo, "seeds": seeds, "radiomics-speed": radiomics_speed, "pro
           "generalization-scores": lambda results: _generalization(results, "scores_table"),
           "generalization-necrosis": lambda results: _generalization(results, "necrosis_table"),
           "generalization-robustness": lambda results: _generalization(results, "robustness_table"),
-          "generalization-levers": lambda results: _generalization(results, "levers_table")}
+          "generalization-levers": lambda results: _generalization(results, "levers_table"),
+          "generalization-targets": lambda results: _generalization(results, "targets_table")}
 
 
 def render(readme_text, results_dir=RESULTS_DIR):
