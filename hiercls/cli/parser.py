@@ -232,6 +232,15 @@ and DIR/report.html with all slides.
 """
 
 
+def _add_training(parser):
+    """The options of the commands that train a model (fit, evaluate)."""
+    _add_model(parser)
+    _add_radiomics(parser, preset=True)
+    _add_sampling(parser)
+    _add_skip_unreadable(parser)
+    _add_quiet(parser)
+
+
 def build_parser():
     """The ``hiercls`` argument parser, one subcommand per task."""
     parser = argparse.ArgumentParser(
@@ -279,11 +288,7 @@ def build_parser():
     fit.add_argument("--model", required=True, metavar="OUT",
                      help="where to save the fitted pipeline: .hiercls (safe to share), or "
                           ".joblib/.pkl (a pickle)")
-    _add_model(fit)
-    _add_radiomics(fit, preset=True)
-    _add_sampling(fit)
-    _add_skip_unreadable(fit)
-    _add_quiet(fit)
+    _add_training(fit)
 
     evaluate = commands.add_parser(
         "evaluate", formatter_class=formatter, epilog=_EVALUATE_EPILOG,
@@ -299,11 +304,7 @@ def build_parser():
                           help="GroupKFold with K folds instead of leave one patient out")
     evaluate.add_argument("--title", default="hiercls evaluation report",
                           help="title of report.html")
-    _add_model(evaluate)
-    _add_radiomics(evaluate, preset=True)
-    _add_sampling(evaluate)
-    _add_skip_unreadable(evaluate)
-    _add_quiet(evaluate)
+    _add_training(evaluate)
 
     predict = commands.add_parser(
         "predict", formatter_class=formatter, epilog=_PREDICT_EPILOG,
