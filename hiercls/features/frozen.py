@@ -21,6 +21,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..nn.backbones import feature_width
+from ..nn.partial_finetune import BackboneTrunk
 from .cache import ArrayCache
 from ..data.images import tile_digest
 from ..nn.stain_jitter import hed_jitter
@@ -51,7 +52,9 @@ def frozen_view_features(backbone, dataset, *, cache=None, batch_size=4, device=
     ----------
     backbone : torch.nn.Module
         Returns pooled features (n, F) for images (n, C, H, W), ``F`` being
-        :func:`hiercls.nn.backbones.feature_width`; used in eval mode.
+        :func:`hiercls.nn.backbones.feature_width`, or a
+        :class:`~hiercls.nn.partial_finetune.BackboneTrunk`'s feature maps (n, C, h, w);
+        used in eval mode.
     dataset : hiercls.estimator.tile_dataset.TileDataset
         Supplies the decoded, normalized tiles (``image_tensor``) and their sources.
     cache : hiercls.features.cache.ArrayCache or None
@@ -81,7 +84,7 @@ def frozen_view_features(backbone, dataset, *, cache=None, batch_size=4, device=
 
     Returns
     -------
-    features : ndarray of shape (n_tiles, n_views, F), float32
+    features : ndarray of shape (n_tiles, n_views, F) or (n_tiles, n_views, C, h, w), float32
     """
     was_training = backbone.training
     backbone.eval()
@@ -91,8 +94,8 @@ def frozen_view_features(backbone, dataset, *, cache=None, batch_size=4, device=
     digests = [tile_digest(tile) for tile in dataset.tiles] if keyed else None
     found = {}
     if cache is not None:
-        # An entry of another width (another backbone's, a damaged file) is recomputed.
-        expected = (N_VIEWS, feature_width(backbone))
+        # An entry of another shape (another backbone's, a damaged file) is recomputed.
+        expected = (N_VIEWS, *_output_shape(backbone, dataset, device))
         for index, digest in enumerate(digests):
             cached = cache.get(digest)
             if cached is not None and cached.shape == expected:
@@ -119,8 +122,9 @@ def frozen_view_features(backbone, dataset, *, cache=None, batch_size=4, device=
                 _blur_and_compress(tile_views, digests[index], view_indices, view_blur, view_jpeg,
                                    mean=dataset.mean, std=dataset.std)
                 for tile_views, index in zip(views, batch)])
-        pooled = backbone(views.flatten(0, 1).to(device)).reshape(len(batch), views.shape[1], -1)
-        for index, values in zip(batch, pooled.float().cpu().numpy()):
+        outputs = backbone(views.flatten(0, 1).to(device))
+        outputs = outputs.reshape(len(batch), views.shape[1], *outputs.shape[1:])
+        for index, values in zip(batch, outputs.float().cpu().numpy()):
             found[index] = values
             if cache is not None and subset is None:
                 cache.put(digests[index], values)
@@ -128,6 +132,14 @@ def frozen_view_features(backbone, dataset, *, cache=None, batch_size=4, device=
     progress.close()
     backbone.train(was_training)
     return np.stack([found[index] for index in range(n)]).astype(np.float32)
+
+
+def _output_shape(backbone, dataset, device):
+    """The shape of one view's output: (F,), or a trunk's (C, h, w) at the dataset's size."""
+    if not isinstance(backbone, BackboneTrunk):
+        return (feature_width(backbone),)
+    blank = torch.zeros((1, 3, dataset.image_size, dataset.image_size), device=device)
+    return tuple(backbone(blank).shape[1:])
 
 
 def _content_generator(digest):
@@ -159,13 +171,14 @@ def _blur_and_compress(views, digest, view_indices, view_blur, view_jpeg, *, mea
 
 
 def embedding_cache(folder, *, backbone, pretrained, image_size, data_config, stain_jitter=0.0,
-                    view_blur=0.0, view_jpeg=None, backbone_stages=1):
+                    view_blur=0.0, view_jpeg=None, backbone_stages=1, finetune_stages=0):
     """The cache of a backbone's view features, or None when its weights are not fixed.
 
     Randomly initialized weights (``pretrained=False``) differ from fit to fit, so their
     features are never cached. A weights file is named by its content, wherever it lies.
     ``backbone_stages`` (:func:`hiercls.nn.backbones.create_backbone`'s ``stages``) is
-    part of the key only when it is not 1.
+    part of the key only when it is not 1; ``finetune_stages`` (then the cached values are
+    the trunk's maps, :class:`hiercls.nn.partial_finetune.BackboneTrunk`) only when it is not 0.
     """
     if folder is None or pretrained is False or pretrained is None:
         return None
@@ -184,4 +197,6 @@ def embedding_cache(folder, *, backbone, pretrained, image_size, data_config, st
     if int(backbone_stages) != 1:
         # Likewise: the caches of the last stage's features alone stay valid.
         settings["backbone_stages"] = int(backbone_stages)
+    if int(finetune_stages) != 0:
+        settings["finetune_stages"] = int(finetune_stages)
     return ArrayCache(folder, "embeddings", settings)

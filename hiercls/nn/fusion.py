@@ -7,6 +7,7 @@ from torch import nn
 from ..data.labels import compose_probabilities
 from .augmentation import TileAugmentation
 from .backbones import backbone_data_config, create_backbone, feature_width
+from .partial_finetune import BackboneTrunk, check_finetune_stages, top_features, top_modules
 
 
 def two_layer_mlp(n_in, n_hidden, n_out):
@@ -20,18 +21,37 @@ class ImageEncoder(nn.Module):
     ``W`` is sized on the width the backbone really returns
     (:func:`hiercls.nn.backbones.feature_width`), which is not ``num_features`` for models
     with a head convolution after the pooling (MobileNetV3, GhostNet, HGNetV2, ...).
+
+    With ``finetune_stages=k``, what is cached and given as ``features`` is the feature maps
+    of the backbone's trunk before its last ``k`` stages
+    (:mod:`hiercls.nn.partial_finetune`); the encoder runs those stages on them.
     """
 
-    def __init__(self, backbone, pretrained, embed_dim, backbone_stages=1):
+    def __init__(self, backbone, pretrained, embed_dim, backbone_stages=1, finetune_stages=0):
         super().__init__()
         self.backbone = create_backbone(backbone, pretrained, stages=backbone_stages)
+        self.finetune_stages = int(finetune_stages)
+        if self.finetune_stages:
+            check_finetune_stages(self.backbone, self.finetune_stages)
         self.projection = nn.Linear(feature_width(self.backbone), embed_dim)
 
+    def cached_part(self):
+        """The module whose outputs are cached: the backbone, or its trunk."""
+        if self.finetune_stages:
+            return BackboneTrunk(self.backbone, self.finetune_stages)
+        return self.backbone
+
+    def pooled(self, features):
+        """The backbone's pooled features from what :meth:`cached_part` gave."""
+        if self.finetune_stages:
+            return top_features(self.backbone, features, self.finetune_stages)
+        return features
+
     def forward(self, images=None, features=None):
-        """Encode images, or backbone features computed earlier (a frozen backbone's cache)."""
+        """Encode images, or what :meth:`cached_part` made of them earlier (a cache)."""
         if features is None:
-            features = self.backbone(images)
-        return self.projection(features)
+            return self.projection(self.backbone(images))
+        return self.projection(self.pooled(features))
 
 
 class FusionNet(nn.Module):
@@ -68,11 +88,17 @@ class FusionNet(nn.Module):
     freeze_backbone : bool, default=False
         Freeze the backbone's weights (then ``forward`` is usually given its cached
         ``image_features`` of the 8 symmetric views; see :mod:`hiercls.features.frozen`).
+    finetune_stages : int, default=0
+        With ``freeze_backbone``, train the backbone's last ``k`` stages and its head
+        anyway, on the cached feature maps of the frozen stages before them
+        (:mod:`hiercls.nn.partial_finetune`); their batch norms keep the pretrained
+        statistics. 0 trains none.
     """
 
     def __init__(self, backbone="efficientnet_b0", pretrained=False, n_radiomic_features=29,
                  embed_dim=256, hierarchical=True, use_image=True, use_radiomics=True,
-                 augment=True, freeze_backbone=False, stain_jitter=0.0, backbone_stages=1):
+                 augment=True, freeze_backbone=False, stain_jitter=0.0, backbone_stages=1,
+                 finetune_stages=0):
         super().__init__()
         if not (use_image or use_radiomics):
             raise ValueError("use_image and use_radiomics cannot both be False")
@@ -80,8 +106,11 @@ class FusionNet(nn.Module):
         self.use_radiomics = use_radiomics
         self.hierarchical = hierarchical
         self.freeze_backbone = freeze_backbone and use_image
-        self.image_encoder = (ImageEncoder(backbone, pretrained, embed_dim, backbone_stages)
-                              if use_image else None)
+        if finetune_stages and not self.freeze_backbone:
+            raise ValueError("finetune_stages trains the last stages of a frozen backbone on its "
+                             "cached maps and needs freeze_backbone=True (and use_image)")
+        self.image_encoder = (ImageEncoder(backbone, pretrained, embed_dim, backbone_stages,
+                                           finetune_stages) if use_image else None)
         # Input size and normalization the backbone's weights expect: the tiles are
         # prepared with it, and the stain jitter undoes it.
         self.data_config = (backbone_data_config(self.image_encoder.backbone, pretrained)
@@ -92,7 +121,11 @@ class FusionNet(nn.Module):
                                                  mean=self.data_config["mean"],
                                                  std=self.data_config["std"])
         if use_image and freeze_backbone:
-            self.image_encoder.backbone.requires_grad_(False)
+            # Frozen from the start, batch-norm statistics included: train() keeps it so.
+            self.image_encoder.backbone.requires_grad_(False).eval()
+            for module in (top_modules(self.image_encoder.backbone, finetune_stages)
+                           if finetune_stages else ()):
+                module.requires_grad_(True)
         self.radiomics_encoder = (
             two_layer_mlp(n_radiomic_features, embed_dim, embed_dim) if use_radiomics else None
         )
@@ -109,7 +142,8 @@ class FusionNet(nn.Module):
         radiomics : Tensor of shape (n, r), optional
             Standardized radiomic vectors.
         image_features : Tensor of shape (n, F) or (n, V, F), optional
-            A frozen backbone's features, given instead of ``image``.
+            A frozen backbone's features, given instead of ``image``; with
+            ``finetune_stages``, its trunk's maps (n, C, h, w) or (n, V, C, h, w).
 
         Returns
         -------
@@ -121,7 +155,7 @@ class FusionNet(nn.Module):
         embeddings = []
         if self.use_image:
             if image_features is not None:
-                embeddings.append(self.image_encoder(features=self._pick_view(image_features)))
+                embeddings.append(self._cached_embedding(image_features))
             else:
                 embeddings.append(self.image_encoder(self.augmentation(image)))
         if self.use_radiomics:
@@ -147,15 +181,21 @@ class FusionNet(nn.Module):
             self.image_encoder.backbone.eval()
         return self
 
-    def _pick_view(self, features):
-        """Cached features of symmetric views (n, V, F): one random view per tile while
-        training (the augmentation), their mean otherwise (test-time averaging)."""
-        if features.dim() == 2:
-            return features
-        if self.training:
-            choice = torch.randint(features.shape[1], (features.shape[0],), device=features.device)
-            return features[torch.arange(features.shape[0], device=features.device), choice]
-        return features.mean(dim=1)
+    def _cached_embedding(self, features):
+        """z_img from the cached outputs of symmetric views ((n, V, F) pooled features, or
+        (n, V, C, h, w) trunk maps with ``finetune_stages``; without the view axis, one
+        view per tile): one random view per tile while training (the augmentation), the
+        mean of the views' pooled features otherwise (test-time averaging)."""
+        encoder = self.image_encoder
+        if features.dim() == (5 if encoder.finetune_stages else 3):
+            n_tiles, n_views = features.shape[:2]
+            if self.training:
+                choice = torch.randint(n_views, (n_tiles,), device=features.device)
+                features = features[torch.arange(n_tiles, device=features.device), choice]
+            else:
+                pooled = encoder.pooled(features.flatten(0, 1)).reshape(n_tiles, n_views, -1)
+                return encoder.projection(pooled.mean(dim=1))
+        return encoder(features=features)
 
 
 def class_probabilities(logits):
