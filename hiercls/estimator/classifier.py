@@ -714,15 +714,21 @@ class HierarchicalFusionClassifier(NeuralNetClassifier):
         )
 
     def _frozen_features(self, images, options):
+        encoder = self.module_.image_encoder
         cache = embedding_cache(resolve_cache_dir(self.cache), backbone=self.backbone,
                                 pretrained=self.pretrained, image_size=options["image_size"],
                                 data_config=options, stain_jitter=self.stain_jitter,
                                 view_blur=self.view_blur, view_jpeg=self.view_jpeg,
                                 backbone_stages=self.backbone_stages,
-                                finetune_stages=self.finetune_stages)
+                                # The module's own: set_params after fit must not file its
+                                # outputs under another key.
+                                finetune_stages=getattr(encoder, "finetune_stages", 0))
         views = (PREDICT_VIEW_SUBSETS[int(self.predict_views)]
                  if self.__dict__.get("_predicting_", False) else None)
-        return frozen_view_features(self.module_.image_encoder.cached_part(), images, cache=cache,
+        # What is cached: the backbone's pooled features, or its trunk's maps (a custom
+        # encoder without cached_part caches its backbone's).
+        part = encoder.cached_part() if hasattr(encoder, "cached_part") else encoder.backbone
+        return frozen_view_features(part, images, cache=cache,
                                     device=self.device_,
                                     stain_jitter=self.stain_jitter, view_blur=self.view_blur,
                                     view_jpeg=self.view_jpeg, verbose=self.verbose,

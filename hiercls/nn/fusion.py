@@ -7,7 +7,12 @@ from torch import nn
 from ..data.labels import compose_probabilities
 from .augmentation import TileAugmentation
 from .backbones import backbone_data_config, create_backbone, feature_width
-from .partial_finetune import BackboneTrunk, check_finetune_stages, top_features, top_modules
+from .partial_finetune import (
+    BackboneTrunk,
+    check_finetune_stages,
+    top_features,
+    top_modules,
+)
 
 
 def two_layer_mlp(n_in, n_hidden, n_out):
@@ -27,12 +32,16 @@ class ImageEncoder(nn.Module):
     (:mod:`hiercls.nn.partial_finetune`); the encoder runs those stages on them.
     """
 
+    #: A class default, so that encoders pickled before the parameter existed unpickle
+    #: as the frozen or trained encoders they were.
+    finetune_stages = 0
+
     def __init__(self, backbone, pretrained, embed_dim, backbone_stages=1, finetune_stages=0):
         super().__init__()
         self.backbone = create_backbone(backbone, pretrained, stages=backbone_stages)
-        self.finetune_stages = int(finetune_stages)
-        if self.finetune_stages:
-            check_finetune_stages(self.backbone, self.finetune_stages)
+        if finetune_stages:
+            check_finetune_stages(self.backbone, finetune_stages)
+            self.finetune_stages = int(finetune_stages)
         self.projection = nn.Linear(feature_width(self.backbone), embed_dim)
 
     def cached_part(self):
@@ -187,6 +196,10 @@ class FusionNet(nn.Module):
         view per tile): one random view per tile while training (the augmentation), the
         mean of the views' pooled features otherwise (test-time averaging)."""
         encoder = self.image_encoder
+        if encoder.finetune_stages and features.dim() not in (4, 5):
+            raise ValueError(f"image_features of an encoder that fine-tunes its last stages must be "
+                             f"the trunk's maps (n, C, h, w) or (n, V, C, h, w); got shape "
+                             f"{tuple(features.shape)}")
         if features.dim() == (5 if encoder.finetune_stages else 3):
             n_tiles, n_views = features.shape[:2]
             if self.training:

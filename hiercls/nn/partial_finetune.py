@@ -17,8 +17,15 @@ widest channels). ``trunk`` followed by :func:`top_features` is the model itself
 import numbers
 
 import torch
+from timm.models.efficientnet import EfficientNet
+from timm.models.mobilenetv3 import MobileNetV3
 
 from .backbones import StagePooledBackbone
+
+#: The model classes whose forward pass is stem, ``blocks``, head: the trunk and the top
+#: rebuild exactly that (GhostNet, say, has the same attribute names but an activation
+#: after its stem's batch norm, and is refused).
+SUPPORTED_MODELS = (EfficientNet, MobileNetV3)
 
 
 def _stages(model):
@@ -41,9 +48,8 @@ def check_finetune_stages(model, stages):
     TypeError
         If ``stages`` is not an int.
     ValueError
-        If the model is not of timm's EfficientNet or MobileNetV3 families (a stem
-        ``conv_stem``/``bn1``, a ``blocks`` sequence of stages and ``forward_head``), or
-        ``stages`` is out of range.
+        If the model is not one of :data:`SUPPORTED_MODELS` (timm's EfficientNet and
+        MobileNetV3 families), or ``stages`` is out of range.
     """
     if isinstance(stages, bool) or not isinstance(stages, numbers.Integral):
         raise TypeError(f"finetune_stages must be an int >= 1; got {type(stages).__name__} {stages!r}")
@@ -51,10 +57,10 @@ def check_finetune_stages(model, stages):
         raise ValueError("finetune_stages cannot be combined with backbone_stages > 1: the pooled "
                          "earlier stages would come from the frozen trunk's maps; use one of them")
     blocks = _stages(model)
-    if blocks is None or not all(hasattr(model, name) for name in ("conv_stem", "bn1", "forward_head")):
+    if not isinstance(model, SUPPORTED_MODELS) or blocks is None:
         raise ValueError(f"finetune_stages needs a timm model of the EfficientNet or MobileNetV3 "
-                         f"families (conv_stem, bn1, a blocks sequence of stages, forward_head); "
-                         f"{type(model).__name__} is not one")
+                         f"families (timm.models.efficientnet.EfficientNet, "
+                         f"timm.models.mobilenetv3.MobileNetV3); {type(model).__name__} is not one")
     if not 1 <= stages < len(blocks):
         raise ValueError(f"finetune_stages must be between 1 and {len(blocks) - 1} (the stages of "
                          f"{type(model).__name__} after its first); got {stages}")
