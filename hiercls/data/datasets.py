@@ -40,6 +40,7 @@ _EXPECTED_LAYOUT = (
 )
 
 _PATIENT = re.compile(r"^(case-\d+|[a-z]+\d*)-", re.IGNORECASE)
+_SLIDE = re.compile(r"^(.+)-\d+-\d+$")
 
 
 #: (mpp, tile_size) of the TCIA originals: 1024 px tiles cut "at 10x" from Aperio
@@ -105,6 +106,18 @@ def _patient_of(stem, path):
         )
     prefix = match.group(1)
     return "Case" + prefix[4:] if prefix.casefold().startswith("case-") else prefix
+
+
+def _slide_of(stem, path):
+    # A TCIA tile is named <slide>-<x>-<y>: the slide (``Case-4-C21``, ``Case-48-P5-C13``,
+    # ``P9-B11``) is the stem without its two pixel coordinates.
+    match = _SLIDE.match(stem)
+    if match is None:
+        raise ValueError(
+            f"cannot tell the slide of tile {str(path)!r}; expected a file name "
+            "'<slide>-<x>-<y>' ending in two integers, like 'Case-4-C21-29849-33988'"
+        )
+    return match.group(1)
 
 
 def _check_subsample(subsample):
@@ -203,7 +216,9 @@ def load_osteosarcoma_ut(root, *, subsample=None, random_state=None):
     X : pandas.DataFrame
         One row per tile, sorted by path: ``image`` (the file path, str), ``tile`` (the
         file stem), ``patient`` (the file-name prefix: ``Case-3``, ``Case-4``,
-        ``Case-48`` or ``P9``) and ``raw_label`` (the label as written in the CSV).
+        ``Case-48`` or ``P9``), ``slide`` (the stem without its pixel coordinates:
+        ``Case-4-C21``; 41 slides, 8-13 per patient, a finer grouping than the patient)
+        and ``raw_label`` (the label as written in the CSV).
         ``X.attrs["mpp"]`` states the resolution, micrometres per pixel, when all tiles
         have one size: :func:`hiercls.features.resolution.tcia_mpp` of it (1.0 for the 1024 px
         originals, 2.0 for 512 px copies; the figure is explained at
@@ -306,6 +321,7 @@ def load_osteosarcoma_ut(root, *, subsample=None, random_state=None):
         IMAGE_COLUMN: [str(tile) for tile in tiles],
         "tile": [tile.stem for tile in tiles],
         "patient": [_patient_of(tile.stem, tile) for tile in tiles],
+        "slide": [_slide_of(tile.stem, tile) for tile in tiles],
         "raw_label": raw_labels,
     })
     classes = np.array([_RAW_TO_CLASS[_label_key(raw)] for raw in raw_labels], dtype=object)

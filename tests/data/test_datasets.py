@@ -118,7 +118,7 @@ def real():
 def test_real_counts_and_columns(real):
     X, y, groups = real
     assert len(X) == 1144
-    assert list(X.columns) == ["image", "tile", "patient", "raw_label"]
+    assert list(X.columns) == ["image", "tile", "patient", "slide", "raw_label"]
     assert y.name == "label" and groups.name == "patient"
     assert set(y) == set(CLASS_NAMES)
     table = pd.crosstab(groups, y).reindex(columns=list(CLASS_NAMES), fill_value=0)
@@ -129,6 +129,10 @@ def test_real_counts_and_columns(real):
     assert X["image"].is_monotonic_increasing
     assert all(Path(p).is_file() for p in X["image"].iloc[::100])
     assert (X["tile"] == [Path(p).stem for p in X["image"]]).all()
+    # 41 slides, 8-13 per patient, each within one patient.
+    per_patient = X.groupby("patient")["slide"].nunique()
+    assert X["slide"].nunique() == 41 and per_patient.between(8, 13).all()
+    assert (X.groupby("slide")["patient"].nunique() == 1).all()
 
 
 @needs_data
@@ -200,6 +204,7 @@ def test_fake_layout(fake_root):
     assert X["tile"].tolist() == ["Case-3-A10-1-2", "Case-48-P5-C25-3-4", "Case-4-C48-7-8",
                                   "P9-B11-5-6"]
     assert groups.tolist() == ["Case-3", "Case-48", "Case-4", "P9"]
+    assert X["slide"].tolist() == ["Case-3-A10", "Case-48-P5-C25", "Case-4-C48", "P9-B11"]
     assert y.tolist() == ["Non-Viable-Tumor", "Viable-Tumor", "Viable-Tumor", "Non-Tumor"]
     assert X["raw_label"].tolist() == ["Non-Viable-Tumor", "viable: non-viable", "Viable",
                                        "Non-Tumor"]
@@ -222,6 +227,14 @@ def test_disagreeing_duplicate_is_an_error(fake_root):
          ["Case 3 A10-1-2.jpg,Non-Viable-Tumor", "Case 48 - P5 C25-3-4.jpg,Viable",
           "Case 3 A10-1-2.jpg,Non-Tumor"])
     with pytest.raises(ValueError, match=r"Case-3-A10-1-2\.jpg.*'Non-Viable-Tumor'.*'Non-Tumor'"):
+        load_osteosarcoma_ut(fake_root)
+
+
+def test_tile_without_coordinates_is_an_error(fake_root):
+    _tile(fake_root / "Training-Set-2" / "set1", "P9-B12.jpg")
+    _csv(fake_root / "Training-Set-2" / "set1", ["P9 B11-5-6.jpg,Non-Tumor", "P9 B12.jpg,Non-Tumor",
+                                                 "Case 4 C48-7-8.jpg,Viable"])
+    with pytest.raises(ValueError, match=r"slide of tile .*P9-B12\.jpg.*two integers"):
         load_osteosarcoma_ut(fake_root)
 
 
