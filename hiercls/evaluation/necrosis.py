@@ -48,7 +48,16 @@ import pandas as pd
 from sklearn.pipeline import Pipeline
 from sklearn.utils import check_random_state, check_scalar
 
+from sklearn.utils.validation import check_is_fitted
+
 from ..data.labels import CLASS_NAMES, check_probabilities, encode_labels
+from .quantification import (
+    ADJUSTED_METHODS,
+    DEFAULT_METHOD,
+    METHODS,
+    PrevalenceQuantifier,
+    necrotic_fraction,
+)
 
 __all__ = [
     "FRACTIONS",
@@ -207,7 +216,8 @@ def _bootstrap_fractions(necrotic, tumor, n_bootstrap, rng):
 # --------------------------------------------------------------------------------------
 # Public functions
 
-def necrosis_from_probabilities(proba, groups, *, n_bootstrap=1000, confidence=0.95,
+def necrosis_from_probabilities(proba, groups, *, method="auto", quantifier=None,
+                                n_bootstrap=1000, confidence=0.95,
                                 threshold=GOOD_RESPONSE, min_tumor_tiles=MIN_TUMOR_TILES,
                                 random_state=0, fraction="expected", tumor_threshold=None,
                                 member_proba=None, error_margin=None):
@@ -221,10 +231,25 @@ def necrosis_from_probabilities(proba, groups, *, n_bootstrap=1000, confidence=0
         (such as :attr:`EvaluationResult.predictions <hiercls.evaluation.cross_validation.EvaluationResult>`)
         is read by those columns; other columns are ignored.
     groups : array-like of shape (n_tiles,)
-        The group (patient) of each tile.
+        The group (patient, slide) of each tile.
+    method : {"auto", "cc", "pcc", "acc", "pacc", "emq", "dmy", "kdey"}, default="auto"
+        How a group's tiles become its necrotic fraction (:mod:`~hiercls.evaluation.quantification`).
+        ``"pcc"`` sums the probabilities and ``"cc"`` counts argmax votes (``fraction``
+        ``"expected"`` and ``"argmax"``); both carry the training patients' class mix into
+        every estimate. ``"acc"``, ``"pacc"``, ``"emq"``, ``"dmy"`` and ``"kdey"`` correct
+        for it and need ``quantifier``. ``"auto"`` is
+        :data:`~hiercls.evaluation.quantification.DEFAULT_METHOD` (the method
+        ``benchmarks/necrosis.py`` chose without the test patients) when ``quantifier`` is
+        given, else the count that ``fraction`` names; the ``method`` column says which.
+    quantifier : PrevalenceQuantifier or tuple (calibration_proba, calibration_y), default=None
+        The calibration set the adjusted methods learn from: a fitted
+        :class:`~hiercls.evaluation.quantification.PrevalenceQuantifier` (its ``method`` is
+        used when ``method="auto"``) or held-out posteriors with their labels (e.g.
+        :func:`~hiercls.evaluation.quantification.out_of_fold_proba` of the training tiles).
     n_bootstrap : int, default=1000
         Bootstrap resamples of each group's tiles for the confidence interval; 0 skips the
-        interval (NaN bounds).
+        interval (NaN bounds). With an adjusted method each replicate also resamples the
+        calibration set and refits the adjustment.
     confidence : float, default=0.95
         Coverage of the percentile bootstrap interval, in (0, 1).
     threshold : float, default=0.90
@@ -277,7 +302,23 @@ def necrosis_from_probabilities(proba, groups, *, n_bootstrap=1000, confidence=0
         - ``argmax_tumor_tiles``, ``necrotic_fraction_argmax``, ``viable_fraction_argmax``:
           the same from counting each tile as its most probable class;
         - ``response``: ``"good"`` (necrotic fraction >= ``threshold``), ``"poor"`` or
-          ``"no tumor"``.
+          ``"no tumor"``;
+        - ``method``: the method of ``necrotic_fraction`` (``"pcc"``, ``"cc"``,
+          ``"pacc"``, ...).
+
+        With an adjusted method, ``necrotic_fraction`` and its interval are the
+        quantifier's (the ``expected_*`` and ``argmax_*`` columns stay the counts), and
+        a group is "no tumor" when its estimated tumor prevalence times its tiles is below
+        ``min_tumor_tiles``.
+
+    Raises
+    ------
+    ValueError
+        If ``proba`` is not probabilities, a method is unknown, an adjusted method has no
+        ``quantifier``, or ``tumor_threshold`` is combined with an adjusted method.
+    SingularAdjustmentError
+        If the calibration set cannot support the adjustment (a class missing, a singular
+        misclassification matrix).
 
     See Also
     --------
@@ -311,6 +352,12 @@ def necrosis_from_probabilities(proba, groups, *, n_bootstrap=1000, confidence=0
     min_tumor_tiles = _check_real(min_tumor_tiles, "min_tumor_tiles", min_val=0.0,
                                   include_boundaries="neither")
     tumor_threshold, error_margin = _check_options(fraction, tumor_threshold, error_margin)
+    method, quantifier = _resolve_method(method, quantifier, fraction)
+    if method in ("cc", "pcc"):
+        fraction = "argmax" if method == "cc" else "expected"
+    elif tumor_threshold is not None:
+        raise ValueError(f"tumor_threshold applies to the counts (method 'cc' or 'pcc'); "
+                         f"method={method!r} quantifies the whole bag. Drop tumor_threshold")
     members = None if member_proba is None else _check_member_proba(member_proba, p.shape[0])
     rng = check_random_state(random_state)
 
@@ -335,8 +382,23 @@ def necrosis_from_probabilities(proba, groups, *, n_bootstrap=1000, confidence=0
 
     low = np.full(n_groups, np.nan)
     high = np.full(n_groups, np.nan)
-    if n_bootstrap:
-        tail = 100.0 * (1.0 - confidence) / 2.0
+    tail = 100.0 * (1.0 - confidence) / 2.0
+    if quantifier is not None:
+        estimate = np.full(n_groups, np.nan)
+        for g in range(n_groups):
+            rows = codes == g
+            prevalence = quantifier.quantify(p[rows])
+            if (prevalence[_NEC] + prevalence[_VIA]) * rows.sum() < min_tumor_tiles:
+                continue  # no tumor to speak of: no fraction, no interval
+            estimate[g] = necrotic_fraction(prevalence)
+            if n_bootstrap:
+                bag_members = None if members is None else members[:, rows]
+                replicates = necrotic_fraction(quantifier.bootstrap(
+                    p[rows], n_bootstrap, random_state=rng, member_proba=bag_members))
+                replicates = replicates[~np.isnan(replicates)]
+                if replicates.size:
+                    low[g], high[g] = np.percentile(replicates, [tail, 100.0 - tail])
+    elif n_bootstrap:
         for g in range(n_groups):
             if np.isnan(estimate[g]):
                 continue  # no tumor: no interval either
@@ -367,7 +429,43 @@ def necrosis_from_probabilities(proba, groups, *, n_bootstrap=1000, confidence=0
         "necrotic_fraction_argmax": fraction_argmax,
         "viable_fraction_argmax": 1.0 - fraction_argmax,
         "response": _response(estimate, threshold),
+        "method": method,
     }, index=index)
+
+
+def _resolve_method(method, quantifier, fraction):
+    """The method name and, for an adjusted method, a fitted PrevalenceQuantifier."""
+    if method != "auto" and method not in METHODS:
+        raise ValueError(f"method must be 'auto' or one of {list(METHODS)}; got {method!r}")
+    if quantifier is not None and not isinstance(quantifier, PrevalenceQuantifier):
+        try:
+            calibration_proba, calibration_y = quantifier
+        except (TypeError, ValueError):
+            raise TypeError(
+                "quantifier must be a fitted PrevalenceQuantifier or a pair "
+                f"(calibration_proba, calibration_y); got {type(quantifier).__name__}") from None
+        adjusted = DEFAULT_METHOD if method == "auto" else method
+        if adjusted in ADJUSTED_METHODS:
+            quantifier = PrevalenceQuantifier(adjusted).fit(calibration_proba, calibration_y)
+        method = adjusted
+    elif quantifier is not None:
+        check_is_fitted(quantifier, "quantifier_")
+        if method == "auto":
+            method = quantifier.method
+        elif method != quantifier.method and method in ADJUSTED_METHODS:
+            quantifier = PrevalenceQuantifier(method).fit(quantifier.calibration_proba_,
+                                                          quantifier.calibration_labels_)
+    if method == "auto":
+        method = "cc" if fraction == "argmax" else "pcc"
+    if method not in ADJUSTED_METHODS:
+        return method, None
+    if quantifier is None:
+        raise ValueError(
+            f"method={method!r} needs a calibration set: pass quantifier= (a fitted "
+            "PrevalenceQuantifier, e.g. from hiercls.evaluation.quantification.fit_quantifier, "
+            "or (calibration_proba, calibration_y) of held-out tiles); without one only "
+            "'cc' and 'pcc' are possible")
+    return method, quantifier
 
 
 def reference_necrosis(y, groups, *, threshold=GOOD_RESPONSE):

@@ -294,8 +294,10 @@ def test_defaults_unchanged():
         "n_tiles", "expected_tumor_tiles", "expected_necrotic_tiles", "necrotic_fraction",
         "necrotic_fraction_low", "necrotic_fraction_high", "viable_fraction",
         "viable_fraction_low", "viable_fraction_high", "argmax_tumor_tiles",
-        "necrotic_fraction_argmax", "viable_fraction_argmax", "response"]
+        "necrotic_fraction_argmax", "viable_fraction_argmax", "response", "method"]
     assert table.columns.tolist() == expected_columns
+    # Without a calibration set "auto" is the expected count, and says so.
+    assert table["method"].tolist() == ["pcc"]
     row = table.loc["P"]
     assert row["necrotic_fraction"] == pytest.approx(proba[:, 1].sum() / proba[:, 1:].sum())
     np.testing.assert_allclose([row["necrotic_fraction_low"], row["necrotic_fraction_high"]],

@@ -1,0 +1,518 @@
+"""Class prevalences of a bag of tiles under label shift: quantification, through QuaPy.
+
+A patient's necrotic fraction is a *prevalence*, ``NV / (NV + V)`` of the three-class
+prevalences of its tiles, not a property of any one tile. A classifier trained on other
+patients carries their class mix: summing its probabilities (``"pcc"``, the expected
+counts of :mod:`~hiercls.evaluation.necrosis`) or its votes (``"cc"``) pulls every
+estimate towards that mix. *Quantification* corrects for it, from how the classifier
+behaves on tiles it did not see (out-of-fold predictions of the training tiles, the
+*calibration* set):
+
+- ``"acc"`` (adjusted classify and count) and ``"pacc"`` (its probabilistic form) invert
+  the matrix of misclassification rates ``P(prediction | class)``;
+- ``"emq"`` (the EM prior adjustment of Saerens, Latinne and Decaestecker, 2002) reweighs
+  the posteriors until the prior they imply is stable (it needs calibrated posteriors);
+- ``"dmy"`` and ``"kdey"`` match the bag's distribution of posteriors with a mixture of
+  the classes' calibration distributions (histograms; kernel densities).
+
+All of them assume that a class looks the same in the new bag as in the calibration set
+(label shift). Where tiles of a new patient look unlike the training patients' tiles of
+the same class, no adjustment recovers the truth; ``benchmarks/necrosis.py`` measures how
+far each method gets on unseen patients.
+
+The methods are QuaPy's (:mod:`quapy.method.aggregative`), used through its public API on
+the posteriors the pipeline already computed: :class:`PrevalenceQuantifier` hands them to
+QuaPy through a pass-through classifier, so no model is refitted. :func:`out_of_fold_proba`
+makes the calibration set, :func:`fit_quantifier` both steps at once, and
+:func:`quantification_scores` is the criterion that chooses a method without the patients
+to be predicted (leave-one-slide-out bags and the artificial prevalence protocol).
+
+References: Forman, "Quantifying counts and costs via classification", Data Min. Knowl.
+Disc. 17, 2008 (CC, ACC); Bella et al., "Quantification via probability estimators",
+ICDM 2010 (PCC, PACC); Saerens, Latinne and Decaestecker, Neural Comput. 14, 2002 (EMQ);
+Moreo, Esuli and Sebastiani, "QuaPy: a Python-based framework for quantification",
+CIKM 2021.
+"""
+
+import numbers
+import warnings
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.model_selection import GroupKFold, StratifiedGroupKFold, StratifiedKFold
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_is_fitted
+
+from ..data.labels import CLASS_NAMES, check_probabilities, encode_labels
+
+__all__ = [
+    "CALIBRATION_GROUPINGS",
+    "DEFAULT_METHOD",
+    "METHODS",
+    "PrevalenceQuantifier",
+    "SingularAdjustmentError",
+    "fit_quantifier",
+    "necrotic_fraction",
+    "out_of_fold_proba",
+    "quantification_scores",
+]
+
+#: The quantification methods, QuaPy's names in lower case. ``"cc"`` and ``"pcc"`` need no
+#: calibration set (they are the argmax and the expected counts); the others do.
+METHODS = ("cc", "pcc", "acc", "pacc", "emq", "dmy", "kdey")
+
+#: The methods that learn from a calibration set (out-of-fold posteriors with labels).
+ADJUSTED_METHODS = ("acc", "pacc", "emq", "dmy", "kdey")
+
+#: The method the criterion (:func:`quantification_scores`, leave-one-slide-out on the
+#: training patients' out-of-fold predictions) chose in ``benchmarks/necrosis.py``; see
+#: ``benchmarks/results/necrosis.md`` for the scores behind it.
+DEFAULT_METHOD = "pacc"
+
+#: How :func:`out_of_fold_proba` splits the training tiles into folds.
+CALIBRATION_GROUPINGS = ("tiles", "slide", "patient")
+
+_NEC, _VIA = 1, 2  # codes of Non-Viable-Tumor (necrosis) and Viable-Tumor
+# A rate matrix this ill-conditioned has no useful inverse: ACC/PACC would amplify noise
+# without bound (two classes the classifier cannot tell apart).
+_MAX_CONDITION = 1e6
+
+
+class SingularAdjustmentError(ValueError):
+    """The calibration set cannot support the adjustment: a class is missing from it, or
+    the classifier's rates for two classes are (nearly) the same, so that the
+    misclassification matrix has no usable inverse."""
+
+
+class _Posteriors(ClassifierMixin, BaseEstimator):
+    """A "classifier" whose input is already its posteriors: how QuaPy's aggregative
+    methods take probabilities that hiercls computed, without refitting a model."""
+
+    def fit(self, X, y):
+        self.classes_ = np.unique(y)
+        return self
+
+    def predict_proba(self, X):
+        return np.asarray(X, dtype=float)
+
+    def predict(self, X):
+        return self.classes_[np.asarray(X).argmax(axis=1)]
+
+
+def _quapy_method(method):
+    # Imported here: QuaPy pulls in its own dependencies, needed only when quantifying.
+    from quapy.method import aggregative as qa
+
+    return {"cc": qa.CC, "pcc": qa.PCC, "acc": qa.ACC, "pacc": qa.PACC, "emq": qa.EMQ,
+            "dmy": qa.DMy, "kdey": qa.KDEyML}[method]
+
+
+def _check_method(method):
+    if not isinstance(method, str) or method not in METHODS:
+        raise ValueError(f"method must be one of {list(METHODS)}; got {method!r}")
+    return method
+
+
+def _check_bag(proba, name="proba"):
+    p = check_probabilities(proba, name=name)
+    return p
+
+
+def necrotic_fraction(prevalence):
+    """``NV / (NV + V)`` of three-class prevalences (rows of shape (..., 3)); NaN without tumor.
+
+    Examples
+    --------
+    >>> from hiercls.evaluation.quantification import necrotic_fraction
+    >>> float(necrotic_fraction([0.5, 0.4, 0.1]))
+    0.8
+    >>> float(necrotic_fraction([1.0, 0.0, 0.0]))
+    nan
+    """
+    p = np.asarray(prevalence, dtype=float)
+    tumor = p[..., _NEC] + p[..., _VIA]
+    out = np.full(tumor.shape, np.nan)
+    np.divide(p[..., _NEC], tumor, out=out, where=tumor > 1e-12)
+    return out
+
+
+class PrevalenceQuantifier(BaseEstimator):
+    """Estimate the class prevalences of a bag of tiles from their posteriors.
+
+    Fitted on a *calibration set*: posteriors of tiles the classifier did not train on
+    (:func:`out_of_fold_proba`) with their labels. :meth:`quantify` then turns the
+    posteriors of any bag (a patient's, a slide's tiles) into the three class prevalences,
+    corrected for the calibration set's class mix and the classifier's errors as the method
+    prescribes.
+
+    Parameters
+    ----------
+    method : {"cc", "pcc", "acc", "pacc", "emq", "dmy", "kdey"}, default="pacc"
+        QuaPy's aggregative method (see the module docstring). ``"cc"`` and ``"pcc"``
+        ignore the calibration set's rates.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (3,)
+        The class codes 0, 1, 2.
+    calibration_proba_ : ndarray of shape (n_calibration, 3)
+        The calibration posteriors (kept: the bootstrap resamples them).
+    calibration_labels_ : ndarray of shape (n_calibration,)
+        Their class codes.
+    training_prevalence_ : ndarray of shape (3,)
+        The calibration set's class prevalences.
+    rates_ : ndarray of shape (3, 3)
+        ``rates_[j, i]``: mean posterior of class ``j`` over calibration tiles of class
+        ``i`` (the matrix PACC inverts; ACC inverts its argmax version).
+    quantifier_ : quapy aggregative quantifier
+        The fitted QuaPy object.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from hiercls.evaluation.quantification import PrevalenceQuantifier
+    >>> rng = np.random.default_rng(0)
+    >>> def posteriors(labels):  # a classifier right about 70 % of the time
+    ...     p = np.full((labels.size, 3), 0.15)
+    ...     p[np.arange(labels.size), labels] = 0.7
+    ...     return p
+    >>> calibration = rng.integers(0, 3, 600)               # a third of each class
+    >>> bag = np.repeat([0, 1, 2], [20, 70, 10])            # mostly necrotic
+    >>> quantifier = PrevalenceQuantifier("pacc").fit(posteriors(calibration), calibration)
+    >>> np.round(quantifier.quantify(posteriors(bag)), 2)
+    array([0.2, 0.7, 0.1])
+    >>> np.round(posteriors(bag).mean(axis=0), 2)            # the expected counts, shrunk
+    array([0.26, 0.54, 0.21])
+    """
+
+    def __init__(self, method=DEFAULT_METHOD):
+        self.method = method
+
+    def fit(self, proba, y):
+        """Learn the adjustment from calibration posteriors ``proba`` and labels ``y``.
+
+        Raises
+        ------
+        SingularAdjustmentError
+            If a class has no calibration tile, or (ACC, PACC) the misclassification
+            matrix is singular or nearly so.
+        """
+        method = _check_method(self.method)
+        p = check_probabilities(proba, name="calibration proba")
+        codes, _ = encode_labels(y, name="calibration y")
+        if codes.size != p.shape[0]:
+            raise ValueError(f"calibration y has {codes.size} labels but calibration proba has "
+                             f"{p.shape[0]} rows; expected one label per row")
+        counts = np.bincount(codes, minlength=len(CLASS_NAMES))
+        if method in ADJUSTED_METHODS and (counts == 0).any():
+            missing = [CLASS_NAMES[c] for c in np.flatnonzero(counts == 0)]
+            raise SingularAdjustmentError(
+                f"method={method!r} needs calibration tiles of every class; the calibration "
+                f"set has none of {missing}. Use a calibration set with all three classes, "
+                "or method='pcc'")
+        rates = np.zeros((3, 3))
+        for c in np.flatnonzero(counts):
+            rates[:, c] = p[codes == c].mean(axis=0)
+        if method in ("acc", "pacc"):
+            matrix = rates if method == "pacc" else _crisp_rates(p, codes, counts)
+            condition = np.linalg.cond(matrix)
+            if not np.isfinite(condition) or condition > _MAX_CONDITION:
+                raise SingularAdjustmentError(
+                    f"method={method!r}: the misclassification matrix of the calibration set "
+                    f"is singular (condition number {condition:.3g}): the classifier's "
+                    "predictions do not tell the classes apart; use method='pcc' or 'emq'")
+        self.classes_ = np.arange(len(CLASS_NAMES))
+        self.calibration_proba_ = p
+        self.calibration_labels_ = codes
+        self.training_prevalence_ = counts / counts.sum()
+        self.rates_ = rates
+        self.quantifier_ = _fit_quapy(method, p, codes)
+        return self
+
+    def quantify(self, proba):
+        """The three class prevalences of the bag whose posteriors are ``proba``.
+
+        Parameters
+        ----------
+        proba : array-like of shape (n_tiles, 3)
+            The bag's posteriors (from the same classifier as the calibration set).
+
+        Returns
+        -------
+        ndarray of shape (3,)
+            Prevalences of Non-Tumor, Non-Viable-Tumor and Viable-Tumor, summing to 1.
+        """
+        check_is_fitted(self, "quantifier_")
+        p = _check_bag(proba)
+        return _aggregate(self.quantifier_, self.method, p)
+
+    def necrotic_fraction(self, proba):
+        """``NV / (NV + V)`` of :meth:`quantify` (NaN where it finds no tumor)."""
+        return float(necrotic_fraction(self.quantify(proba)))
+
+    def bootstrap(self, proba, n_bootstrap, *, random_state=0, member_proba=None):
+        """Prevalences of ``n_bootstrap`` resamples of the bag *and* the calibration set.
+
+        Each replicate draws the bag's tiles with replacement (and, with ``member_proba``
+        of shape (n_members, n_tiles, 3), one ensemble member whose posteriors it uses),
+        and refits the adjustment on a resample of the calibration set drawn within each
+        class (so that every class stays represented): the interval holds the sampling of
+        the bag, the estimated misclassification rates and the seeds.
+
+        Returns
+        -------
+        ndarray of shape (n_bootstrap, 3)
+        """
+        check_is_fitted(self, "quantifier_")
+        p = _check_bag(proba)
+        rng = check_random_state(random_state)
+        by_class = [np.flatnonzero(self.calibration_labels_ == c) for c in self.classes_]
+        out = np.empty((n_bootstrap, 3))
+        adjusted = self.method in ADJUSTED_METHODS
+        for b in range(n_bootstrap):
+            bag = p if member_proba is None else member_proba[rng.randint(len(member_proba))]
+            bag = bag[rng.randint(0, len(bag), len(bag))]
+            quantifier = self.quantifier_
+            if adjusted:
+                rows = np.concatenate([idx[rng.randint(0, idx.size, idx.size)]
+                                       for idx in by_class if idx.size])
+                quantifier = _fit_quapy(self.method, self.calibration_proba_[rows],
+                                        self.calibration_labels_[rows])
+            out[b] = _aggregate(quantifier, self.method, bag)
+        return out
+
+
+def _crisp_rates(p, codes, counts):
+    predicted = p.argmax(axis=1)
+    rates = np.zeros((3, 3))
+    for c in np.flatnonzero(counts):
+        rates[:, c] = np.bincount(predicted[codes == c], minlength=3) / counts[c]
+    return rates
+
+
+def _fit_quapy(method, p, codes):
+    """A QuaPy quantifier fitted on posteriors ``p`` of labels ``codes`` (held-out ones)."""
+    cls = _quapy_method(method)
+    passthrough = _Posteriors().fit(p, np.arange(len(CLASS_NAMES)))
+    options = {"classifier": passthrough, "fit_classifier": False}
+    if method in ("acc", "pacc", "dmy", "kdey"):
+        # The posteriors are held-out already: QuaPy needs no split of its own.
+        options["val_split"] = None
+    if method == "kdey":
+        options["random_state"] = 0
+    quantifier = cls(**options)
+    with warnings.catch_warnings():
+        # QuaPy notes that a pre-trained classifier's val_split is not used: ours is None.
+        warnings.filterwarnings("ignore", message=".*val_split.*", category=UserWarning)
+        quantifier.fit(p, codes)
+    return quantifier
+
+
+def _aggregate(quantifier, method, p):
+    with np.errstate(divide="ignore", invalid="ignore"):
+        prevalence = np.asarray(quantifier.quantify(p), dtype=float)
+    prevalence = np.clip(prevalence, 0.0, None)
+    total = prevalence.sum()
+    if not np.isfinite(total) or total <= 0:
+        raise SingularAdjustmentError(f"method={method!r} found no prevalence for this bag "
+                                      f"(got {prevalence.tolist()})")
+    return prevalence / total
+
+
+# --------------------------------------------------------------------------------------
+# The calibration set
+
+def _fold_splitter(by, n_splits, random_state):
+    if by == "tiles":
+        return StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=random_state)
+    if by == "slide":
+        return StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=random_state)
+    return GroupKFold(n_splits=n_splits)
+
+
+def out_of_fold_proba(estimator, X, y, *, groups=None, by="slide", n_splits=5,
+                      random_state=0, verbose=0):
+    """Posteriors of every training tile from a clone of ``estimator`` that did not see it.
+
+    The calibration set of :class:`PrevalenceQuantifier`. Each fold's clone is fitted on
+    the other folds (all hyper-parameters as in ``estimator``; frozen-backbone features
+    come from the feature cache, so a fold costs a training of the heads only).
+
+    Parameters
+    ----------
+    estimator : estimator with ``predict_proba``
+        Unfitted or fitted; it is cloned, never changed.
+    X, y
+        The training tiles and labels.
+    groups : array-like of shape (n_tiles,), default=None
+        The slide (``by="slide"``) or patient (``by="patient"``) of each tile; unused with
+        ``by="tiles"``.
+    by : {"tiles", "slide", "patient"}, default="slide"
+        How tiles are split into folds: stratified tiles, stratified groups of slides, or
+        whole patients (leave-patients-out, which can leave a fold without a class).
+    n_splits : int, default=5
+        Folds (at most the number of groups for ``"slide"`` and ``"patient"``).
+    random_state : int, default=0
+        Seed of the fold assignment.
+    verbose : int, default=0
+        1 prints one line per fold.
+
+    Returns
+    -------
+    ndarray of shape (n_tiles, 3)
+
+    Raises
+    ------
+    ValueError
+        If ``by`` is unknown, ``groups`` is missing where ``by`` needs it, or a fold's
+        training tiles lack a class (the clone could not predict it).
+    """
+    if by not in CALIBRATION_GROUPINGS:
+        raise ValueError(f"by must be one of {list(CALIBRATION_GROUPINGS)}; got {by!r}")
+    if not isinstance(n_splits, numbers.Integral) or isinstance(n_splits, bool) or n_splits < 2:
+        raise ValueError(f"n_splits must be an int >= 2; got {n_splits!r}")
+    codes, _ = encode_labels(y)
+    if by != "tiles":
+        if groups is None:
+            raise ValueError(f"by={by!r} needs groups (the {by} of each tile); got None")
+        groups = np.asarray(groups)
+        if groups.shape != codes.shape:
+            raise ValueError(f"groups has {groups.size} entries but y has {codes.size}; "
+                             "expected one group per tile")
+        n_splits = min(n_splits, len(np.unique(groups)))
+    splitter = _fold_splitter(by, n_splits, random_state)
+    out = np.full((codes.size, len(CLASS_NAMES)), np.nan)
+    y_values = np.asarray(y.to_numpy() if isinstance(y, pd.Series) else y)
+    for k, (train, test) in enumerate(splitter.split(np.zeros(codes.size), codes, groups)):
+        missing = set(range(3)) - set(codes[train])
+        if missing:
+            raise ValueError(
+                f"fold {k} of by={by!r} has no training tile of "
+                f"{sorted(CLASS_NAMES[c] for c in missing)}; use by='slide' or 'tiles'")
+        model = clone(estimator)
+        Xtr = X.iloc[train] if hasattr(X, "iloc") else X[train]
+        Xte = X.iloc[test] if hasattr(X, "iloc") else X[test]
+        model.fit(Xtr, y_values[train])
+        out[test] = model.predict_proba(Xte)
+        if verbose:
+            print(f"out-of-fold ({by}) fold {k + 1}/{n_splits}: {test.size} tiles", flush=True)
+    return out
+
+
+def fit_quantifier(estimator, X, y, *, method=DEFAULT_METHOD, groups=None, by="slide",
+                   n_splits=5, random_state=0, verbose=0):
+    """A :class:`PrevalenceQuantifier` fitted on ``estimator``'s out-of-fold posteriors.
+
+    :func:`out_of_fold_proba` then :meth:`PrevalenceQuantifier.fit`; pass the result as
+    ``quantifier=`` to :func:`~hiercls.evaluation.necrosis.necrosis_report` with the
+    estimator fitted on all of ``X``.
+    """
+    proba = out_of_fold_proba(estimator, X, y, groups=groups, by=by, n_splits=n_splits,
+                              random_state=random_state, verbose=verbose)
+    return PrevalenceQuantifier(method).fit(proba, y)
+
+
+# --------------------------------------------------------------------------------------
+# The criterion
+
+def quantification_scores(proba, y, bags, *, methods=METHODS, app_folds=5, app_size=100,
+                          app_prevalences=11, random_state=0):
+    """Error of each method's necrotic fraction on held-out bags of calibration tiles.
+
+    The criterion that chooses a method without the patients to be predicted, from the
+    training patients' out-of-fold posteriors. Two protocols:
+
+    - *leave one bag out* (``bag_mae``): each bag with tumor (a slide: real shifts, since
+      the slides' fractions differ) is quantified by the method fitted on the *other*
+      bags' tiles;
+    - the *artificial prevalence protocol* (``app_mae``, QuaPy's
+      :class:`quapy.protocol.APP`): the bags are split into ``app_folds`` groups; the method
+      fitted on the other groups quantifies samples of ``app_size`` held-out tiles drawn at
+      prevalences on a grid over the simplex (``app_prevalences`` points per class), so
+      that every method meets necrotic fractions from 0 to 1, not just those of the data.
+
+    Parameters
+    ----------
+    proba : array-like of shape (n_tiles, 3)
+        Out-of-fold posteriors of the training tiles.
+    y : array-like of shape (n_tiles,)
+        Their labels.
+    bags : array-like of shape (n_tiles,)
+        The bag (slide) of each tile.
+    methods : sequence of str, default=METHODS
+    app_folds : int, default=5
+        Groups of bags for the APP (0 skips it). Groups whose held-out tiles lack a class
+        are skipped (the protocol cannot sample it).
+    app_size : int, default=100
+        Tiles per APP sample.
+    app_prevalences : int, default=11
+        Grid points per class of the APP.
+    random_state : int, default=0
+        Seed of the APP samples.
+
+    Returns
+    -------
+    DataFrame
+        One row per method (index ``method``): ``bag_mae``, ``bag_max`` (the largest
+        leave-one-bag-out error), ``n_bags``, ``app_mae``, ``app_samples`` and ``n_failed``
+        (fits whose adjustment was singular; their bags are left out of the means).
+    """
+    from quapy.data import LabelledCollection
+    from quapy.protocol import APP
+
+    p = check_probabilities(proba)
+    codes, _ = encode_labels(y)
+    bags = np.asarray(bags)
+    if bags.shape != codes.shape:
+        raise ValueError(f"bags has {bags.size} entries but y has {codes.size}; expected one "
+                         "bag per tile")
+    folds = []
+    if app_folds:
+        n = min(app_folds, len(np.unique(bags)))
+        folds = [test for _, test in GroupKFold(n_splits=n).split(p, codes, bags)]
+    rows = []
+    for method in methods:
+        _check_method(method)
+        errors, app_errors, failed = [], [], 0
+        for bag in np.unique(bags):
+            inside = bags == bag
+            tumor = np.isin(codes[inside], (_NEC, _VIA))
+            if not tumor.any():
+                continue
+            truth = np.mean(codes[inside][tumor] == _NEC)
+            try:
+                quantifier = PrevalenceQuantifier(method).fit(p[~inside], codes[~inside])
+                errors.append(abs(quantifier.necrotic_fraction(p[inside]) - truth))
+            except SingularAdjustmentError:
+                failed += 1
+        for test in folds:
+            held = np.zeros(codes.size, bool)
+            held[test] = True
+            if len(np.unique(codes[held])) < len(CLASS_NAMES):
+                continue
+            try:
+                quantifier = PrevalenceQuantifier(method).fit(p[~held], codes[~held])
+            except SingularAdjustmentError:
+                failed += 1
+                continue
+            protocol = APP(LabelledCollection(p[held], codes[held], classes=[0, 1, 2]),
+                           sample_size=app_size, n_prevalences=app_prevalences, repeats=1,
+                           random_state=random_state, return_type="sample_prev")
+            for sample, prevalence in protocol():
+                truth = necrotic_fraction(prevalence)
+                if np.isnan(truth):
+                    continue  # a sample without tumor has no necrotic fraction
+                try:
+                    app_errors.append(abs(quantifier.necrotic_fraction(sample) - truth))
+                except SingularAdjustmentError:
+                    failed += 1
+        errors = np.asarray(errors, dtype=float)
+        app_errors = np.asarray(app_errors, dtype=float)
+        rows.append({"method": method,
+                     "bag_mae": float(np.nanmean(errors)) if errors.size else np.nan,
+                     "bag_max": float(np.nanmax(errors)) if errors.size else np.nan,
+                     "n_bags": int(errors.size),
+                     "app_mae": float(np.nanmean(app_errors)) if app_errors.size else np.nan,
+                     "app_samples": int(app_errors.size), "n_failed": failed})
+    return pd.DataFrame(rows).set_index("method")

@@ -1,0 +1,190 @@
+"""Quantification: prevalences of bags under label shift (hiercls.evaluation.quantification)."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.linear_model import LogisticRegression
+
+from hiercls.evaluation.necrosis import necrosis_from_probabilities
+from hiercls.evaluation.quantification import (
+    METHODS,
+    PrevalenceQuantifier,
+    SingularAdjustmentError,
+    fit_quantifier,
+    necrotic_fraction,
+    out_of_fold_proba,
+    quantification_scores,
+)
+
+
+def _posteriors(labels, seed, strength=1.2):
+    """Posteriors of an imperfect classifier: the true class gets a logit bonus."""
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(size=(labels.size, 3))
+    logits[np.arange(labels.size), labels] += strength
+    p = np.exp(logits)
+    return p / p.sum(axis=1, keepdims=True)
+
+
+def _bag(counts, seed):
+    labels = np.repeat([0, 1, 2], counts)
+    return _posteriors(labels, seed), labels
+
+
+@pytest.fixture(scope="module")
+def calibration():
+    labels = np.random.default_rng(0).integers(0, 3, 3000)   # balanced class mix
+    return _posteriors(labels, 1), labels
+
+
+def test_adjusted_methods_recover_a_shifted_fraction_that_the_counts_shrink(calibration):
+    bag, labels = _bag([100, 380, 20], seed=2)               # necrotic fraction 0.95
+    truth = 380 / 400
+    pcc = PrevalenceQuantifier("pcc").fit(*calibration).necrotic_fraction(bag)
+    assert truth - pcc > 0.15                                # shrunk towards the mix (0.5)
+    for method in ("acc", "pacc", "emq", "dmy", "kdey"):
+        estimate = PrevalenceQuantifier(method).fit(*calibration).necrotic_fraction(bag)
+        assert abs(estimate - truth) < 0.06, method
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_every_method_gives_prevalences(calibration, method):
+    bag, _ = _bag([30, 30, 40], seed=3)
+    prevalence = PrevalenceQuantifier(method).fit(*calibration).quantify(bag)
+    assert prevalence.shape == (3,) and prevalence.min() >= 0
+    assert prevalence.sum() == pytest.approx(1.0)
+
+
+def test_missing_class_in_calibration_is_named(calibration):
+    proba, labels = calibration
+    keep = labels != 1
+    with pytest.raises(SingularAdjustmentError, match="Non-Viable-Tumor"):
+        PrevalenceQuantifier("pacc").fit(proba[keep], labels[keep])
+    # The counts need no calibration rates.
+    PrevalenceQuantifier("pcc").fit(proba[keep], labels[keep])
+
+
+def test_singular_adjustment_is_refused():
+    # The classifier says the same of Non-Viable and Viable tiles: no inverse exists.
+    labels = np.repeat([0, 1, 2], 50)
+    proba = np.tile([0.2, 0.4, 0.4], (150, 1))
+    proba[labels == 0] = [0.8, 0.1, 0.1]
+    with pytest.raises(SingularAdjustmentError, match="singular"):
+        PrevalenceQuantifier("pacc").fit(proba, labels)
+
+
+def test_bad_inputs_are_named(calibration):
+    with pytest.raises(ValueError, match="method must be one of"):
+        PrevalenceQuantifier("hdy").fit(*calibration)
+    with pytest.raises(ValueError, match="calibration proba must have rows summing to 1"):
+        PrevalenceQuantifier().fit(calibration[0] * 0.5, calibration[1])
+    quantifier = PrevalenceQuantifier().fit(*calibration)
+    with pytest.raises(ValueError, match="proba"):
+        quantifier.quantify(np.empty((0, 3)))
+    with pytest.raises(ValueError, match="one label per row"):
+        PrevalenceQuantifier().fit(calibration[0], calibration[1][:-1])
+
+
+def test_bootstrap_resamples_bag_and_calibration_reproducibly(calibration):
+    bag, _ = _bag([10, 60, 30], seed=4)
+    quantifier = PrevalenceQuantifier("pacc").fit(*calibration)
+    a = quantifier.bootstrap(bag, 50, random_state=7)
+    b = quantifier.bootstrap(bag, 50, random_state=7)
+    np.testing.assert_array_equal(a, b)
+    assert a.shape == (50, 3) and np.allclose(a.sum(axis=1), 1.0)
+    assert necrotic_fraction(a).std() > 0
+
+
+def test_necrosis_from_probabilities_with_a_quantifier(calibration):
+    bag_a, _ = _bag([50, 190, 10], seed=5)                   # 0.95 necrotic
+    bag_b, _ = _bag([100, 150, 450], seed=6)                 # 0.25 necrotic
+    proba = np.vstack([bag_a, bag_b])
+    groups = ["A"] * 250 + ["B"] * 700
+    counts = necrosis_from_probabilities(proba, groups, n_bootstrap=0)
+    table = necrosis_from_probabilities(proba, groups, quantifier=calibration, n_bootstrap=200)
+    assert counts["method"].tolist() == ["pcc", "pcc"]
+    assert table["method"].tolist() == ["pacc", "pacc"]
+    truth = np.array([0.95, 0.25])
+    assert (np.abs(table["necrotic_fraction"] - truth) < 0.05).all()
+    assert (np.abs(counts["necrotic_fraction"] - truth) > 0.14).all()
+    assert ((table["necrotic_fraction_low"] <= truth)
+            & (truth <= table["necrotic_fraction_high"])).all()
+    assert table.loc["A", "response"] == "good" and counts.loc["A", "response"] == "poor"
+    # A fitted quantifier gives the same, and another method can be asked of it.
+    fitted = PrevalenceQuantifier("pacc").fit(*calibration)
+    same = necrosis_from_probabilities(proba, groups, quantifier=fitted, n_bootstrap=200)
+    pd.testing.assert_frame_equal(table, same)
+    emq = necrosis_from_probabilities(proba, groups, method="emq", quantifier=fitted,
+                                      n_bootstrap=0)
+    assert emq["method"].tolist() == ["emq", "emq"]
+
+
+def test_adjusted_method_needs_a_calibration_set_and_no_tumor_threshold(calibration):
+    bag, _ = _bag([10, 10, 10], seed=8)
+    with pytest.raises(ValueError, match="needs a calibration set"):
+        necrosis_from_probabilities(bag, ["A"] * 30, method="pacc")
+    with pytest.raises(ValueError, match="tumor_threshold applies to the counts"):
+        necrosis_from_probabilities(bag, ["A"] * 30, quantifier=calibration, tumor_threshold=0.5)
+    with pytest.raises(ValueError, match="method must be 'auto' or one of"):
+        necrosis_from_probabilities(bag, ["A"] * 30, method="median")
+    with pytest.raises(TypeError, match="quantifier must be"):
+        necrosis_from_probabilities(bag, ["A"] * 30, quantifier="pacc")
+
+
+def test_a_bag_without_tumor_has_no_fraction(calibration):
+    bag, _ = _bag([60, 0, 0], seed=9)
+    table = necrosis_from_probabilities(np.tile([1.0, 0.0, 0.0], (60, 1)), ["N"] * 60,
+                                        quantifier=calibration, n_bootstrap=20)
+    assert np.isnan(table.loc["N", "necrotic_fraction"]) and table.loc["N", "response"] == "no tumor"
+
+
+def _features(labels, seed):
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame(rng.normal(size=(labels.size, 4)) + labels[:, None] * [1.0, 0.5, 0, 0],
+                        columns=list("abcd"))
+
+
+def test_out_of_fold_proba_by_tiles_slide_and_patient():
+    labels = np.tile([0, 1, 2], 60)
+    X = _features(labels, 10)
+    slides = np.repeat(np.arange(12), 15)
+    patients = slides // 4
+    model = LogisticRegression()
+    by_tiles = out_of_fold_proba(model, X, labels, by="tiles")
+    by_slide = out_of_fold_proba(model, X, labels, groups=slides, by="slide")
+    assert by_tiles.shape == (180, 3) and np.allclose(by_slide.sum(axis=1), 1.0)
+    assert not np.allclose(by_tiles, by_slide)
+    by_patient = out_of_fold_proba(model, X, labels, groups=patients, by="patient")
+    assert not np.isnan(by_patient).any()
+    quantifier = fit_quantifier(model, X, labels, groups=slides)
+    assert quantifier.method == "pacc" and quantifier.calibration_proba_.shape == (180, 3)
+
+
+def test_out_of_fold_proba_refuses_folds_without_a_class():
+    labels = np.repeat([0, 1, 2], 20)
+    X = _features(labels, 11)
+    with pytest.raises(ValueError, match="fold 0 of by='patient' has no training tile"):
+        out_of_fold_proba(LogisticRegression(), X, labels, groups=labels, by="patient",
+                          n_splits=3)
+    with pytest.raises(ValueError, match="needs groups"):
+        out_of_fold_proba(LogisticRegression(), X, labels, by="slide")
+    with pytest.raises(ValueError, match="by must be one of"):
+        out_of_fold_proba(LogisticRegression(), X, labels, by="case")
+
+
+def test_criterion_tells_adjusted_from_counts_on_shifted_slides():
+    # Slides with very different necrotic fractions: the shift the criterion must see.
+    labels, slides = [], []
+    for slide, share in enumerate([0.95, 0.9, 0.1, 0.05, 0.5, 0.6]):
+        n_tumor = 60
+        n_nec = int(share * n_tumor)
+        labels += [0] * 30 + [1] * n_nec + [2] * (n_tumor - n_nec)
+        slides += [slide] * 90
+    labels = np.array(labels)
+    proba = _posteriors(labels, 13)
+    scores = quantification_scores(proba, labels, np.array(slides), methods=("pcc", "pacc"),
+                                   app_folds=3, app_prevalences=6)
+    assert list(scores.index) == ["pcc", "pacc"]
+    assert scores.loc["pacc", "bag_mae"] < scores.loc["pcc", "bag_mae"] - 0.1
+    assert scores.loc["pacc", "app_mae"] < scores.loc["pcc", "app_mae"]
+    assert (scores["n_bags"] == 6).all() and (scores["app_samples"] > 0).all()
