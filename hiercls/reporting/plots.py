@@ -380,7 +380,7 @@ def plot_necrosis(necrosis, *, threshold=GOOD_RESPONSE):
                          "hiercls.evaluation.necrosis.necrosis_report returns")
     fig = Figure(figsize=(max(6.0, 1.1 * len(necrosis) + 3.0), 4.4), layout="constrained")
     ax = fig.subplots()
-    ax.set_title("Necrotic fraction of the tumor per patient")
+    ax.set_title(f"Necrotic fraction of the tumor per {necrosis.index.name or 'patient'}")
     ax.set_ylabel("Necrosis (% of tumor)")
     if necrosis.empty:
         _note(ax, "no patients")
