@@ -217,33 +217,33 @@ def _positive_number(text):
 #: (option, keyword of necrosis_report, argparse arguments). The default of each is the
 #: function's own, so the two cannot drift; a new keyword is one more row here.
 NECROSIS_OPTIONS = (
-    ("--n-bootstrap", "n_bootstrap",
-     dict(type=_non_negative_int, metavar="N",
-          help="bootstrap resamples of each group's tiles for the interval; 0: no interval")),
-    ("--confidence", "confidence",
-     dict(type=_confidence, metavar="C", help="coverage of the interval, in (0, 1)")),
-    ("--threshold", "threshold",
-     dict(type=_fraction, metavar="F",
-          help="least necrotic fraction that is a good response")),
-    ("--min-tumor-tiles", "min_tumor_tiles",
-     dict(type=_positive_number, metavar="N",
-          help="least expected number of tumor tiles a group needs; below it the group has "
-               "no fraction and its response is 'no tumor'")),
-    ("--fraction", "fraction",
-     dict(choices=("expected", "argmax"),
-          help="what the fraction counts: expected (sums of the tumor classes' "
-               "probabilities) or argmax (each tile as its most probable class)")),
-    ("--tumor-threshold", "tumor_threshold",
-     dict(type=_fraction_or_none, metavar="T|none",
-          help="count only the tiles whose P(Non-Viable-Tumor) + P(Viable-Tumor) reaches T")),
-    ("--error-margin", "error_margin",
-     dict(type=_fraction_or_none, metavar="M|none",
-          help="widen the interval by M on each side: the fraction's error measured on "
-               "held-out patients")),
-    ("--members", "members",
-     dict(action="store_true",
-          help="the interval also draws the members of an ensemble model (a SeedEnsemble)")),
-    ("--seed", "random_state", dict(type=int, help="seed of the bootstrap")),
+    ("--n-bootstrap", "n_bootstrap", {
+        "type": _non_negative_int, "metavar": "N",
+        "help": "bootstrap resamples of each group's tiles for the interval; 0: no interval"}),
+    ("--confidence", "confidence", {
+        "type": _confidence, "metavar": "C", "help": "coverage of the interval, in (0, 1)"}),
+    ("--threshold", "threshold", {
+        "type": _fraction, "metavar": "F",
+        "help": "least necrotic fraction that is a good response"}),
+    ("--min-tumor-tiles", "min_tumor_tiles", {
+        "type": _positive_number, "metavar": "N",
+        "help": "least expected number of tumor tiles a group needs; below it the group has "
+                "no fraction and its response is 'no tumor'"}),
+    ("--fraction", "fraction", {
+        "choices": ("expected", "argmax"),
+        "help": "what the fraction counts: expected (sums of the tumor classes' "
+                "probabilities) or argmax (each tile as its most probable class)"}),
+    ("--tumor-threshold", "tumor_threshold", {
+        "type": _fraction_or_none, "metavar": "T|none",
+        "help": "count only the tiles whose P(Non-Viable-Tumor) + P(Viable-Tumor) reaches T"}),
+    ("--error-margin", "error_margin", {
+        "type": _fraction_or_none, "metavar": "M|none",
+        "help": "widen the interval by M on each side: the fraction's error measured on "
+                "held-out patients"}),
+    ("--members", "members", {
+        "action": "store_true",
+        "help": "the interval also draws the members of an ensemble model (a SeedEnsemble)"}),
+    ("--seed", "random_state", {"type": int, "help": "seed of the bootstrap"}),
 )
 
 

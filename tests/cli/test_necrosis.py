@@ -215,3 +215,9 @@ def test_a_real_tcia_folder_brings_its_labels(real_data_dir, model, tmp_path, ca
         expected = (tiles_of == "Non-Viable-Tumor").sum() / tumor if tumor else np.nan
         assert table.loc[slide, "reference_necrotic_fraction"] == pytest.approx(expected,
                                                                                nan_ok=True)
+
+
+def test_the_command_is_listed_in_the_help(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert "necrosis" in capsys.readouterr().out

@@ -105,6 +105,6 @@ def test_temperature_is_fitted_when_classes_are_absent_or_tiles_few():
         assert 0.05 <= temperature <= 20.0
         # It is the minimizer of the log-loss: nearby temperatures do worse.
         codes = np.array([CLASS_NAMES.index(v) if isinstance(v, str) else v for v in y])
-        def loss(t):
+        def loss(t, codes=codes):
             return log_loss(codes, apply_temperature(proba, t), labels=[0, 1, 2])
         assert loss(temperature) <= min(loss(temperature * 1.05), loss(temperature / 1.05))
