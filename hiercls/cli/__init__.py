@@ -1,6 +1,6 @@
 """The ``hiercls`` command line: ``demo`` and the data commands over the Python API.
 
-``extract``, ``fit``, ``evaluate``, ``predict`` and ``report`` do from a shell what
+``extract``, ``fit``, ``evaluate``, ``predict``, ``necrosis`` and ``report`` do from a shell what
 :class:`~hiercls.RadiomicsTransformer`, :func:`~hiercls.make_fusion_pipeline`,
 :func:`~hiercls.evaluation.cross_validation.cross_validate_by_patient`, :mod:`hiercls.evaluation.necrosis` and
 :func:`hiercls.reporting.html.write_report` do in Python. A problem with the inputs (a path that

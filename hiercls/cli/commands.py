@@ -492,16 +492,10 @@ def _load_model(value):
     return model
 
 
-def run_predict(args):
-    """Class probabilities, predicted class and gate weights of each tile."""
-    from ..data.labels import CLASS_NAMES
-    from ..features.radiomics import RadiomicsTransformer
+def _model_columns(model, X):
+    """The columns of the tiles table ``X`` that ``model`` takes, checked to be there."""
     from ..features.resolution import MPP_COLUMN, TileResampler
 
-    say = _say(args)
-    out = _output_path(args.out, "--out", (".csv",))
-    model = _load_model(args.model)
-    X = _load_tiles(args.tiles, name="TILES")
     first = model.steps[0][1]
     columns = list(getattr(first, "feature_names_in_", ["image"]))
     missing = [c for c in columns if c not in X.columns]
@@ -510,16 +504,34 @@ def run_predict(args):
                            f"{', '.join(map(repr, missing))}")
     if isinstance(first, TileResampler) and MPP_COLUMN in X.columns and MPP_COLUMN not in columns:
         columns.append(MPP_COLUMN)  # the tiles' declared resolution, for the resampler
-    (X,) = _readable(args, (X,), _skipped_file(out))
+    return columns
+
+
+def _set_radiomics_options(model, args):
+    """The radiomics step's progress bar (unless --quiet), --n-jobs and --cache."""
+    from ..features.radiomics import RadiomicsTransformer
+
     radiomics = next((step for _, step in model.steps if isinstance(step, RadiomicsTransformer)),
                      None)
     if radiomics is not None:
-        first = radiomics
-        first.set_params(verbose=0 if args.quiet else 1)
+        radiomics.set_params(verbose=0 if args.quiet else 1)
         if args.n_jobs is not None:
-            first.set_params(n_jobs=args.n_jobs)
+            radiomics.set_params(n_jobs=args.n_jobs)
         if args.cache is not None:
-            first.set_params(cache=_cache_param(_cache(args.cache)))
+            radiomics.set_params(cache=_cache_param(_cache(args.cache)))
+
+
+def run_predict(args):
+    """Class probabilities, predicted class and gate weights of each tile."""
+    from ..data.labels import CLASS_NAMES
+
+    say = _say(args)
+    out = _output_path(args.out, "--out", (".csv",))
+    model = _load_model(args.model)
+    X = _load_tiles(args.tiles, name="TILES")
+    columns = _model_columns(model, X)
+    (X,) = _readable(args, (X,), _skipped_file(out))
+    _set_radiomics_options(model, args)
     say(f"hiercls predict: {len(X)} tiles")
     features = model[:-1].transform(X[columns])
     classifier = model.steps[-1][1]
@@ -567,6 +579,133 @@ def run_report(args):
     path = write_report(out, result, necrosis, title=title, metadata=metadata or None)
     _print_table(result.scores)
     say(f"wrote {path}")
+    return 0
+
+
+# --------------------------------------------------------------------------------------
+# necrosis
+
+def _source_names(keys):
+    """One group name per source (a folder or CSV, by its resolved path): its name, numbered
+    where names repeat."""
+    names, seen = {}, {}
+    for key in keys:
+        if key in names:
+            continue
+        stem = key.stem if key.suffix.lower() == ".csv" else key.name
+        seen[stem] = seen.get(stem, 0) + 1
+        names[key] = stem if seen[stem] == 1 else f"{stem}-{seen[stem]}"
+    return names
+
+
+def _load_tile_sources(values):
+    """The tiles of every TILES argument in one table, and each tile's source (the folder or
+    CSV that listed it; an image file given by itself belongs to its folder)."""
+    from ..data.images import IMAGE_COLUMN, TILE_SUFFIXES
+
+    frames, keys = [], []
+    for value in values:
+        path = _existing_path(value, "TILES", "a folder of tiles, a tile image or a .csv file "
+                                              "with an image column")
+        if path.is_file() and path.suffix.lower() in TILE_SUFFIXES:
+            frame, key = pd.DataFrame({IMAGE_COLUMN: [str(path.resolve())]}), path.resolve().parent
+        else:
+            frame, key = _load_tiles(value, name="TILES", labels=True), path.resolve()
+        if frame.empty:
+            raise CommandError(f"TILES {_quoted(path)} lists no tiles; expected at least one")
+        frames.append(frame)
+        keys += [key] * len(frame)
+    names = _source_names(keys)
+    X = pd.concat(frames, ignore_index=True)
+    return X, pd.Series([names[key] for key in keys], name="source")
+
+
+def _tile_groups(args, X, sources):
+    """Each tile's group: the --groups column, the patient or slide of its file name, or its
+    source."""
+    from ..data.datasets import tcia_patient, tcia_slide
+
+    if args.groups is not None:
+        if args.groups not in X.columns:
+            raise CommandError(f"--groups {args.groups!r} names no column of TILES; its columns "
+                               f"are {', '.join(map(repr, X.columns))}")
+        values = X[args.groups]
+        missing = values.isna().to_numpy()
+        if missing.any():
+            raise CommandError(
+                f"--groups column {args.groups!r} is empty for {int(missing.sum())} of {len(X)} "
+                f"tiles (the first: {X['image'][missing].iloc[0]!r}); expected a group for "
+                "every tile")
+        return values.astype(str).rename(args.groups).reset_index(drop=True)
+    if args.by == "source":
+        return sources
+    of = tcia_patient if args.by == "patient" else tcia_slide
+    try:
+        return pd.Series([of(image) for image in X["image"]], name=args.by)
+    except ValueError as error:
+        raise CommandError(f"--by {args.by}: {_one_line(error)}; use --groups COLUMN with a CSV "
+                           "column instead") from None
+
+
+def _print_necrosis(table):
+    from ..reporting.html import percent
+
+    def interval(row):
+        low, high = row["necrotic_fraction_low"], row["necrotic_fraction_high"]
+        return "n/a" if not (np.isfinite(low) and np.isfinite(high)) else \
+            f"{100 * low:.1f} - {100 * high:.1f} %"
+
+    shown = pd.DataFrame({
+        "tiles": table["n_tiles"],
+        "tumor tiles": table["expected_tumor_tiles"].map("{:.1f}".format),
+        "necrosis": table["necrotic_fraction"].map(percent),
+        "interval": [interval(row) for _, row in table.iterrows()],
+        "response": table["response"],
+    }, index=table.index)
+    if "reference_necrotic_fraction" in table.columns:
+        shown["necrosis (labels)"] = table["reference_necrotic_fraction"].map(percent)
+        shown["response (labels)"] = table["reference_response"]
+    with pd.option_context("display.width", 200, "display.max_columns", 20):
+        print(shown.to_string())
+
+
+def run_necrosis(args):
+    """Necrotic fraction, interval and response of each group of tiles, as CSV and HTML."""
+    from ..evaluation.necrosis import necrosis_report
+    from ..reporting.html import write_necrosis_report
+    from .parser import necrosis_options
+
+    say = _say(args)
+    out = _output_folder(args.out, "--out")
+    model = _load_model(args.model)
+    options = necrosis_options(args)
+    if options.get("members") and not hasattr(model.steps[-1][1], "predict_proba_members"):
+        raise CommandError(f"--members needs a model ending in an ensemble (a SeedEnsemble); "
+                           f"MODEL ends in a {type(model.steps[-1][1]).__name__}")
+    X, sources = _load_tile_sources(args.tiles)
+    groups = _tile_groups(args, X, sources)
+    columns = _model_columns(model, X)
+    X, groups = _readable(args, (X, groups), _skipped_file(out, folder=True))
+    # The pathologists' reference, where every tile has a label.
+    y = X["label"] if "label" in X.columns and X["label"].notna().all() else None
+    _set_radiomics_options(model, args)
+    say(f"hiercls necrosis: {len(X)} tiles in {groups.nunique()} group(s) by {groups.name}"
+        + ("" if y is None else ", with the pathologists' labels"))
+    started = time.perf_counter()
+    try:
+        table = necrosis_report(model, X[columns], groups, y=y, **options)
+    except ValueError as error:
+        raise CommandError(_one_line(error)) from None
+    out.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out / "necrosis.csv")
+    metadata = {"model": str(Path(args.model).expanduser().resolve()),
+                "tiles": ", ".join(str(Path(v).expanduser().resolve()) for v in args.tiles),
+                "groups": f"column {args.groups}" if args.groups else f"by {args.by}",
+                "options": ", ".join(f"{k}={v}" for k, v in options.items())}
+    report = write_necrosis_report(out, table, title=args.title, metadata=metadata,
+                                   threshold=options["threshold"])
+    _print_necrosis(table)
+    say(f"wrote {out / 'necrosis.csv'} and {report} ({time.perf_counter() - started:.0f} s)")
     return 0
 
 

@@ -172,6 +172,102 @@ def _add_model(parser):
                             "declared tiles pass unchanged (default: none)")
 
 
+def _fraction(text, *, open_interval=False):
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    inside = 0.0 < value < 1.0 if open_interval else 0.0 <= value <= 1.0
+    if not inside:
+        raise argparse.ArgumentTypeError(
+            f"expected a number {'strictly between 0 and 1' if open_interval else 'in [0, 1]'}; "
+            f"got {text!r}")
+    return value
+
+
+def _confidence(text):
+    return _fraction(text, open_interval=True)
+
+
+def _fraction_or_none(text):
+    return None if text.lower() == "none" else _fraction(text)
+
+
+def _non_negative_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0; got {text!r}")
+    return value
+
+
+def _positive_number(text):
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a positive number; got {text!r}")
+    return value
+
+
+#: The options of :func:`hiercls.evaluation.necrosis.necrosis_report` on the command line:
+#: (option, keyword of necrosis_report, argparse arguments). The default of each is the
+#: function's own, so the two cannot drift; a new keyword is one more row here.
+NECROSIS_OPTIONS = (
+    ("--n-bootstrap", "n_bootstrap", {
+        "type": _non_negative_int, "metavar": "N",
+        "help": "bootstrap resamples of each group's tiles for the interval; 0: no interval"}),
+    ("--confidence", "confidence", {
+        "type": _confidence, "metavar": "C", "help": "coverage of the interval, in (0, 1)"}),
+    ("--threshold", "threshold", {
+        "type": _fraction, "metavar": "F",
+        "help": "least necrotic fraction that is a good response"}),
+    ("--min-tumor-tiles", "min_tumor_tiles", {
+        "type": _positive_number, "metavar": "N",
+        "help": "least expected number of tumor tiles a group needs; below it the group has "
+                "no fraction and its response is 'no tumor'"}),
+    ("--fraction", "fraction", {
+        "choices": ("expected", "argmax"),
+        "help": "what the fraction counts: expected (sums of the tumor classes' "
+                "probabilities) or argmax (each tile as its most probable class)"}),
+    ("--tumor-threshold", "tumor_threshold", {
+        "type": _fraction_or_none, "metavar": "T|none",
+        "help": "count only the tiles whose P(Non-Viable-Tumor) + P(Viable-Tumor) reaches T"}),
+    ("--error-margin", "error_margin", {
+        "type": _fraction_or_none, "metavar": "M|none",
+        "help": "widen the interval by M on each side: the fraction's error measured on "
+                "held-out patients"}),
+    ("--members", "members", {
+        "action": "store_true",
+        "help": "the interval also draws the members of an ensemble model (a SeedEnsemble)"}),
+    ("--seed", "random_state", {"type": int, "help": "seed of the bootstrap"}),
+)
+
+
+def _add_necrosis_options(parser):
+    """The options of :data:`NECROSIS_OPTIONS`, each defaulting to necrosis_report's default."""
+    import inspect
+
+    from ..evaluation.necrosis import necrosis_report
+
+    defaults = inspect.signature(necrosis_report).parameters
+    group = parser.add_argument_group("necrosis (the options of necrosis_report)")
+    for option, keyword, arguments in NECROSIS_OPTIONS:
+        default = defaults[keyword].default
+        shown = "none" if default is None else default
+        help_text = arguments["help"] + ("" if arguments.get("action") else f" (default: {shown})")
+        group.add_argument(option, default=default, **{**arguments, "help": help_text})
+
+
+def necrosis_options(args):
+    """The keyword arguments of necrosis_report that the options of :data:`NECROSIS_OPTIONS` set."""
+    return {keyword: getattr(args, option.lstrip("-").replace("-", "_"))
+            for option, keyword, _ in NECROSIS_OPTIONS}
+
+
 def _add_skip_unreadable(parser):
     parser.add_argument(
         "--skip-unreadable", action="store_true",
@@ -229,6 +325,17 @@ files written to DIR, per slide in DIR/<slide name>/:
   overlay.png   the thumbnail with each tile coloured by its predicted class
   heatmap.png   the probability of viable tumor over the slide
 and DIR/report.html with all slides.
+"""
+
+_NECROSIS_EPILOG = """\
+files written to DIR:
+  necrosis.csv  one row per group: n_tiles, expected_tumor_tiles, necrotic_fraction with its
+                interval (necrotic_fraction_low, _high), viable_fraction (and interval), the
+                argmax variant, response (good, poor or no tumor); where every tile has a
+                label (a CSV label column, a TCIA folder) also the pathologists' reference_*
+                fractions and absolute_error
+  report.html   the table and the figure, self-contained; the figure also as necrosis.png
+The table is printed, also with --quiet.
 """
 
 
@@ -338,6 +445,45 @@ def build_parser():
     report.add_argument("--title", help="title of the report (default: that of the run)")
     report.add_argument("--seed", type=int, default=0, help="seed of the necrosis bootstrap")
     _add_quiet(report)
+    necrosis = commands.add_parser(
+        "necrosis", formatter_class=formatter, epilog=_NECROSIS_EPILOG,
+        help="necrotic fraction, interval and response per patient, slide or folder of "
+             "tiles with a saved model",
+        description="Predict the tiles of TILES with a model saved by 'hiercls fit' and "
+                    "estimate the necrotic fraction of the tumor of each group of tiles "
+                    "(hiercls.evaluation.necrosis.necrosis_report): by default each TILES "
+                    "argument is a group; --by patient or --by slide read the group from "
+                    "the TCIA file names, --groups COLUMN from a CSV column. WARNING: a "
+                    ".joblib or .pkl MODEL is unpickled, which can execute arbitrary code.")
+    necrosis.add_argument("model", metavar="MODEL",
+                          help="a model saved by 'hiercls fit': .hiercls (safe), or "
+                               ".joblib/.pkl (a pickle: loading it runs code from the file)")
+    necrosis.add_argument("tiles", metavar="TILES", nargs="+",
+                          help="folders of tiles (searched recursively; a TCIA folder with its "
+                               "labels), tile image files, or .csv files with an image column "
+                               "(relative paths resolved against its folder; other columns "
+                               "kept, e.g. for --groups)")
+    grouping = necrosis.add_mutually_exclusive_group()
+    grouping.add_argument("--groups", metavar="COLUMN",
+                          help="the column of the TILES CSV files that holds each tile's group, "
+                               "e.g. patient")
+    grouping.add_argument("--by", choices=("source", "patient", "slide"), default="source",
+                          help="source: each TILES folder or CSV is a group (image files given "
+                               "one by one, their folder); patient: the patient of the TCIA "
+                               "file name (Case-4-...); slide: its slide, the name without the "
+                               "pixel coordinates (Case-4-C21) (default: source)")
+    necrosis.add_argument("--out", required=True, metavar="DIR",
+                          help="output folder (created if needed; files in it are overwritten)")
+    necrosis.add_argument("--title", default="hiercls necrosis report",
+                          help="title of report.html")
+    necrosis.add_argument("--n-jobs", type=_n_jobs,
+                          help="processes for radiomics (default: the model's)")
+    necrosis.add_argument("--cache", metavar="DIR|none",
+                          help="radiomics cache folder or none (default: the model's)")
+    _add_necrosis_options(necrosis)
+    _add_skip_unreadable(necrosis)
+    _add_quiet(necrosis)
+
     slide = commands.add_parser(
         "slide", formatter_class=formatter, epilog=_SLIDE_EPILOG,
         help="tiles, necrosis and maps of whole-slide images with a saved model",

@@ -19,7 +19,8 @@ from sklearn.utils import check_random_state
 from .images import IMAGE_COLUMN, MPP_COLUMN, TILE_SUFFIXES, tile_side
 from .labels import CLASS_NAMES
 
-__all__ = ["load_osteosarcoma_ut", "make_synthetic_tiles", "subsample_per_patient"]
+__all__ = ["load_osteosarcoma_ut", "make_synthetic_tiles", "subsample_per_patient",
+           "tcia_patient", "tcia_slide"]
 
 LABEL_FILE = "PathologistValidation.csv"
 
@@ -118,6 +119,62 @@ def _slide_of(stem, path):
             "'<slide>-<x>-<y>' ending in two integers, like 'Case-4-C21-29849-33988'"
         )
     return match.group(1)
+
+
+def tcia_patient(tile):
+    """The patient of a tile named by the TCIA Osteosarcoma-UT convention.
+
+    Parameters
+    ----------
+    tile : str or path-like
+        The tile's path or file name, e.g. ``.../Case-4-C21-29849-33988.jpg``.
+
+    Returns
+    -------
+    str
+        The leading ``Case-<n>`` (spelt ``Case``) or ``P<n>``-like prefix.
+
+    Raises
+    ------
+    ValueError
+        If the file name does not start with a patient.
+
+    Examples
+    --------
+    >>> from hiercls.data.datasets import tcia_patient
+    >>> tcia_patient("set1/Case-4-C21-29849-33988.jpg"), tcia_patient("P9-B11-1024-2048.jpg")
+    ('Case-4', 'P9')
+    """
+    path = Path(tile)
+    return _patient_of(path.stem, path)
+
+
+def tcia_slide(tile):
+    """The slide of a tile named by the TCIA convention ``<slide>-<x>-<y>``.
+
+    Parameters
+    ----------
+    tile : str or path-like
+        The tile's path or file name.
+
+    Returns
+    -------
+    str
+        The file name's stem without its two pixel coordinates.
+
+    Raises
+    ------
+    ValueError
+        If the stem does not end in two integers.
+
+    Examples
+    --------
+    >>> from hiercls.data.datasets import tcia_slide
+    >>> tcia_slide("set1/Case-4-C21-29849-33988.jpg"), tcia_slide("Case-48-P5-C13-10-20.jpg")
+    ('Case-4-C21', 'Case-48-P5-C13')
+    """
+    path = Path(tile)
+    return _slide_of(path.stem, path)
 
 
 def _check_subsample(subsample):

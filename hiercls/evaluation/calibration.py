@@ -10,14 +10,20 @@ with ``T`` chosen to minimize the log-loss on held-out tiles (e.g. out-of-fold
 probabilities of :func:`~hiercls.evaluation.cross_validation.cross_validate_by_patient`).
 ``T > 1`` softens over-confident probabilities, ``T < 1`` sharpens timid ones; the ranking of
 the classes in every tile, hence the argmax and the AUCs, stays the same.
+
+The fit is scikit-learn's: :class:`sklearn.calibration.CalibratedClassifierCV` with
+``method="temperature"`` on a :class:`sklearn.frozen.FrozenEstimator` whose scores are the
+given log probabilities. Only the probabilities, not a model, are needed here, so that frozen
+estimator is a pass-through of its input.
 """
 
 import numbers
 
 import numpy as np
-from scipy.optimize import minimize_scalar
 from scipy.special import log_softmax
-from sklearn.base import BaseEstimator
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.frozen import FrozenEstimator
 from sklearn.utils import check_scalar
 from sklearn.utils.validation import check_is_fitted
 
@@ -55,8 +61,23 @@ def _check_temperature(temperature):
     return float(temperature)
 
 
-def _log_loss(log_p, codes, temperature):
-    return -log_softmax(log_p / temperature, axis=1)[np.arange(codes.size), codes].mean()
+class _GivenLogProbabilities(ClassifierMixin, BaseEstimator):
+    """A "classifier" whose decision function is its input: log probabilities already computed.
+
+    Given as ``decision_function`` rather than ``predict_proba``: scikit-learn takes the log of
+    ``predict_proba`` output only when its rows sum to 1, and these rows need not (the
+    old hand-written fit took the log of any probabilities in [0, 1]).
+    """
+
+    def fit(self, X, y=None):
+        self.classes_ = np.arange(len(CLASS_NAMES))
+        return self
+
+    def decision_function(self, X):
+        return np.asarray(X, dtype=float)
+
+    def predict(self, X):
+        return self.decision_function(X).argmax(axis=1)
 
 
 def apply_temperature(proba, temperature):
@@ -93,7 +114,10 @@ def fit_temperature(proba, y, *, bounds=TEMPERATURE_BOUNDS):
     y : array-like of shape (n_samples,)
         The true labels, as codes (0, 1, 2) or class names.
     bounds : tuple of two floats, default=(0.05, 20.0)
-        The interval searched (bounded scalar minimization, :func:`scipy.optimize.minimize_scalar`).
+        The interval the temperature is confined to. The log-loss is minimized by
+        :class:`~sklearn.calibration.CalibratedClassifierCV` (``method="temperature"``,
+        the probabilities as a :class:`~sklearn.frozen.FrozenEstimator`'s scores) and the
+        result clipped to ``bounds``.
 
     Returns
     -------
@@ -120,11 +144,19 @@ def fit_temperature(proba, y, *, bounds=TEMPERATURE_BOUNDS):
         raise ValueError(f"bounds must be two numbers (low, high); got {bounds!r}") from None
     if not (0.0 < low < high < np.inf):
         raise ValueError(f"bounds must satisfy 0 < low < high < inf; got {bounds!r}")
-    # The log-loss is smoother in log T than in T.
-    result = minimize_scalar(lambda log_t: _log_loss(log_p, codes, np.exp(log_t)),
-                             bounds=(np.log(low), np.log(high)), method="bounded",
-                             options={"xatol": 1e-6})
-    return float(np.clip(np.exp(result.x), low, high))
+    # A frozen estimator learns nothing, so one "fold" that holds every tile suffices (the
+    # default 5-fold split refuses fewer than 5 tiles). ensemble=True fits the calibrator on
+    # that fold's scores as they are; the default path re-orders them by the classes in y
+    # and fails when a class is absent, as it often is in one patient's tiles.
+    every = np.arange(codes.size)
+    calibrator = CalibratedClassifierCV(FrozenEstimator(_GivenLogProbabilities().fit(log_p)),
+                                        method="temperature", cv=[(every, every)], ensemble=True)
+    # Codes, not names: scikit-learn uses the labels as column indices of log_p.
+    calibrator.fit(log_p, codes)
+    beta = float(calibrator.calibrated_classifiers_[0].calibrators[0].beta_)
+    # scikit-learn fits the inverse temperature over a wide fixed range; the log-loss is
+    # unimodal in it, so the optimum within ``bounds`` is the clipped overall optimum.
+    return float(np.clip(1.0 / beta, low, high))
 
 
 class TemperatureScaling(BaseEstimator):

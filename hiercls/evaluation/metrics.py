@@ -30,7 +30,7 @@ import warnings
 import numpy as np
 import pandas as pd
 from sklearn.exceptions import UndefinedMetricWarning as _SklearnUndefinedMetricWarning
-from sklearn.metrics import make_scorer
+from sklearn.metrics import auc, make_scorer, roc_curve
 from sklearn.utils import check_scalar
 
 from ..data.labels import CLASS_NAMES, check_probabilities, encode_labels
@@ -111,28 +111,18 @@ def _check_binary(y_binary, score):
 
 
 def _roc_points(y, s):
-    """(FPR, TPR, thresholds) of validated inputs with both classes; see :func:`roc_points`.
-
-    Computed directly rather than by ``roc_curve``, as the scorers call it many times per
-    fold.
-    """
-    order = np.argsort(-s, kind="mergesort")
-    hits = y[order]
-    # The last position of each run of equal scores is where a threshold cuts.
-    cuts = np.r_[np.flatnonzero(np.diff(s[order])), hits.size - 1]
-    tps = np.cumsum(hits)[cuts]
-    fps = cuts + 1 - tps
-    tpr = np.r_[0.0, tps / tps[-1]]
-    fpr = np.r_[0.0, fps / fps[-1]]
-    return fpr, tpr, np.r_[np.inf, s[order][cuts]]
+    """(FPR, TPR, thresholds) of validated inputs with both classes; see :func:`roc_points`."""
+    # Every point kept: a dropped collinear point could be the operating point asked for.
+    return roc_curve(y, s, drop_intermediate=False)
 
 
 def roc_points(y_binary, score):
     """The ROC curve the metrics here read: (FPR, TPR) at every distinct threshold.
 
     From (0, 0) (a threshold above every score) to (1, 1); no collinear point is dropped
-    (unlike ``roc_curve``'s default), so no operating point is lost. The same points as
-    ``sklearn.metrics.roc_curve(y_binary, score, drop_intermediate=False)``.
+    (unlike ``roc_curve``'s default), so no operating point is lost. These are
+    ``sklearn.metrics.roc_curve(y_binary, score, drop_intermediate=False)``, after checking
+    the inputs and that both classes occur.
 
     Parameters
     ----------
@@ -208,14 +198,13 @@ def _spe_at_sen(fpr, tpr, sensitivity):
 
 
 def roc_auc_from_points(fpr, tpr):
-    """Area under ROC points by the trapezoidal rule (ties count half).
+    """Area under ROC points by the trapezoidal rule (ties count half): :func:`sklearn.metrics.auc`.
 
     >>> from hiercls.evaluation.metrics import roc_auc_from_points
     >>> roc_auc_from_points([0.0, 0.0, 0.5, 0.5, 1.0], [0.0, 0.5, 0.5, 1.0, 1.0])
     0.75
     """
-    fpr, tpr = np.asarray(fpr, dtype=float), np.asarray(tpr, dtype=float)
-    return float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1])) / 2.0)
+    return float(auc(np.asarray(fpr, dtype=float), np.asarray(tpr, dtype=float)))
 
 
 def _binary_undefined_reason(y):

@@ -20,7 +20,7 @@ from ..evaluation.metrics import per_class_table
 from ..evaluation.necrosis import GOOD_RESPONSE, necrosis_from_evaluation
 
 __all__ = ["FIGURES", "evaluation_figures", "html_page", "html_table", "percent", "png_bytes",
-           "write_report"]
+           "write_necrosis_report", "write_report"]
 
 #: The report's figures: (id, caption). The id names the embedded image, its PNG file
 #: (``<id>.png``) and its anchor in the HTML.
@@ -132,7 +132,8 @@ def _necrosis_section(necrosis):
     if necrosis is None or necrosis.empty:
         return '<p class="note">No per-patient necrosis.</p>'
     with_reference = "reference_necrotic_fraction" in necrosis.columns
-    header = ["patient", "tiles", "expected tumor tiles", "necrosis (estimate)", "interval",
+    group = necrosis.index.name or "patient"
+    header = [group, "tiles", "expected tumor tiles", "necrosis (estimate)", "interval",
               "necrosis (argmax)", "response"]
     if with_reference:
         header += ["tumor tiles (labels)", "necrosis (labels)", "response (labels)",
@@ -159,7 +160,7 @@ def _necrosis_section(necrosis):
     return html_table(header, rows) + (
         '<p class="note">Necrosis is the non-viable share of the tumor tiles (Non-Tumor tiles '
         "excluded), estimated as sum P(Non-Viable) / sum P(Non-Viable or Viable) over the "
-        "patient's tiles; the interval is a percentile bootstrap over tiles. Good response: "
+        f"{html.escape(group)}'s tiles; the interval is a percentile bootstrap over tiles. Good response: "
         "necrosis &gt;= 90 %. pp: percentage points.</p>")
 
 
@@ -265,6 +266,67 @@ patients. Classes: {", ".join(CLASS_NAMES)}.</p>
 {_necrosis_section(necrosis)}
 <h2 id="figures">Figures</h2>
 {"".join(sections)}"""
+    page = html_page(title, body, metadata=metadata)
+    path = out_dir / "report.html"
+    path.write_text(page, encoding="utf-8")
+    return path
+
+
+def write_necrosis_report(out_dir, necrosis, *, title="hiercls necrosis report", metadata=None,
+                          threshold=GOOD_RESPONSE, dpi=110):
+    """Write ``out_dir/report.html`` of a necrosis table, and its figure as ``necrosis.png``.
+
+    Parameters
+    ----------
+    out_dir : str or os.PathLike
+        Folder to write to; created if needed. ``report.html`` and ``necrosis.png`` are
+        overwritten.
+    necrosis : DataFrame
+        One row per group (patient, slide, ...), as
+        :func:`hiercls.evaluation.necrosis.necrosis_report` returns it; the index name
+        names the groups in the table and the figure. Reference columns, where present,
+        are shown too.
+    title : str, default="hiercls necrosis report"
+    metadata : dict or None, default=None
+        Shown as a table under the title (e.g. model, tiles, options).
+    threshold : float, default=0.90
+        The good-response line of the figure.
+    dpi : int, default=110
+        Resolution of the figure.
+
+    Returns
+    -------
+    pathlib.Path
+        The path of ``report.html``, self-contained (the figure embedded as base64 PNG).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from hiercls.evaluation.necrosis import necrosis_from_probabilities
+    >>> from hiercls.reporting.html import write_necrosis_report
+    >>> table = necrosis_from_probabilities([[0.1, 0.8, 0.1], [0.0, 0.3, 0.7]], ["A", "A"],
+    ...                                     n_bootstrap=0)
+    >>> write_necrosis_report(tempfile.mkdtemp(), table).name
+    'report.html'
+    """
+    if not hasattr(necrosis, "columns") or "necrotic_fraction" not in necrosis.columns:
+        raise ValueError("necrosis must be a DataFrame with a 'necrotic_fraction' column, as "
+                         "hiercls.evaluation.necrosis.necrosis_report returns")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    group = necrosis.index.name or "patient"
+    data = png_bytes(plots.plot_necrosis(necrosis, threshold=threshold), dpi)
+    (out_dir / "necrosis.png").write_bytes(data)
+    encoded = base64.b64encode(data).decode("ascii")
+    caption = (f"Necrotic fraction of the tumor per {group}: estimate with its interval"
+               + (", against the pathologists' labels." if "reference_necrotic_fraction"
+                  in necrosis.columns else "."))
+    body = f"""<p>{int(necrosis["n_tiles"].sum()) if "n_tiles" in necrosis else "?"} tiles in
+{len(necrosis)} group(s) by {html.escape(group)}.</p>
+<h2 id="necrosis-table">Necrosis per {html.escape(group)}</h2>
+{_necrosis_section(necrosis)}
+<figure id="figure-necrosis"><img id="necrosis" alt="necrosis: {html.escape(caption)}"
+src="data:image/png;base64,{encoded}"><figcaption>{html.escape(caption)}</figcaption></figure>"""
     page = html_page(title, body, metadata=metadata)
     path = out_dir / "report.html"
     path.write_text(page, encoding="utf-8")

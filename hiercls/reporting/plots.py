@@ -15,6 +15,7 @@ import numbers
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from sklearn.calibration import calibration_curve
 from sklearn.metrics import confusion_matrix
 from sklearn.utils import check_scalar
 
@@ -180,7 +181,9 @@ def plot_calibration(y_true, proba, *, n_bins=10):
     proba : array-like of shape (n_samples, 3)
         Class probabilities in code order.
     n_bins : int, default=10
-        Equal-width probability bins over [0, 1]; empty bins are skipped.
+        Equal-width probability bins over [0, 1]; empty bins are skipped. The points are
+        :func:`sklearn.calibration.calibration_curve` (``strategy="uniform"``): a bin holds
+        the probabilities above its lower edge up to and including its upper edge.
 
     Returns
     -------
@@ -200,14 +203,16 @@ def plot_calibration(y_true, proba, *, n_bins=10):
     top.plot([0, 1], [0, 1], color="0.6", lw=1, ls=":", label="perfect calibration")
     for code, name in enumerate(CLASS_NAMES):
         score = p[:, code]
-        y = codes == code
-        # Bin i holds scores in [edges[i], edges[i+1]); the last bin includes 1.
-        which = np.clip(np.digitize(score, edges[1:-1]), 0, n_bins - 1)
-        count = np.bincount(which, minlength=n_bins)
-        filled = count > 0
-        mean_score = np.bincount(which, weights=score, minlength=n_bins)[filled] / count[filled]
-        observed = np.bincount(which, weights=y, minlength=n_bins)[filled] / count[filled]
+        y = (codes == code).astype(np.int64)
+        # pos_label=1 so that a class absent from y_true (y all 0) still has its curve.
+        observed, mean_score = calibration_curve(y, score, n_bins=n_bins, strategy="uniform",
+                                                 pos_label=1)
+        # The tiles per bin, binned as calibration_curve bins them: bin i holds scores in
+        # (edges[i], edges[i+1]], the first bin includes 0.
+        count = np.bincount(np.searchsorted(edges[1:-1], score), minlength=n_bins)
         legend = name if y.any() else f"{name} (absent from y_true)"
+        # Drawn with Axes.plot rather than CalibrationDisplay, which imports pyplot and
+        # relabels the axes at each curve.
         top.plot(mean_score, observed, "o-", color=CLASS_COLORS[code], ms=4, label=legend)
         offset = (code - 1) * width / 3.2
         bottom.bar(edges[:-1] + width / 2 + offset, count, width=width / 3.4,
@@ -375,7 +380,7 @@ def plot_necrosis(necrosis, *, threshold=GOOD_RESPONSE):
                          "hiercls.evaluation.necrosis.necrosis_report returns")
     fig = Figure(figsize=(max(6.0, 1.1 * len(necrosis) + 3.0), 4.4), layout="constrained")
     ax = fig.subplots()
-    ax.set_title("Necrotic fraction of the tumor per patient")
+    ax.set_title(f"Necrotic fraction of the tumor per {necrosis.index.name or 'patient'}")
     ax.set_ylabel("Necrosis (% of tumor)")
     if necrosis.empty:
         _note(ax, "no patients")

@@ -315,3 +315,16 @@ def test_loader_names_a_tile_it_cannot_read(fake_root):
     bad.write_bytes(b"not a jpeg")
     with pytest.raises(UnreadableTileError, match=bad.name):
         load_osteosarcoma_ut(fake_root)
+
+
+def test_tcia_patient_and_slide_read_the_file_name():
+    from hiercls.data.datasets import tcia_patient, tcia_slide
+
+    for name, patient, slide in [("Case-4-C21-29849-33988.jpg", "Case-4", "Case-4-C21"),
+                                 ("/x/set3/case-48-P5-C13-10-20.JPG", "Case-48", "case-48-P5-C13"),
+                                 ("P9-B11-1024-2048.png", "P9", "P9-B11")]:
+        assert (tcia_patient(name), tcia_slide(name)) == (patient, slide)
+    with pytest.raises(ValueError, match="patient of tile 'scan.png'"):
+        tcia_patient("scan.png")
+    with pytest.raises(ValueError, match="slide of tile 'Case-4-C21.png'.*two integers"):
+        tcia_slide("Case-4-C21.png")

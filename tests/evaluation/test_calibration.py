@@ -71,3 +71,40 @@ def test_temperature_scaling_estimator():
 def test_invalid_inputs_are_named(call, error, message):
     with pytest.raises(error, match=message):
         call()
+
+
+# The temperatures the hand-written fit (bounded search in log T, scipy's minimize_scalar,
+# at commit 93142d4) found on these inputs; the fit on scikit-learn's temperature scaling
+# must find the same. The old search stopped at xatol=1e-6 in log T, hence rel=1e-6.
+_HAND_WRITTEN_TEMPERATURES = [
+    # (seed, n, true temperature, T found, T found within bounds (0.5, 1.2))
+    (19, 400, 2.0, 1.974315623665806, 1.199999489594241),
+    (20, 400, 0.5, 0.5174846953824687, 0.517484695828806),
+    (21, 50, 1.0, 1.1879141500937695, 1.1879142765439743),
+]
+
+
+@pytest.mark.parametrize("seed, n, true_temperature, found, found_in_bounds",
+                         _HAND_WRITTEN_TEMPERATURES)
+def test_scikit_learn_fit_finds_the_hand_written_temperature(seed, n, true_temperature,
+                                                             found, found_in_bounds):
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(scale=2.0, size=(n, 3))
+    y = np.array([rng.choice(3, p=row) for row in softmax(logits, axis=1)])
+    reported = softmax(logits * true_temperature, axis=1)
+    assert fit_temperature(reported, y) == pytest.approx(found, rel=1e-6)
+    assert fit_temperature(reported, y, bounds=(0.5, 1.2)) == pytest.approx(found_in_bounds,
+                                                                            rel=1e-6)
+
+
+def test_temperature_is_fitted_when_classes_are_absent_or_tiles_few():
+    # One patient's tiles often lack a class; scikit-learn's default path would refuse.
+    proba = [[0.6, 0.3, 0.1], [0.2, 0.3, 0.5], [0.3, 0.4, 0.3]]
+    for y in ([0, 2, 2], [1, 1, 1], ["Non-Tumor", "Viable-Tumor", "Viable-Tumor"]):
+        temperature = fit_temperature(proba, y)
+        assert 0.05 <= temperature <= 20.0
+        # It is the minimizer of the log-loss: nearby temperatures do worse.
+        codes = np.array([CLASS_NAMES.index(v) if isinstance(v, str) else v for v in y])
+        def loss(t, codes=codes):
+            return log_loss(codes, apply_temperature(proba, t), labels=[0, 1, 2])
+        assert loss(temperature) <= min(loss(temperature * 1.05), loss(temperature / 1.05))

@@ -377,3 +377,42 @@ def test_roc_points_of_one_class_is_an_error():
 
     with pytest.raises(ValueError, match="no negatives"):
         roc_points([1, 1], [0.2, 0.3])
+
+
+# What the hand-written ROC (commit 93142d4) gave on this fold, with and without ties; the
+# ROC on scikit-learn's roc_curve and auc must give the same figures.
+_HAND_WRITTEN_FIGURES = {
+    None: {"roc_auc_ovr": 0.8994029300326968, "sen_at_spe90_non_tumor": 0.7175572519083969,
+           "spe_at_sen90_non_tumor": 0.6691449814126393,
+           "auc_non_viable_tumor": 0.8923574029957008,
+           "sen_at_spe90_non_viable_tumor": 0.6382978723404256,
+           "spe_at_sen90_viable_tumor": 0.7463235294117647,
+           "auc_viable_tumor": 0.9111040900735294},
+    1: {"roc_auc_ovr": 0.8840232489286904, "sen_at_spe90_non_tumor": 0.7175572519083969,
+        "spe_at_sen90_non_tumor": 0.6245353159851301, "auc_non_viable_tumor": 0.8779950162928887,
+        "sen_at_spe90_non_viable_tumor": 0.6312056737588653,
+        "spe_at_sen90_viable_tumor": 0.7426470588235294, "auc_viable_tumor": 0.893899356617647},
+}
+
+
+@pytest.mark.parametrize("decimals", [None, 1])
+def test_figures_on_scikit_learn_roc_are_the_hand_written_ones(decimals):
+    from scipy.special import softmax
+
+    from hiercls.evaluation.metrics import roc_auc_from_points, roc_points
+
+    rng = np.random.default_rng(19)
+    logits = rng.normal(scale=2.0, size=(400, 3))
+    y = np.array([rng.choice(3, p=row) for row in softmax(logits, axis=1)])
+    proba = softmax(logits * 2.0, axis=1)
+    if decimals is not None:
+        proba = np.round(proba, decimals)
+    figures = paper_metrics(y, proba)
+    for key, value in _HAND_WRITTEN_FIGURES[decimals].items():
+        assert figures[key] == pytest.approx(value, rel=1e-12, abs=1e-15), key
+    if decimals == 1:
+        # 12 distinct thresholds and the same curve point by point (sums as a fingerprint).
+        fpr, tpr, thresholds = roc_points(y == 2, proba[:, 2])
+        assert fpr.size == 12 and thresholds[0] == np.inf
+        assert (fpr.sum(), tpr.sum()) == pytest.approx((2.3933823529411766, 8.3984375), rel=1e-12)
+        assert roc_auc_from_points(fpr, tpr) == pytest.approx(0.893899356617647, rel=1e-12)

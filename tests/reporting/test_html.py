@@ -168,3 +168,25 @@ def test_report_from_cross_validation(tmp_path):
     result = cross_validate_by_patient(pipeline, X, y, groups, verbose=0)
     assert "task_weight_tumor" in result.histories[0][0]  # what the training figure plots
     _check_self_contained(write_report(tmp_path, result))
+
+
+def test_necrosis_report_names_the_groups_and_embeds_its_figure(tmp_path):
+    from hiercls.evaluation.necrosis import necrosis_from_probabilities
+    from hiercls.reporting.html import write_necrosis_report
+
+    proba = [[0.0, 0.9, 0.1], [0.0, 0.7, 0.3], [1.0, 0.0, 0.0], [0.9, 0.05, 0.05]]
+    slides = pd.Series(["Case-4-C21", "Case-4-C21", "Case-4-C22", "Case-4-C22"], name="slide")
+    table = necrosis_from_probabilities(proba, slides, n_bootstrap=50, min_tumor_tiles=0.5)
+    path = write_necrosis_report(tmp_path, table, title="Case 4 <slides>",
+                                 metadata={"model": "m.hiercls"})
+    page = path.read_text(encoding="utf-8")
+    assert path == tmp_path / "report.html"
+    assert "<title>Case 4 &lt;slides&gt;</title>" in page          # escaped
+    assert "Necrosis per slide" in page and "<th class=name>slide</th>" in page
+    assert "80.0 %" in page and "no tumor" in page                 # C21 at 0.8; C22 below 0.5
+    assert "m.hiercls" in page
+    png = (tmp_path / "necrosis.png").read_bytes()
+    assert png.startswith(PNG_MAGIC)
+    assert base64.b64encode(png).decode("ascii") in page           # the same figure, embedded
+    with pytest.raises(ValueError, match="necrotic_fraction"):
+        write_necrosis_report(tmp_path, pd.DataFrame({"x": [1]}))

@@ -108,3 +108,57 @@ def test_plots_reject_what_is_not_probabilities(plot, proba, match):
 def test_bad_parameters_are_named(call, error, match):
     with pytest.raises(error, match=match):
         call()
+
+
+# The hand-written bins (commit 93142d4) on 400 tiles off the bin edges: tiles per bin for
+# each class, and the Non-Tumor reliability curve. The bins on scikit-learn's
+# calibration_curve must draw the same.
+_HAND_WRITTEN_COUNTS = [[208, 28, 16, 10, 15, 10, 11, 15, 15, 72],
+                        [198, 20, 18, 10, 19, 10, 11, 18, 27, 69],
+                        [206, 25, 26, 8, 7, 13, 7, 10, 17, 81]]
+_HAND_WRITTEN_NON_TUMOR = (
+    [0.01655987785394395, 0.1271730543749737, 0.24051885842478157, 0.34304853200005747,
+     0.43571345108787424, 0.5597424893766239, 0.6753488514085357, 0.7638848487861504,
+     0.8553251477968189, 0.9775589489075186],
+    [0.08173076923076923, 0.21428571428571427, 0.25, 0.4, 0.4, 0.3, 0.5454545454545454,
+     0.6666666666666666, 0.6, 0.9166666666666666],
+)
+
+
+def test_calibration_bins_are_the_hand_written_ones():
+    from scipy.special import softmax
+    from sklearn.calibration import calibration_curve
+
+    rng = np.random.default_rng(19)
+    logits = rng.normal(scale=2.0, size=(400, 3))
+    y = np.array([rng.choice(3, p=row) for row in softmax(logits, axis=1)])
+    proba = softmax(logits * 2.0, axis=1)
+    fig = plots.plot_calibration(y, proba, n_bins=10)
+    top, bottom = fig.axes
+    curves = [line for line in top.lines if line.get_label() in CLASS_NAMES]
+    assert [c.get_label() for c in curves] == list(CLASS_NAMES)
+    np.testing.assert_allclose(curves[0].get_xdata(), _HAND_WRITTEN_NON_TUMOR[0], rtol=1e-12)
+    np.testing.assert_allclose(curves[0].get_ydata(), _HAND_WRITTEN_NON_TUMOR[1], rtol=1e-12)
+    heights = [[int(bar.get_height()) for bar in bars] for bars in bottom.containers]
+    assert heights == _HAND_WRITTEN_COUNTS
+    for code, curve in enumerate(curves):
+        observed, mean = calibration_curve(y == code, proba[:, code], n_bins=10)
+        np.testing.assert_array_equal(curve.get_xdata(), mean)
+        np.testing.assert_array_equal(curve.get_ydata(), observed)
+
+
+def test_calibration_bin_edges_follow_scikit_learn():
+    # A probability on an inner edge belongs to the bin below it (as in calibration_curve),
+    # and the bars count what the curve averages.
+    codes = np.array([0, 2, 2, 0])
+    proba = np.array([[0.5, 0.0, 0.5], [0.5, 0.0, 0.5], [0.2, 0.0, 0.8], [0.9, 0.0, 0.1]])
+    fig = plots.plot_calibration(codes, proba, n_bins=2)
+    top, bottom = fig.axes
+    viable = next(line for line in top.lines if line.get_label() == "Viable-Tumor")
+    # Viable-Tumor: 0.1, 0.5, 0.5 in the lower bin (one viable of three), 0.8 in the upper.
+    np.testing.assert_allclose(viable.get_xdata(), [1.1 / 3, 0.8])
+    np.testing.assert_allclose(viable.get_ydata(), [1 / 3, 1.0])
+    assert [int(bar.get_height()) for bar in bottom.containers[2]] == [3, 1]
+    absent = next(line for line in top.lines if line.get_label().startswith("Non-Viable"))
+    assert "absent" in absent.get_label()
+    np.testing.assert_array_equal(absent.get_ydata(), [0.0])
