@@ -65,6 +65,7 @@ __all__ = [
     "GOOD_RESPONSE",
     "MIN_TUMOR_TILES",
     "NO_TUMOR",
+    "UncalibratedNecrosisWarning",
     "necrosis_from_evaluation",
     "necrosis_from_probabilities",
     "necrosis_error_margin",
@@ -87,6 +88,11 @@ FRACTIONS = ("expected", "argmax")
 
 class FewPatientsWarning(UserWarning):
     """Too few held-out patients for an error margin to reach the coverage asked for."""
+
+
+class UncalibratedNecrosisWarning(UserWarning):
+    """A necrotic fraction asked for with ``method="auto"`` but estimated without a
+    calibration set, from expected counts that carry the training class mix."""
 
 # Bootstrap replicates are drawn in chunks of at most this many resampled tiles, so memory
 # stays bounded for whole-slide sized groups.
@@ -559,7 +565,8 @@ def _member_proba(fitted, X):
         f"or a pipeline ending in one); got {type(fitted).__name__}")
 
 
-def necrosis_report(fitted_pipeline, X, groups, *, y=None, n_bootstrap=1000, confidence=0.95,
+def necrosis_report(fitted_pipeline, X, groups, *, y=None, method="auto", quantifier=None,
+                    n_bootstrap=1000, confidence=0.95,
                     threshold=GOOD_RESPONSE, min_tumor_tiles=MIN_TUMOR_TILES, random_state=0,
                     fraction="expected", tumor_threshold=None, members=False,
                     error_margin=None):
@@ -577,6 +584,14 @@ def necrosis_report(fitted_pipeline, X, groups, *, y=None, n_bootstrap=1000, con
     y : array-like of shape (n_tiles,), default=None
         The pathologists' labels; when given, the reference fractions and the error are
         added.
+    method : str, default="auto"
+        As in :func:`necrosis_from_probabilities`: ``"auto"`` quantifies with the
+        calibration set when there is one (``quantifier``, or the ``necrosis_quantifier_``
+        a model file saved with one brings along, see
+        :func:`~hiercls.estimator.persistence.save_model`), else it sums probabilities, and warns.
+    quantifier : PrevalenceQuantifier or (proba, y), default=None
+        The calibration set (:func:`~hiercls.evaluation.quantification.fit_quantifier`);
+        None uses ``fitted_pipeline.necrosis_quantifier_`` where it exists.
     n_bootstrap, confidence, threshold, min_tumor_tiles, random_state, fraction, tumor_threshold, error_margin
         As in :func:`necrosis_from_probabilities`.
     members : bool, default=False
@@ -596,6 +611,13 @@ def necrosis_report(fitted_pipeline, X, groups, *, y=None, n_bootstrap=1000, con
         fraction's error) and ``reference_in_interval`` (the reference lies within the
         bootstrap interval; False where either is undefined).
 
+    Warns
+    -----
+    UncalibratedNecrosisWarning
+        With ``method="auto"`` and no calibration set: the expected counts carry the
+        training patients' class mix into every estimate (on unseen patients of the TCIA
+        set their error was several times the quantified one, ``benchmarks/results/necrosis.md``).
+
     Notes
     -----
     Tiles the estimator was trained on give optimistic estimates; report on held-out
@@ -609,10 +631,20 @@ def necrosis_report(fitted_pipeline, X, groups, *, y=None, n_bootstrap=1000, con
     if not hasattr(fitted_pipeline, "predict_proba"):
         raise TypeError(f"fitted_pipeline must have predict_proba; got {type(fitted_pipeline).__name__}")
     _check_three_classes(fitted_pipeline)
+    if quantifier is None:
+        quantifier = getattr(fitted_pipeline, "necrosis_quantifier_", None)
+    if method == "auto" and quantifier is None:
+        warnings.warn(
+            "no calibration set: the necrotic fraction is the expected count (method='pcc'), "
+            "which pulls every estimate towards the training patients' class mix. Fit a "
+            "quantifier on out-of-fold predictions (hiercls.evaluation.quantification."
+            "fit_quantifier, or `hiercls fit --calibration slide`) and pass quantifier=, or "
+            "pass method='pcc' to silence this", UncalibratedNecrosisWarning, stacklevel=2)
     proba = fitted_pipeline.predict_proba(X)
     member_proba = _member_proba(fitted_pipeline, X) if members else None
     estimate = necrosis_from_probabilities(
-        proba, groups, n_bootstrap=n_bootstrap, confidence=confidence, threshold=threshold,
+        proba, groups, method=method, quantifier=quantifier,
+        n_bootstrap=n_bootstrap, confidence=confidence, threshold=threshold,
         min_tumor_tiles=min_tumor_tiles, random_state=random_state, fraction=fraction,
         tumor_threshold=tumor_threshold, member_proba=member_proba, error_margin=error_margin)
     if y is None:
