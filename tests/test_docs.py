@@ -1,6 +1,8 @@
 """The user guide builds offline without warnings, and every example script runs."""
 
+import importlib
 import importlib.util
+import re
 import runpy
 import subprocess
 import sys
@@ -90,3 +92,72 @@ def test_docstring_examples_are_collected_without_optional_dependencies():
     # The modules whose docstrings hold examples are all there.
     for module in ("datasets.py", "metrics.py", "necrosis.py", "pipeline.py", "transformer.py"):
         assert any(module in line for line in collected), (module, result.stdout[-2000:])
+
+
+# --------------------------------------------------------------------------------------
+# What the pages say matches the code and the results files.
+
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+FENCE = re.compile(r"^```(?P<info>[^\n]*)\n(?P<body>.*?)^```[ \t]*$", re.DOTALL | re.MULTILINE)
+INLINE_CODE = re.compile(r"`([^`\n]+)`")
+#: A path inside the repository, as pages name it (`hiercls/nn/fusion.py`, `benchmarks/results/`).
+REPO_PATH = re.compile(r"(?<![\w./-])((?:hiercls|benchmarks|tests|examples|docs)/[\w./*-]*)")
+#: A dotted name in the package (`hiercls.features.resolution.tcia_mpp`).
+DOTTED = re.compile(r"(?<![\w.])(hiercls(?:\.[A-Za-z_]\w*)+)")
+
+
+def _page_id(path):
+    return str(path.relative_to(ROOT))
+
+
+def _without_fences(text):
+    """The page with its fenced blocks blanked out (line numbers kept)."""
+    return FENCE.sub(lambda m: "\n" * m.group(0).count("\n"), text)
+
+
+def _resolve(dotted):
+    """The object a dotted ``hiercls.…`` name stands for (importing modules on the way)."""
+    parts = dotted.split(".")
+    obj = importlib.import_module(parts[0])
+    for i, part in enumerate(parts[1:], start=1):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            obj = importlib.import_module(".".join(parts[:i + 1]))
+    return obj
+
+
+@pytest.mark.parametrize("page", PAGES, ids=_page_id)
+def test_every_repository_path_a_page_names_exists(page):
+    text = page.read_text(encoding="utf-8")
+    missing = []
+    for match in REPO_PATH.finditer(text):
+        name = match.group(1).rstrip(".,;:)")
+        if "*" in name or "<" in name:
+            found = any(ROOT.glob(name)) if "<" not in name else True
+        else:
+            found = (ROOT / name).exists()
+        if not found:
+            missing.append(name)
+    assert not missing, f"{_page_id(page)} names paths that do not exist: {sorted(set(missing))}"
+
+
+@pytest.mark.parametrize("page", PAGES, ids=_page_id)
+def test_every_package_name_a_page_gives_resolves_at_its_current_path(page):
+    import hiercls
+
+    old = set(hiercls.MOVED_MODULES) - set(hiercls.__all__)
+    text = page.read_text(encoding="utf-8")
+    broken, moved = [], []
+    for match in DOTTED.finditer(text):
+        name = match.group(1)
+        if name.split(".")[1] in old:
+            moved.append(name)
+            continue
+        try:
+            _resolve(name)
+        except (ImportError, AttributeError):
+            broken.append(name)
+    assert not broken, f"{_page_id(page)} names what does not exist: {sorted(set(broken))}"
+    # The aliases of moved modules keep old code working; pages show the current paths.
+    assert not moved, f"{_page_id(page)} uses moved module paths: {sorted(set(moved))}"
