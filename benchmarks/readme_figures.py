@@ -463,6 +463,19 @@ def levers_choice(results):
     return text
 
 
+def stain_jitter(results):
+    """What levers.py measured for stain jitter of the frozen views."""
+    payload = results("levers")
+    jitter = _lever(payload, "stain jitter") if payload else None
+    base = _lever(payload, "baseline") if payload else None
+    if not (jitter and base):
+        return "(not measured yet: `python benchmarks/levers.py`)"
+    diff, p = _paired(_case4(jitter), _case4(base))
+    return (f"{diff:+.3f} {TEST_PATIENT} accuracy against the same model without it "
+            f"(frozen Lite0, {len(_case4(base))} seeds"
+            + (f", paired t-test p = {_p(p)}" if p is not None else "") + ")")
+
+
 def necrosis(results):
     """Placeholder: the necrosis quantification benchmark's figures (its results to come)."""
     payload = results("necrosis")
@@ -480,7 +493,8 @@ BLOCKS = {"demo": demo, "seeds": seeds, "radiomics-speed": radiomics_speed, "pro
           "generalization-levers": lambda results: _generalization(results, "levers_table"),
           "generalization-targets": lambda results: _generalization(results, "targets_table"),
           "bottom-line": bottom_line, "quickstart-time": quickstart_time,
-          "split-cost": split_cost, "levers-choice": levers_choice, "necrosis": necrosis}
+          "split-cost": split_cost, "levers-choice": levers_choice, "stain-jitter": stain_jitter,
+          "necrosis": necrosis}
 
 
 def _field(payload, path):

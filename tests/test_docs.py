@@ -140,6 +140,9 @@ def test_every_repository_path_a_page_names_exists(page):
         if not found:
             missing.append(name)
     assert not missing, f"{_page_id(page)} names paths that do not exist: {sorted(set(missing))}"
+    # A reader has the data where they put it: pages say $HIERCLS_DATA_DIR, not this machine's.
+    local = re.findall(r"\.\./shared/\S*|/work/\S*", text)
+    assert not local, f"{_page_id(page)} names paths of the development machine: {local}"
 
 
 @pytest.mark.parametrize("page", PAGES, ids=_page_id)
@@ -161,3 +164,45 @@ def test_every_package_name_a_page_gives_resolves_at_its_current_path(page):
     assert not broken, f"{_page_id(page)} names what does not exist: {sorted(set(broken))}"
     # The aliases of moved modules keep old code working; pages show the current paths.
     assert not moved, f"{_page_id(page)} uses moved module paths: {sorted(set(moved))}"
+
+
+FIGURE_MARKERS = re.compile(r"<!-- (?P<kind>figures:(?P<name>[\w-]+)|value [^>]*) -->.*?"
+                            r"<!-- /(?:figures:(?P=name)|value) -->", re.DOTALL)
+#: What a measurement looks like in prose: a time, a size, a speed-up, a share with
+#: decimals, a score with three decimals.
+MEASURED = re.compile(
+    r"(?<![\w.+\-/])(?:\d[\d,]*(?:\.\d+)?\s?(?:ms|s|min|minutes|seconds|hours?|h|GiB|GB|MiB|MB)"
+    r"(?![\w/])|\d+(?:\.\d+)?×|0\.\d{2,}|\d+\.\d+\s?%)")
+#: Figures in prose that are definitions or arithmetic, not measurements, by page.
+NOT_MEASURED = {
+    "docs/slides.md": {"0.04", "0.10", "0.25"},      # thresholds and the scanner's 40x pixel
+    "docs/cpu-training.md": {"0.3 MB"},             # 192 x 7 x 7 float32 x 8 views, computed
+    "docs/data.md": {"10×"},                        # the scan's magnification
+    "docs/evaluation.md": {"0.90", "0.68"},         # the response threshold; 1.9 / 2.8 worked out
+}
+
+
+def _prose(text):
+    """The page without code, figure blocks and value markers (line numbers kept)."""
+    text = FIGURE_MARKERS.sub(lambda m: "\n" * m.group(0).count("\n"), text)
+    text = _without_fences(text)
+    return INLINE_CODE.sub("``", text)
+
+
+@pytest.mark.parametrize("page", PAGES, ids=_page_id)
+def test_every_measured_figure_in_prose_comes_from_a_results_file(page):
+    allowed = NOT_MEASURED.get(_page_id(page), set())
+    typed = [f"line {n}: {hit}" for n, line in enumerate(_prose(page.read_text("utf-8")).splitlines(), 1)
+             for hit in MEASURED.findall(line) if hit not in allowed]
+    assert not typed, (
+        f"{_page_id(page)} quotes figures by hand; put them in a <!-- figures:NAME --> block "
+        f"or a <!-- value FILE KEY FORMAT --> marker (benchmarks/readme_figures.py), or drop "
+        f"them: {typed}")
+
+
+def test_the_figure_check_catches_a_typed_figure_and_spares_rendered_ones():
+    typed = "PyRadiomics took a median 2.2 s per tile and scored 0.83."
+    assert MEASURED.findall(_prose(typed)) == ["2.2 s", "0.83"]
+    rendered = ("took <!-- value radiomics_speed per_tile.x seconds -->1.2 s<!-- /value --> "
+                "and <!-- figures:demo -->48 s<!-- /figures:demo -->; `lr=0.001`, 90 %, 20 %")
+    assert MEASURED.findall(_prose(rendered)) == []
