@@ -206,3 +206,125 @@ def test_the_figure_check_catches_a_typed_figure_and_spares_rendered_ones():
     rendered = ("took <!-- value radiomics_speed per_tile.x seconds -->1.2 s<!-- /value --> "
                 "and <!-- figures:demo -->48 s<!-- /figures:demo -->; `lr=0.001`, 90 %, 20 %")
     assert MEASURED.findall(_prose(rendered)) == []
+
+
+# --------------------------------------------------------------------------------------
+# The examples run as written.
+
+#: Put on the line before a fenced python block whose run is cheap: the tests execute it
+#: (the page's marked blocks in order, in one namespace) and check what its prints say.
+RUN_MARK = "<!-- docs-test: run -->"
+#: Builders whose calls with literal arguments are made as written in every example.
+BUILDERS = {"make_fusion_pipeline", "HierarchicalFusionClassifier", "RadiomicsTransformer",
+            "StainNormalizer"}
+
+
+def _python_blocks(page):
+    """(line, code, marked to run) of every fenced python block of a page."""
+    text = page.read_text(encoding="utf-8")
+    for match in FENCE.finditer(text):
+        if match.group("info").strip() in ("python", "py"):
+            before = text[:match.start()].rstrip("\n").rsplit("\n", 1)[-1]
+            yield text[:match.start()].count("\n") + 2, match.group("body"), before == RUN_MARK
+
+
+BLOCKS = [(page, line, code, run) for page in PAGES for line, code, run in _python_blocks(page)]
+RUNNABLE = [(page, line, code) for page, line, code, run in BLOCKS if run]
+
+
+def _where(page, line):
+    return f"{_page_id(page)}:{line}"
+
+
+@pytest.mark.parametrize("page, line, code", [b[:3] for b in BLOCKS],
+                         ids=[_where(b[0], b[1]) for b in BLOCKS])
+def test_every_python_example_parses_and_imports_what_exists(page, line, code):
+    import ast
+
+    tree = ast.parse(code, filename=_where(page, line))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("hiercls"):
+            module = importlib.import_module(node.module)
+            for alias in node.names:
+                assert hasattr(module, alias.name) or importlib.util.find_spec(
+                    f"{node.module}.{alias.name}"), (
+                    f"{_where(page, line)}: {node.module} has no {alias.name}")
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.startswith("hiercls"):
+                    importlib.import_module(alias.name)
+
+
+@pytest.mark.parametrize("page, line, code", [b[:3] for b in BLOCKS],
+                         ids=[_where(b[0], b[1]) for b in BLOCKS])
+def test_every_estimator_an_example_builds_is_accepted(page, line, code):
+    """Each call of a builder with literal arguments is made as written (cheap: no fit)."""
+    import ast
+    import warnings
+
+    import hiercls
+
+    for node in ast.walk(ast.parse(code)):
+        if not isinstance(node, ast.Call):
+            continue
+        name = getattr(node.func, "attr", getattr(node.func, "id", None))
+        if name not in BUILDERS:
+            continue
+        try:
+            args = [ast.literal_eval(a) for a in node.args]
+            kwargs = {k.arg: ast.literal_eval(k.value) for k in node.keywords}
+        except ValueError:
+            continue  # a variable or an expression: the run of the example checks those
+        if None in kwargs:
+            continue
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            getattr(hiercls, name)(*args, **kwargs)
+
+
+def _checked_prints(code):
+    """The block with each ``print(EXPR)  # EXPECTED`` made an assertion that EXPR is
+    EXPECTED (the text before a ': ' that explains it): a Python literal, else its str."""
+    out = []
+    for text in code.splitlines():
+        match = re.fullmatch(r"(\s*)print\((.*)\)\s+#\s*(.+)", text)
+        if match and "(" not in match.group(3)[:1]:
+            indent, expr, comment = match.groups()
+            expected = comment.split(": ")[0].strip()
+            out.append(f"{indent}__docs_check({expr}, {expected!r})")
+        else:
+            out.append(text)
+    return "\n".join(out)
+
+
+def _docs_check(*values_and_expected):
+    import ast
+
+    *values, expected = values_and_expected
+    printed = " ".join(map(str, values))
+    try:
+        literal = ast.literal_eval(expected)
+    except (ValueError, SyntaxError):
+        assert printed == expected, f"printed {printed!r}; the page says {expected!r}"
+        return
+    value = values[0] if len(values) == 1 else tuple(values)
+    assert value == literal, f"printed {printed}; the page says {expected!r}"
+
+
+@pytest.mark.parametrize("page, line, code", RUNNABLE, ids=[_where(p, n) for p, n, _ in RUNNABLE])
+def test_marked_examples_run_as_written(page, line, code, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # where an example writes its files
+    namespace = {"__docs_check": _docs_check, "__name__": "__docs__"}
+    # The page's earlier marked blocks first: an example may use what one before it made.
+    for other_line, other in [(n, c) for p, n, c in RUNNABLE if p == page and n < line]:
+        exec(compile(other, _where(page, other_line), "exec"), namespace)
+    exec(compile(_checked_prints(code), _where(page, line), "exec"), namespace)
+
+
+def test_the_print_check_compares_what_a_comment_says():
+    code = _checked_prints("print(1 + 1)   # 2: two\nprint('a')   # a\nprint(3)")
+    assert code == "__docs_check(1 + 1, '2')\n__docs_check('a', 'a')\nprint(3)"
+    _docs_check(2, "2")
+    _docs_check(1.0, float("nan"), "1.0 nan")
+    with pytest.raises(AssertionError, match="printed 0.001; the page says '0.0001'"):
+        _docs_check(0.001, "0.0001")
