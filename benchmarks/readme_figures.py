@@ -537,7 +537,7 @@ def _for_the_guide(body):
     body = _IMAGE.sub(lambda m: f"(the figure: `{m.group('target')}`)", body)
     return _LINK.sub(lambda m: (f"[{m.group('text')}]({m.group('target')[len('docs/'):]})"
                                 if m.group("target").startswith("docs/")
-                                else f"{m.group('text')} (`{m.group('target')}`)"), body)
+                                else f"{m.group('text')}: `{m.group('target')}`"), body)
 
 
 def render(text, results_dir=RESULTS_DIR, *, where="README", guide=False):

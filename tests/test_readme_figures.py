@@ -62,7 +62,7 @@ def test_the_bottom_line_quotes_the_default_pipelines_own_run():
 def test_guide_pages_get_links_they_can_follow():
     text = "see [results](benchmarks/results/demo.md), [docs](docs/data.md) ![map](benchmarks/x.png)"
     assert readme_figures._for_the_guide(text) == (
-        "see results (`benchmarks/results/demo.md`), [docs](data.md) "
+        "see results: `benchmarks/results/demo.md`, [docs](data.md) "
         "(the figure: `benchmarks/x.png`)")
 
 
