@@ -476,6 +476,25 @@ def stain_jitter(results):
             + (f", paired t-test p = {_p(p)}" if p is not None else "") + ")")
 
 
+def view_cost(results):
+    """A frozen backbone's 8 views per tile, by backbone and size (benchmarks/view_cost.py)."""
+    payload = results("view_cost")
+    if payload is None:
+        return "\n(not measured yet: `python benchmarks/view_cost.py`)\n"
+    quick = " (a `--quick` smoke run, not meaningful)" if payload.get("quick") else ""
+    lines = ["", f"Seconds per tile for the 8 views, decoding and resizing included, on one CPU "
+             f"thread, {payload['tiles']} real tiles after a warm-up tile, load average "
+             f"{payload['load_average_start'][0]:.1f} at the start{quick} "
+             "([results](benchmarks/results/view_cost.md)):", "",
+             "| backbone | `image_size` | | wall s/tile | CPU s/tile | all 1,144 tiles (wall) |",
+             "|---|---|---|---|---|---|"]
+    for row in payload["rows"]:
+        lines.append(f"| `{row['backbone']}` | {row['image_size']} | {row['size_is']} | "
+                     f"{row['wall_s_per_tile']:.2f} | {row['cpu_s_per_tile']:.2f} | "
+                     f"{_minutes(row['wall_s_per_tile'] * 1144)} |")
+    return "\n".join(lines) + "\n"
+
+
 def necrosis(results):
     """Placeholder: the necrosis quantification benchmark's figures (its results to come)."""
     payload = results("necrosis")
@@ -494,7 +513,7 @@ BLOCKS = {"demo": demo, "seeds": seeds, "radiomics-speed": radiomics_speed, "pro
           "generalization-targets": lambda results: _generalization(results, "targets_table"),
           "bottom-line": bottom_line, "quickstart-time": quickstart_time,
           "split-cost": split_cost, "levers-choice": levers_choice, "stain-jitter": stain_jitter,
-          "necrosis": necrosis}
+          "view-cost": view_cost, "necrosis": necrosis}
 
 
 def _field(payload, path):
