@@ -53,8 +53,8 @@ def measure(X, backbone, weights, size):
 
     module = create_backbone(backbone, pretrained=weights).eval()
     config = backbone_data_config(module, weights)
-    options = dict(image_size=size, mean=config["mean"], std=config["std"],
-                   interpolation=config.get("interpolation", "bilinear"))
+    options = {"image_size": size, "mean": config["mean"], "std": config["std"],
+               "interpolation": config.get("interpolation", "bilinear")}
     # One warm-up tile (allocations, the first forward pass), then the timed tiles.
     frozen_view_features(module, TileDataset(X.iloc[:1], use_radiomics=False, **options))
     dataset = TileDataset(X.iloc[1:], use_radiomics=False, **options)
