@@ -31,7 +31,7 @@ if str(REPO) not in sys.path:
 
 
 #: Tracked paths that benchmarks write: changes there do not make a run dirty.
-OUTPUTS = ("benchmarks/results/", "README.md")
+OUTPUTS = ("benchmarks/results/", "README.md", "docs/")
 
 
 def git(*command):

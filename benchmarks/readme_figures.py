@@ -1,16 +1,23 @@
-"""README's figures, rendered from the committed results files and nothing else.
+"""The figures of README.md and docs/, rendered from the committed results files and nothing else.
 
-Each figure block of README.md sits between two marker comments::
+A figure block sits between two marker comments, in README.md or any page of docs/::
 
     <!-- figures:NAME -->...<!-- /figures:NAME -->
 
-and this script rewrites what lies between them from ``benchmarks/results/*.json``; the
-prose around the blocks is README's own. After rerunning benchmarks::
+and a single number quoted in prose between::
 
-    python benchmarks/readme_figures.py           # rewrite README.md's blocks
-    python benchmarks/readme_figures.py --check   # exit 1, with a diff, if README differs
+    <!-- value FILE KEY.PATH FORMAT -->...<!-- /value -->
 
-``tests/test_readme_figures.py`` runs the check, so README and the results cannot drift
+(``FILE`` a results file's stem, ``KEY.PATH`` the keys down to the number, list items by
+position, ``FORMAT`` ``seconds``, ``minutes``, ``percent`` or a format spec such as ``.3f``).
+This script rewrites what lies between the markers from ``benchmarks/results/*.json``; the
+prose around them is the page's own. After rerunning benchmarks::
+
+    python benchmarks/readme_figures.py           # rewrite the blocks of README.md and docs/
+    python benchmarks/readme_figures.py --check   # exit 1, with a diff, if a page differs
+
+``tests/test_readme_figures.py`` runs the check, and ``tests/test_docs.py`` refuses a
+measured figure typed into prose outside the markers, so pages and results cannot drift
 apart. A figure whose results file (or field) is missing is not invented: the block says
 which benchmark would measure it.
 """
@@ -29,8 +36,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import REPO, RESULTS_DIR, TEST_PATIENT, mean_sd  # noqa: E402
 
 README = REPO / "README.md"
-MARKER = re.compile(r"<!-- figures:(?P<name>[\w-]+) -->(?P<body>.*?)<!-- /figures:(?P=name) -->",
+DOCS = REPO / "docs"
+# A marker quoted in `code` is prose about markers, not one.
+MARKER = re.compile(r"(?<!`)<!-- figures:(?P<name>[\w-]+) -->(?P<body>.*?)<!-- /figures:(?P=name) -->",
                     re.DOTALL)
+VALUE = re.compile(r"(?<!`)<!-- value (?P<file>[\w-]+) (?P<path>\S+) (?P<format>\S+) -->"
+                   r"(?P<body>.*?)<!-- /value -->", re.DOTALL)
+#: Blocks whose benchmark is still to come: empty until its results file exists.
+PENDING = {"necrosis"}
 PAPER_ROW = "| paper: InceptionV3 fine-tuned + H-loss + radiomics | 0.86 | 0.86 | 0.96 |"
 
 
@@ -41,6 +54,9 @@ def load(results_dir, name):
 
 
 def _minutes(seconds):
+    """Minutes, or seconds under a minute (a stage read from a warm cache is not "0.0 min")."""
+    if seconds < 60:
+        return f"{seconds:.1f} s" if seconds < 10 else f"{seconds:.0f} s"
     return f"{seconds / 60:.1f} min"
 
 
@@ -229,7 +245,7 @@ def findings(results):
         jitter = _lever(levers, "stain jitter")
         if jitter and base:
             diff, p = _paired(_case4(jitter), _case4(base))
-            out += (f" Stain jitter of the frozen views changed {TEST_PATIENT} accuracy by {diff:+.2f}"
+            out += (f" Stain jitter of the frozen views changed {TEST_PATIENT} accuracy by {diff:+.3f}"
                     + (f" (p = {_p(p)})" if p is not None else "") + ".")
     return out
 
@@ -352,6 +368,141 @@ def generalization_summary(results):
             f"`{str(payload.get('commit'))[:10]}`")
 
 
+def _headline_runs(payload, protocol, model):
+    return [r for r in payload["runs"] if r["protocol"] == protocol and r["model"] == model]
+
+
+def bottom_line(results):
+    """The default pipeline on patients it never saw, in a few numbers."""
+    headline, nested = results("generalization_headline"), results("generalization")
+    if headline is None or nested is None:
+        return "(not measured yet: `python benchmarks/generalization.py` and `--headline`)"
+    runs = headline["runs"]
+    logreg = _headline_runs(nested, "A", "radiomics_logreg")
+    text = (f"On {TEST_PATIENT}, a patient it never saw, the default pipeline classifies "
+            f"**{np.mean([r['accuracy'] for r in runs]):.0%}** of the tiles right "
+            f"(accuracy {mean_sd([r['accuracy'] for r in runs])} over {len(runs)} seeds, "
+            f"macro-F1 {mean_sd([r['f1_macro'] for r in runs])})")
+    if logreg:
+        text += (f"; a logistic regression on the radiomic features alone gets "
+                 f"{logreg[0]['accuracy']:.3f}")
+    lopo = _headline_runs(nested, "B", "fusion")
+    if lopo:
+        folds = {}
+        for r in lopo:
+            folds.setdefault(r["test_patient"], []).append(r)
+        accuracy = np.mean([np.mean([r["accuracy"] for r in rs]) for rs in folds.values()])
+        errors, right = [], []
+        for rs in folds.values():
+            nec = [r["necrosis"] for r in rs if r.get("necrosis")]
+            if nec:
+                estimate, reference = np.mean([n["estimate"] for n in nec]), nec[0]["reference"]
+                errors.append(abs(estimate - reference))
+                right.append((estimate >= 0.9) == (reference >= 0.9))
+        text += (f". Leaving each of the {len(folds)} patients out in turn (every setting "
+                 f"chosen the same way on the other patients): accuracy {accuracy:.3f} on "
+                 "average")
+        if errors:
+            text += (f", the necrotic fraction off by {np.mean(errors):.2f} on average "
+                     f"(mean absolute error over the {len(errors)} patients with tumor) "
+                     f"and the response (>= 90 % necrosis) right for {sum(right)} of "
+                     f"{len(right)}")
+    return text + " ([benchmarks](docs/benchmarks.md))"
+
+
+def quickstart_time(results):
+    """How long the default pipeline's features take on the whole collection."""
+    payload = results("generalization_headline")
+    if payload is None:
+        return "(not measured yet: `python benchmarks/generalization.py --headline`)"
+    tiles = "all 1,144 tiles" if "--subsample" not in payload.get("command", "") else "a subsample"
+    return (f"computing the default pipeline's features for {tiles} (radiomics, and the "
+            f"frozen Lite2's 8 views of each tile) took {_minutes(payload['warm_s'])} on "
+            f"{_cores(payload)} cores from empty caches, the whole run of "
+            f"{payload.get('seeds', len(payload['runs']))} fits on protocol A "
+            f"{_minutes(payload['wall_s'])} "
+            "([measured](benchmarks/results/generalization_headline.md)); later fits read "
+            "the features from the cache")
+
+
+def split_cost(results):
+    """What holding out whole patients for early stopping cost the default."""
+    payload = results("generalization")
+    if payload is None:
+        return "(not measured yet: `python benchmarks/generalization.py`)"
+    lever = next((lv for lv in payload["levers"]
+                  if lv["lever"] == "validation" and lv["value"] == "patient split"), None)
+    if lever is None:
+        return "(not measured: the patient split is not among the levers)"
+    return (f"{TEST_PATIENT} accuracy {mean_sd(lever['case4_accuracy'])} with the patient "
+            f"split against {mean_sd(lever['chosen_case4_accuracy'])} with the tile split, "
+            f"the same {len(lever['case4_accuracy'])} seeds, paired t-test p = "
+            f"{_p(lever['paired_t_p'])} (`benchmarks/results/generalization.md`)")
+
+
+def levers_choice(results):
+    """What levers.py chose on this code, and how far apart its candidates were."""
+    payload = results("levers")
+    if payload is None:
+        return "(not measured yet: `python benchmarks/levers.py`)"
+    chosen = _lever(payload, payload["chosen"])
+    inner = []
+    for lever in payload["levers"]:  # levers.py's selection score: inner folds' mean accuracy
+        folds = {}
+        for run in lever["fusion"]:
+            if run["test_patient"] != TEST_PATIENT:
+                folds.setdefault(run["test_patient"], []).append(run["accuracy"])
+        if folds:
+            inner.append(float(np.mean([np.mean(v) for v in folds.values()])))
+    text = f"Rerun on the commit of `benchmarks/results/levers.md`, it picks **{payload['chosen']}**"
+    if chosen:
+        text += f" ({chosen['change']})"
+    if inner:
+        text += (f", all {len(inner)} candidates within {max(inner) - min(inner):.3f} of each "
+                 "other on that criterion")
+    return text
+
+
+def stain_jitter(results):
+    """What levers.py measured for stain jitter of the frozen views."""
+    payload = results("levers")
+    jitter = _lever(payload, "stain jitter") if payload else None
+    base = _lever(payload, "baseline") if payload else None
+    if not (jitter and base):
+        return "(not measured yet: `python benchmarks/levers.py`)"
+    diff, p = _paired(_case4(jitter), _case4(base))
+    return (f"{diff:+.3f} {TEST_PATIENT} accuracy against the same model without it "
+            f"(frozen Lite0, {len(_case4(base))} seeds"
+            + (f", paired t-test p = {_p(p)}" if p is not None else "") + ")")
+
+
+def view_cost(results):
+    """A frozen backbone's 8 views per tile, by backbone and size (benchmarks/view_cost.py)."""
+    payload = results("view_cost")
+    if payload is None:
+        return "\n(not measured yet: `python benchmarks/view_cost.py`)\n"
+    quick = " (a `--quick` smoke run, not meaningful)" if payload.get("quick") else ""
+    lines = ["", f"Seconds per tile for the 8 views, decoding and resizing included, on one CPU "
+             f"thread, {payload['tiles']} real tiles after a warm-up tile, load average "
+             f"{payload['load_average_start'][0]:.1f} at the start{quick} "
+             "([results](benchmarks/results/view_cost.md)):", "",
+             "| backbone | `image_size` | | wall s/tile | CPU s/tile | all 1,144 tiles (wall) |",
+             "|---|---|---|---|---|---|"]
+    for row in payload["rows"]:
+        lines.append(f"| `{row['backbone']}` | {row['image_size']} | {row['size_is']} | "
+                     f"{row['wall_s_per_tile']:.2f} | {row['cpu_s_per_tile']:.2f} | "
+                     f"{_minutes(row['wall_s_per_tile'] * 1144)} |")
+    return "\n".join(lines) + "\n"
+
+
+def necrosis(results):
+    """Placeholder: the necrosis quantification benchmark's figures (its results to come)."""
+    payload = results("necrosis")
+    if payload is None:
+        return ""
+    return "(necrosis.json is there: render it in benchmarks/readme_figures.py)"
+
+
 BLOCKS = {"demo": demo, "seeds": seeds, "radiomics-speed": radiomics_speed, "protocol-a": protocol_a,
           "findings": findings, "timing": timing, "overhead": overhead, "slides": slides,
           "generalization-summary": generalization_summary,
@@ -359,11 +510,58 @@ BLOCKS = {"demo": demo, "seeds": seeds, "radiomics-speed": radiomics_speed, "pro
           "generalization-necrosis": lambda results: _generalization(results, "necrosis_table"),
           "generalization-robustness": lambda results: _generalization(results, "robustness_table"),
           "generalization-levers": lambda results: _generalization(results, "levers_table"),
-          "generalization-targets": lambda results: _generalization(results, "targets_table")}
+          "generalization-targets": lambda results: _generalization(results, "targets_table"),
+          "bottom-line": bottom_line, "quickstart-time": quickstart_time,
+          "split-cost": split_cost, "levers-choice": levers_choice, "stain-jitter": stain_jitter,
+          "view-cost": view_cost, "necrosis": necrosis}
 
 
-def render(readme_text, results_dir=RESULTS_DIR):
-    """README's text with every figure block rewritten from the results in ``results_dir``."""
+def _field(payload, path):
+    value = payload
+    for key in path.split("."):
+        value = value[int(key)] if isinstance(value, list) else value[key]
+    return value
+
+
+def _format(value, spec):
+    if spec == "seconds":
+        return _ms(value)
+    if spec == "minutes":
+        return _minutes(value)
+    if spec == "percent":
+        return f"{value:.0%}"
+    return format(value, spec)
+
+
+def _value(results, match):
+    payload = results(match.group("file"))
+    if payload is None:
+        return f"(not measured yet: no benchmarks/results/{match.group('file')}.json)"
+    try:
+        value = _field(payload, match.group("path"))
+    except (KeyError, IndexError, ValueError, TypeError):
+        raise ValueError(f"{match.group('file')}.json has no field {match.group('path')!r} "
+                         f"(a value marker names it)") from None
+    return _format(value, match.group("format"))
+
+
+_IMAGE = re.compile(r"!\[[^\]]*\]\((?P<target>benchmarks/[^)\s]+)\)")
+_LINK = re.compile(r"\[(?P<text>[^\]]+)\]\((?P<target>(?:benchmarks|docs)/[^)\s]+)\)")
+
+
+def _for_the_guide(body):
+    """A block's links, written for README at the repository root, as a docs/ page needs
+    them: pages of the guide relative to it, files outside it by name (mkdocs serves only
+    docs/)."""
+    body = _IMAGE.sub(lambda m: f"(the figure: `{m.group('target')}`)", body)
+    return _LINK.sub(lambda m: (f"[{m.group('text')}]({m.group('target')[len('docs/'):]})"
+                                if m.group("target").startswith("docs/")
+                                else f"{m.group('text')}: `{m.group('target')}`"), body)
+
+
+def render(text, results_dir=RESULTS_DIR, *, where="README", guide=False):
+    """``text`` (a page) with every figure block and value rewritten from ``results_dir``;
+    ``guide``: the page is in docs/ (links rewritten by :func:`_for_the_guide`)."""
     cache = {}
 
     def results(name):
@@ -371,39 +569,62 @@ def render(readme_text, results_dir=RESULTS_DIR):
             cache[name] = load(results_dir, name)
         return cache[name]
 
-    found = [m.group("name") for m in MARKER.finditer(readme_text)]
+    found = [m.group("name") for m in MARKER.finditer(text)]
     unknown = sorted(set(found) - set(BLOCKS))
     if unknown:
-        raise ValueError(f"README has figure blocks {unknown}; expected some of {sorted(BLOCKS)}")
-    missing = sorted(set(BLOCKS) - set(found))
+        raise ValueError(f"{where} has figure blocks {unknown}; expected some of {sorted(BLOCKS)}")
+    adapt = _for_the_guide if guide else (lambda body: body)
+    text = MARKER.sub(lambda m: f"<!-- figures:{m.group('name')} -->"
+                      f"{adapt(BLOCKS[m.group('name')](results))}"
+                      f"<!-- /figures:{m.group('name')} -->", text)
+    return VALUE.sub(lambda m: f"<!-- value {m.group('file')} {m.group('path')} "
+                     f"{m.group('format')} -->{_value(results, m)}<!-- /value -->", text)
+
+
+def pages(readme=README, docs=DOCS):
+    """The pages that hold figures: README and every page of the user guide."""
+    return [Path(readme), *sorted(Path(docs).rglob("*.md"))]
+
+
+def render_pages(paths, results_dir=RESULTS_DIR):
+    """{path: (current text, rendered text)} of README (the first path) and the guide's
+    pages; every block must sit on one page at least."""
+    out, found = {}, set()
+    for i, path in enumerate(paths):
+        current = Path(path).read_text(encoding="utf-8")
+        found |= {m.group("name") for m in MARKER.finditer(current)}
+        out[path] = current, render(current, results_dir, where=str(path), guide=i > 0)
+    missing = sorted(set(BLOCKS) - found)
     if missing:
-        raise ValueError(f"README lacks the figure blocks {missing} (markers "
+        raise ValueError(f"no page has the figure blocks {missing} (markers "
                          "<!-- figures:NAME --> ... <!-- /figures:NAME -->)")
-    return MARKER.sub(lambda m: f"<!-- figures:{m.group('name')} -->"
-                      f"{BLOCKS[m.group('name')](results)}<!-- /figures:{m.group('name')} -->",
-                      readme_text)
+    return out
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--check", action="store_true",
-                        help="change nothing; exit 1 with a diff if README differs")
+                        help="change nothing; exit 1 with a diff if a page differs")
     parser.add_argument("--readme", type=Path, default=README)
+    parser.add_argument("--docs", type=Path, default=DOCS, help="the user guide's folder")
     parser.add_argument("--results", type=Path, default=RESULTS_DIR)
     args = parser.parse_args(argv)
-    current = args.readme.read_text(encoding="utf-8")
-    rendered = render(current, args.results)
-    if args.check:
-        if rendered != current:
+    stale = []
+    for path, (current, rendered) in render_pages(pages(args.readme, args.docs),
+                                                  args.results).items():
+        if rendered == current:
+            continue
+        stale.append(path)
+        if args.check:
             sys.stdout.writelines(difflib.unified_diff(
-                current.splitlines(True), rendered.splitlines(True), "README.md", "rendered"))
-            print(f"\n{args.readme} differs from its results: run "
-                  "python benchmarks/readme_figures.py", file=sys.stderr)
-            return 1
-        return 0
-    if rendered != current:
-        args.readme.write_text(rendered, encoding="utf-8")
-        print(f"rewrote the figure blocks of {args.readme}")
+                current.splitlines(True), rendered.splitlines(True), str(path), "rendered"))
+        else:
+            path.write_text(rendered, encoding="utf-8")
+            print(f"rewrote the figure blocks of {path}")
+    if args.check and stale:
+        print(f"\n{', '.join(map(str, stale))} differ from their results: run "
+              "python benchmarks/readme_figures.py", file=sys.stderr)
+        return 1
     return 0
 
 

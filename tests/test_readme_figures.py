@@ -1,4 +1,4 @@
-"""README's figure blocks equal their rendering from the committed results files."""
+"""The figure blocks of README and docs/ equal their rendering from the committed results files."""
 
 import importlib.util
 import json
@@ -9,6 +9,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
+BENCHMARKS_PAGE = ROOT / "docs" / "benchmarks.md"
 
 
 def _load_script():
@@ -29,11 +30,20 @@ def test_readme_figures_equal_the_committed_results():
         "README's figures differ from benchmarks/results/: run python benchmarks/readme_figures.py")
 
 
-def test_every_figure_block_is_in_the_readme_and_not_empty():
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    blocks = {m.group("name"): m.group("body") for m in readme_figures.MARKER.finditer(readme)}
+def test_every_page_of_the_guide_equals_its_rendering():
+    assert readme_figures.main(["--check"]) == 0
+
+
+def test_every_figure_block_is_on_a_page_and_not_empty():
+    blocks = {}
+    for page in readme_figures.pages():
+        text = page.read_text(encoding="utf-8")
+        blocks.update({m.group("name"): m.group("body")
+                       for m in readme_figures.MARKER.finditer(text)})
     assert set(blocks) == set(readme_figures.BLOCKS)
-    assert all(body.strip() for body in blocks.values())
+    # A pending block stays empty until its results file is written.
+    assert all(body.strip() for name, body in blocks.items()
+               if name not in readme_figures.PENDING)
     # The headline row comes from paper_tables.json, digit for digit.
     runs = json.loads((RESULTS / "paper_tables.json").read_text())["runs"]
     head = [r["accuracy"] for r in runs if r["model"] == "fusion" and r["protocol"] == "A"
@@ -41,9 +51,35 @@ def test_every_figure_block_is_in_the_readme_and_not_empty():
     assert readme_figures.mean_sd(head) in blocks["protocol-a"]
 
 
+def test_the_bottom_line_quotes_the_default_pipelines_own_run():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    body = next(m.group("body") for m in readme_figures.MARKER.finditer(readme)
+                if m.group("name") == "bottom-line")
+    runs = json.loads((RESULTS / "generalization_headline.json").read_text())["runs"]
+    assert readme_figures.mean_sd([r["accuracy"] for r in runs]) in body
+
+
+def test_guide_pages_get_links_they_can_follow():
+    text = "see [results](benchmarks/results/demo.md), [docs](docs/data.md) ![map](benchmarks/x.png)"
+    assert readme_figures._for_the_guide(text) == (
+        "see results: `benchmarks/results/demo.md`, [docs](data.md) "
+        "(the figure: `benchmarks/x.png`)")
+
+
+def test_a_value_marker_renders_its_field_and_a_wrong_field_is_named(tmp_path):
+    (tmp_path / "r.json").write_text(json.dumps({"a": {"b/c": [0.5, 75.0]}}))
+    text = ("<!-- value r a.b/c.1 minutes -->?<!-- /value --> and "
+            "<!-- value r a.b/c.0 .3f -->?<!-- /value -->")
+    assert readme_figures.render(text, tmp_path) == (
+        "<!-- value r a.b/c.1 minutes -->1.2 min<!-- /value --> and "
+        "<!-- value r a.b/c.0 .3f -->0.500<!-- /value -->")
+    with pytest.raises(ValueError, match="r.json has no field 'a.nope'"):
+        readme_figures.render("<!-- value r a.nope .3f -->?<!-- /value -->", tmp_path)
+
+
 def test_check_fails_on_a_hand_edited_figure(tmp_path, capsys):
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    body = readme_figures.MARKER.search(readme[readme.index("<!-- figures:protocol-a"):])
+    body = readme_figures.MARKER.search(readme[readme.index("<!-- figures:generalization-scores"):])
     edited = readme.replace(body.group(0), body.group(0).replace("0.", "0.9", 1))
     assert edited != readme
     path = tmp_path / "README.md"
@@ -55,11 +91,14 @@ def test_check_fails_on_a_hand_edited_figure(tmp_path, capsys):
     assert path.read_text(encoding="utf-8") == readme
 
 
-def test_a_readme_missing_a_block_is_refused():
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    without = readme.replace("<!-- figures:overhead -->", "").replace("<!-- /figures:overhead -->", "")
-    with pytest.raises(ValueError, match="lacks the figure blocks \\['overhead'\\]"):
-        readme_figures.render(without, RESULTS)
+def test_pages_missing_a_block_are_refused(tmp_path):
+    docs = tmp_path / "docs"
+    shutil.copytree(ROOT / "docs", docs)
+    page = docs / "benchmarks.md"
+    page.write_text(page.read_text(encoding="utf-8").replace("<!-- figures:overhead -->", "")
+                    .replace("<!-- /figures:overhead -->", ""), encoding="utf-8")
+    with pytest.raises(ValueError, match="no page has the figure blocks \\['overhead'\\]"):
+        readme_figures.render_pages(readme_figures.pages(ROOT / "README.md", docs), RESULTS)
 
 
 def test_new_fields_of_the_benchmarks_are_rendered(tmp_path):
@@ -78,15 +117,21 @@ def test_new_fields_of_the_benchmarks_are_rendered(tmp_path):
     (results / "paper_tables.json").write_text(json.dumps(whole))
     readme = readme_figures.render((ROOT / "README.md").read_text(encoding="utf-8"), results)
     assert "91 s (load average 0.2 at start) on a 2-core machine" in readme
-    assert "with warm caches (9152 files)" in readme
+    page = readme_figures.render(BENCHMARKS_PAGE.read_text(encoding="utf-8"), results, guide=True)
+    assert "with warm caches (9152 files)" in page
+    # Under a minute in seconds: a stage read from a warm cache is not "0.0 min".
     assert ("from empty caches (of which the backbone's 8 views of every tile 8.8 min and "
-            "the radiomics 0.7 min)") in readme
+            "the radiomics 42 s)") in page
 
 
 def test_a_missing_results_file_gives_no_figure(tmp_path):
+    page = readme_figures.render(BENCHMARKS_PAGE.read_text(encoding="utf-8"), tmp_path)
+    assert "not measured yet: `python benchmarks/reproduce_paper.py`" in page
+    assert "0.742" not in page
     readme = readme_figures.render((ROOT / "README.md").read_text(encoding="utf-8"), tmp_path)
-    assert "not measured yet: `python benchmarks/reproduce_paper.py`" in readme
-    assert "0.844" not in readme
+    assert "not measured yet: `python benchmarks/generalization.py`" in readme
+    # The pending necrosis slot stays empty without its results file.
+    assert "<!-- figures:necrosis --><!-- /figures:necrosis -->" in readme
 
 
 def test_a_quick_smoke_run_is_flagged_not_passed_off_as_the_figure(tmp_path):

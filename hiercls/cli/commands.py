@@ -123,6 +123,11 @@ def _load_tiles(value, **kwargs):
         raise CommandError(str(error)) from None
 
 
+def _unknown_backbone(name):
+    return CommandError(f"--backbone {name!r} is not a timm model name; expected one of "
+                        "timm.list_models(), e.g. efficientnet_b0 or resnet18")
+
+
 def _check_model_options(args):
     """The backbone and its weights, checked by the rules of hiercls.nn.backbones."""
     from ..nn.backbones import OFFLINE_SOURCES, check_backbone_name, check_pretrained
@@ -132,8 +137,7 @@ def _check_model_options(args):
         try:
             check_backbone_name(args.backbone)
         except ValueError:
-            raise CommandError(f"--backbone {args.backbone!r} is not a timm model name; expected "
-                               "one of timm.list_models(), e.g. efficientnet_b0 or resnet18") from None
+            raise _unknown_backbone(args.backbone) from None
     weights = args.pretrained
     if isinstance(weights, str):
         try:
@@ -183,7 +187,28 @@ def resolve_preset(args):
     # With another --backbone, the preset's weights and input size are not its (as in
     # make_fusion_pipeline).
     backbone = getattr(args, "backbone", None)
-    preset = make_fusion_pipeline(preset=args.preset, **({"backbone": backbone} if backbone else {}))
+    given = {} if not backbone else {"backbone": backbone, **{
+        name: getattr(args, name) for name in ("pretrained", "freeze_backbone")
+        if getattr(args, name, None) is not None}}
+    if getattr(args, "radiomics_only", False):
+        given["use_image"] = False
+    try:
+        preset = make_fusion_pipeline(preset=args.preset, **given)
+    except ValueError as error:
+        if "freeze_backbone=True" not in str(error):
+            raise
+        from ..nn.backbones import check_backbone_name
+
+        try:  # a misspelt name is the first thing to say
+            check_backbone_name(backbone)
+        except ValueError:
+            raise _unknown_backbone(backbone) from None
+        # The same refusal as make_fusion_pipeline's, in the command line's words.
+        raise CommandError(
+            f"--backbone {backbone} drops the weights of --preset {args.preset} but keeps "
+            "its frozen backbone, which would freeze a randomly initialized network; give "
+            "--pretrained WEIGHTS for that backbone, or --no-freeze-backbone to train it "
+            "whole") from None
     classifier, radiomics = preset.named_steps["classifier"], preset.named_steps["radiomics"]
     for option, param in _MODEL_OPTIONS.items():
         if getattr(args, option, None) is None:

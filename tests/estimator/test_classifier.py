@@ -2,6 +2,7 @@ import os
 import pickle
 import sys
 import threading
+import warnings
 
 import numpy as np
 import pytest
@@ -678,3 +679,19 @@ def test_load_params_maps_onto_device_for_checkpoints_and_safetensors(fitted, sy
                                rtol=0, atol=0)
     with pytest.raises(TypeError, match="unexpected argument"):
         other.load_params(params=tmp_path / "p.pt")
+
+
+def test_fitting_a_frozen_backbone_without_weights_warns_with_the_fix():
+    from hiercls.data.datasets import make_synthetic_tiles
+    from hiercls.estimator.classifier import RandomFrozenBackboneWarning
+
+    X, y, _ = make_synthetic_tiles(n_tiles=12, n_patients=2, size=32, random_state=0)
+    frozen = HierarchicalFusionClassifier(**{**TINY_CLASSIFIER, "max_epochs": 1},
+                                          use_radiomics=False, freeze_backbone=True, cache=None)
+    with pytest.warns(RandomFrozenBackboneWarning, match="pass pretrained=.*freeze_backbone=False"):
+        frozen.fit(X, y)
+    trained = HierarchicalFusionClassifier(**{**TINY_CLASSIFIER, "max_epochs": 1},
+                                           use_radiomics=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RandomFrozenBackboneWarning)
+        trained.fit(X, y)

