@@ -424,7 +424,8 @@ def run_evaluate(args):
         warnings.simplefilter("ignore", UndefinedMetricWarning)
         result = cross_validate_by_patient(pipeline[len(prepare):], features, y, groups, cv=cv,
                                            verbose=verbose)
-        necrosis = necrosis_from_evaluation(result, random_state=args.seed)
+        necrosis = necrosis_from_evaluation(result, method=args.necrosis_method,
+                                            random_state=args.seed)
     elapsed = time.perf_counter() - started
 
     metadata = _run_metadata(args, y, groups, n_folds, elapsed)
@@ -599,7 +600,8 @@ def run_report(args):
     title = args.title or metadata.pop("title", None) or "hiercls evaluation report"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UndefinedMetricWarning)
-        necrosis = necrosis_from_evaluation(result, random_state=args.seed)
+        necrosis = necrosis_from_evaluation(result, method=args.necrosis_method,
+                                            random_state=args.seed)
     out = folder if args.out is None else _output_folder(args.out, "--out")
     path = write_report(out, result, necrosis, title=title, metadata=metadata or None)
     _print_table(result.scores)
@@ -778,7 +780,9 @@ def run_slide(args):
                                          verbose=not args.quiet)
         except (OSError, ValueError) as error:
             raise CommandError(" ".join(str(error).split())) from None
-        necrosis = slides.slide_necrosis(tiles, name=folder, random_state=args.seed)
+        necrosis = slides.slide_necrosis(
+            tiles, name=folder, method=args.necrosis_method,
+            quantifier=getattr(model, "necrosis_quantifier_", None), random_state=args.seed)
         figures = {"overlay": slides.plot_slide_overlay(tiles, path),
                    "heatmap": slides.plot_slide_heatmap(tiles, path)}
         target = out / folder

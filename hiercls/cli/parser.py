@@ -218,7 +218,29 @@ def _positive_number(text):
 #: The options of :func:`hiercls.evaluation.necrosis.necrosis_report` on the command line:
 #: (option, keyword of necrosis_report, argparse arguments). The default of each is the
 #: function's own, so the two cannot drift; a new keyword is one more row here.
+_NECROSIS_METHOD_HELP = (
+    "how tiles become a group's necrotic fraction: auto (the quantifier the model file "
+    "carries, fitted by 'hiercls fit --calibration', else the expected counts, with a "
+    "warning), pcc / cc (expected / argmax counts, which carry the training patients' class "
+    "mix), or a quantification method that corrects for it with the model's calibration set: "
+    "acc, pacc, emq, dmy, kdey")
+
+
+# The methods of hiercls.evaluation.quantification.METHODS (a test keeps them equal).
+_NECROSIS_METHOD = ("--necrosis-method", "method", {
+    "choices": ("auto", "cc", "pcc", "acc", "pacc", "emq", "dmy", "kdey"),
+    "metavar": "METHOD", "help": _NECROSIS_METHOD_HELP})
+
+
+def _add_necrosis_method(parser):
+    """--necrosis-method alone, for the commands that take no other necrosis option."""
+    option, _, arguments = _NECROSIS_METHOD
+    parser.add_argument(option, default="auto",
+                        **{**arguments, "help": arguments["help"] + " (default: auto)"})
+
+
 NECROSIS_OPTIONS = (
+    _NECROSIS_METHOD,
     ("--n-bootstrap", "n_bootstrap", {
         "type": _non_negative_int, "metavar": "N",
         "help": "bootstrap resamples of each group's tiles for the interval; 0: no interval"}),
@@ -408,6 +430,14 @@ def build_parser():
     fit.add_argument("--model", required=True, metavar="OUT",
                      help="where to save the fitted pipeline: .hiercls (safe to share), or "
                           ".joblib/.pkl (a pickle)")
+    fit.add_argument("--calibration", choices=("slide", "tiles", "patient", "none"),
+                     default="slide",
+                     help="the calibration set of the necrosis quantifier saved with the model: "
+                          "out-of-fold probabilities of the training tiles from 5 folds of "
+                          "whole slides (the slide of TCIA file names or a slide column), of "
+                          "tiles, or of patients (each fold costs one more training); none "
+                          "saves no quantifier, and necrosis falls back to expected counts "
+                          "(default: slide, or tiles where the tiles name no slide)")
     _add_training(fit)
 
     evaluate = commands.add_parser(
@@ -424,6 +454,7 @@ def build_parser():
                           help="GroupKFold with K folds instead of leave one patient out")
     evaluate.add_argument("--title", default="hiercls evaluation report",
                           help="title of report.html")
+    _add_necrosis_method(evaluate)
     _add_training(evaluate)
 
     predict = commands.add_parser(
@@ -457,6 +488,7 @@ def build_parser():
     report.add_argument("--out", metavar="DIR", help="where to write report.html (default: RUN)")
     report.add_argument("--title", help="title of the report (default: that of the run)")
     report.add_argument("--seed", type=int, default=0, help="seed of the necrosis bootstrap")
+    _add_necrosis_method(report)
     _add_quiet(report)
     necrosis = commands.add_parser(
         "necrosis", formatter_class=formatter, epilog=_NECROSIS_EPILOG,
@@ -528,6 +560,7 @@ def build_parser():
                             "off by default, since a slide's tiles are seen once (default: none)")
     slide.add_argument("--title", default="hiercls slide report", help="title of report.html")
     slide.add_argument("--seed", type=int, default=0, help="seed of the necrosis bootstrap")
+    _add_necrosis_method(slide)
     _add_quiet(slide)
     for command in commands.choices.values():
         # Raw formatting keeps the epilogs' layout; wrap the descriptions by hand.

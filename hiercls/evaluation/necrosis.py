@@ -56,6 +56,7 @@ from .quantification import (
     DEFAULT_METHOD,
     METHODS,
     PrevalenceQuantifier,
+    SingularAdjustmentError,
     necrotic_fraction,
 )
 
@@ -652,7 +653,7 @@ def necrosis_report(fitted_pipeline, X, groups, *, y=None, method="auto", quanti
     return _with_reference(estimate, reference_necrosis(y, groups, threshold=threshold))
 
 
-def necrosis_from_evaluation(result, *, n_bootstrap=1000, confidence=0.95,
+def necrosis_from_evaluation(result, *, method="auto", n_bootstrap=1000, confidence=0.95,
                              threshold=GOOD_RESPONSE, min_tumor_tiles=MIN_TUMOR_TILES,
                              random_state=0, fraction="expected", tumor_threshold=None,
                              error_margin=None):
@@ -663,6 +664,15 @@ def necrosis_from_evaluation(result, *, n_bootstrap=1000, confidence=0.95,
     result : EvaluationResult
         What :func:`hiercls.evaluation.cross_validation.cross_validate_by_patient` returned; its
         ``predictions`` give the probabilities, ``patient`` and ``y_true``.
+    method : str, default="auto"
+        As in :func:`necrosis_from_probabilities`. An adjusted method (``"auto"`` is
+        :data:`~hiercls.evaluation.quantification.DEFAULT_METHOD` here) quantifies each
+        patient with the *other* patients' out-of-fold predictions as its calibration set:
+        they come from models that did not see those tiles either, and no label of the
+        patient itself is used. Where the other patients lack a class (with one or two
+        patients) an explicit method raises :class:`SingularAdjustmentError`, and
+        ``"auto"`` warns and gives that patient the expected count (``method`` column
+        ``"pcc"``). ``"pcc"`` and ``"cc"`` are the counts.
     n_bootstrap, confidence, threshold, min_tumor_tiles, random_state, fraction, tumor_threshold, error_margin
         As in :func:`necrosis_from_probabilities`.
 
@@ -678,10 +688,34 @@ def necrosis_from_evaluation(result, *, n_bootstrap=1000, confidence=0.95,
         raise ValueError(f"result must be an EvaluationResult whose predictions have the "
                          f"columns {needed}")
     patients = predictions["patient"].rename("patient")
-    estimate = necrosis_from_probabilities(
-        predictions, patients, n_bootstrap=n_bootstrap, confidence=confidence,
-        threshold=threshold, min_tumor_tiles=min_tumor_tiles, random_state=random_state,
-        fraction=fraction, tumor_threshold=tumor_threshold, error_margin=error_margin)
+    options = dict(n_bootstrap=n_bootstrap, confidence=confidence, threshold=threshold,
+                   min_tumor_tiles=min_tumor_tiles, random_state=random_state,
+                   fraction=fraction, tumor_threshold=tumor_threshold, error_margin=error_margin)
+    resolved = DEFAULT_METHOD if method == "auto" and tumor_threshold is None else method
+    if resolved in ADJUSTED_METHODS:
+        proba = check_probabilities(predictions)
+        labels, _ = encode_labels(predictions["y_true"], name="predictions['y_true']")
+        parts = []
+        for patient in sorted(patients.unique()):
+            inside = (patients == patient).to_numpy()
+            try:
+                quantifier = PrevalenceQuantifier(resolved).fit(proba[~inside], labels[~inside])
+            except SingularAdjustmentError as error:
+                if method != "auto":
+                    raise SingularAdjustmentError(
+                        f"patient {patient!r}: the other patients' out-of-fold predictions "
+                        f"cannot calibrate method={method!r}: {error}") from None
+                warnings.warn(
+                    f"patient {patient!r}: the other patients' out-of-fold predictions cannot "
+                    f"calibrate {resolved!r} ({error}); its fraction is the expected count "
+                    "(method 'pcc' in the table)", UncalibratedNecrosisWarning, stacklevel=2)
+                quantifier = None
+            parts.append(necrosis_from_probabilities(
+                proba[inside], patients[inside], method=resolved if quantifier else "pcc",
+                quantifier=quantifier, **options))
+        estimate = pd.concat(parts)
+    else:
+        estimate = necrosis_from_probabilities(predictions, patients, method=method, **options)
     reference = reference_necrosis(predictions["y_true"], patients, threshold=threshold)
     return _with_reference(estimate, reference)
 

@@ -34,6 +34,7 @@ Moreo, Esuli and Sebastiani, "QuaPy: a Python-based framework for quantification
 CIKM 2021.
 """
 
+import itertools
 import numbers
 import warnings
 
@@ -45,11 +46,14 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from ..data.labels import CLASS_NAMES, check_probabilities, encode_labels
+from .calibration import apply_temperature, fit_temperature
 
 __all__ = [
     "CALIBRATION_GROUPINGS",
     "DEFAULT_METHOD",
+    "DEFAULT_RECALIBRATE",
     "METHODS",
+    "RECALIBRATIONS",
     "PrevalenceQuantifier",
     "SingularAdjustmentError",
     "fit_quantifier",
@@ -68,7 +72,13 @@ ADJUSTED_METHODS = ("acc", "pacc", "emq", "dmy", "kdey")
 #: The method the criterion (:func:`quantification_scores`, leave-one-slide-out on the
 #: training patients' out-of-fold predictions) chose in ``benchmarks/necrosis.py``; see
 #: ``benchmarks/results/necrosis.md`` for the scores behind it.
-DEFAULT_METHOD = "pacc"
+DEFAULT_METHOD = "emq"
+
+#: Whether posteriors are recalibrated before quantifying (:class:`PrevalenceQuantifier`).
+RECALIBRATIONS = (None, "temperature")
+
+#: The recalibration the criterion chose with :data:`DEFAULT_METHOD`.
+DEFAULT_RECALIBRATE = "temperature"
 
 #: How :func:`out_of_fold_proba` splits the training tiles into folds.
 CALIBRATION_GROUPINGS = ("tiles", "slide", "patient")
@@ -148,9 +158,15 @@ class PrevalenceQuantifier(BaseEstimator):
 
     Parameters
     ----------
-    method : {"cc", "pcc", "acc", "pacc", "emq", "dmy", "kdey"}, default="pacc"
+    method : {"cc", "pcc", "acc", "pacc", "emq", "dmy", "kdey"}, default=DEFAULT_METHOD
         QuaPy's aggregative method (see the module docstring). ``"cc"`` and ``"pcc"``
         ignore the calibration set's rates.
+    recalibrate : {None, "temperature"}, default=DEFAULT_RECALIBRATE
+        ``"temperature"`` first fits a temperature to the calibration posteriors
+        (:func:`~hiercls.evaluation.calibration.fit_temperature`, the log-loss on held-out
+        tiles) and rescales those and every bag's posteriors with it. EMQ in particular
+        assumes calibrated posteriors: a network's over-confident ones stop its iterations
+        short of the bag's prior.
 
     Attributes
     ----------
@@ -167,6 +183,8 @@ class PrevalenceQuantifier(BaseEstimator):
         ``i`` (the matrix PACC inverts; ACC inverts its argmax version).
     quantifier_ : quapy aggregative quantifier
         The fitted QuaPy object.
+    temperature_ : float
+        The fitted temperature (1.0 without ``recalibrate``).
 
     Examples
     --------
@@ -186,8 +204,9 @@ class PrevalenceQuantifier(BaseEstimator):
     array([0.26, 0.54, 0.21])
     """
 
-    def __init__(self, method=DEFAULT_METHOD):
+    def __init__(self, method=DEFAULT_METHOD, recalibrate=DEFAULT_RECALIBRATE):
         self.method = method
+        self.recalibrate = recalibrate
 
     def fit(self, proba, y):
         """Learn the adjustment from calibration posteriors ``proba`` and labels ``y``.
@@ -199,6 +218,9 @@ class PrevalenceQuantifier(BaseEstimator):
             matrix is singular or nearly so.
         """
         method = _check_method(self.method)
+        if self.recalibrate not in RECALIBRATIONS:
+            raise ValueError(f"recalibrate must be one of {list(RECALIBRATIONS)}; got "
+                             f"{self.recalibrate!r}")
         p = check_probabilities(proba, name="calibration proba")
         codes, _ = encode_labels(y, name="calibration y")
         if codes.size != p.shape[0]:
@@ -211,6 +233,10 @@ class PrevalenceQuantifier(BaseEstimator):
                 f"method={method!r} needs calibration tiles of every class; the calibration "
                 f"set has none of {missing}. Use a calibration set with all three classes, "
                 "or method='pcc'")
+        self.temperature_ = 1.0
+        if self.recalibrate == "temperature":
+            self.temperature_ = fit_temperature(p, codes)
+            p = apply_temperature(p, self.temperature_)
         rates = np.zeros((3, 3))
         for c in np.flatnonzero(counts):
             rates[:, c] = p[codes == c].mean(axis=0)
@@ -244,8 +270,12 @@ class PrevalenceQuantifier(BaseEstimator):
             Prevalences of Non-Tumor, Non-Viable-Tumor and Viable-Tumor, summing to 1.
         """
         check_is_fitted(self, "quantifier_")
-        p = _check_bag(proba)
+        p = self._rescaled(_check_bag(proba))
         return _aggregate(self.quantifier_, self.method, p)
+
+    def _rescaled(self, p, temperature=None):
+        temperature = self.temperature_ if temperature is None else temperature
+        return p if temperature == 1.0 else apply_temperature(p, temperature)
 
     def necrotic_fraction(self, proba):
         """``NV / (NV + V)`` of :meth:`quantify` (NaN where it finds no tumor)."""
@@ -273,13 +303,16 @@ class PrevalenceQuantifier(BaseEstimator):
         for b in range(n_bootstrap):
             bag = p if member_proba is None else member_proba[rng.randint(len(member_proba))]
             bag = bag[rng.randint(0, len(bag), len(bag))]
-            quantifier = self.quantifier_
+            quantifier, temperature = self.quantifier_, self.temperature_
             if adjusted:
                 rows = np.concatenate([idx[rng.randint(0, idx.size, idx.size)]
                                        for idx in by_class if idx.size])
-                quantifier = _fit_quapy(self.method, self.calibration_proba_[rows],
-                                        self.calibration_labels_[rows])
-            out[b] = _aggregate(quantifier, self.method, bag)
+                calibration = self.calibration_proba_[rows]
+                if self.recalibrate == "temperature":
+                    temperature = fit_temperature(calibration, self.calibration_labels_[rows])
+                    calibration = apply_temperature(calibration, temperature)
+                quantifier = _fit_quapy(self.method, calibration, self.calibration_labels_[rows])
+            out[b] = _aggregate(quantifier, self.method, self._rescaled(bag, temperature))
         return out
 
 
@@ -384,12 +417,15 @@ def out_of_fold_proba(estimator, X, y, *, groups=None, by="slide", n_splits=5,
     splitter = _fold_splitter(by, n_splits, random_state)
     out = np.full((codes.size, len(CLASS_NAMES)), np.nan)
     y_values = np.asarray(y.to_numpy() if isinstance(y, pd.Series) else y)
-    for k, (train, test) in enumerate(splitter.split(np.zeros(codes.size), codes, groups)):
+    folds = list(splitter.split(np.zeros(codes.size), codes, groups))
+    # Every fold is checked before any is fitted: a fold without a class fails at once.
+    for k, (train, _) in enumerate(folds):
         missing = set(range(3)) - set(codes[train])
         if missing:
             raise ValueError(
                 f"fold {k} of by={by!r} has no training tile of "
                 f"{sorted(CLASS_NAMES[c] for c in missing)}; use by='slide' or 'tiles'")
+    for k, (train, test) in enumerate(folds):
         model = clone(estimator)
         Xtr = X.iloc[train] if hasattr(X, "iloc") else X[train]
         Xte = X.iloc[test] if hasattr(X, "iloc") else X[test]
@@ -416,8 +452,8 @@ def fit_quantifier(estimator, X, y, *, method=DEFAULT_METHOD, groups=None, by="s
 # --------------------------------------------------------------------------------------
 # The criterion
 
-def quantification_scores(proba, y, bags, *, methods=METHODS, app_folds=5, app_size=100,
-                          app_prevalences=11, random_state=0):
+def quantification_scores(proba, y, bags, *, methods=METHODS, recalibrations=RECALIBRATIONS,
+                          app_folds=5, app_size=100, app_prevalences=11, random_state=0):
     """Error of each method's necrotic fraction on held-out bags of calibration tiles.
 
     The criterion that chooses a method without the patients to be predicted, from the
@@ -441,6 +477,8 @@ def quantification_scores(proba, y, bags, *, methods=METHODS, app_folds=5, app_s
     bags : array-like of shape (n_tiles,)
         The bag (slide) of each tile.
     methods : sequence of str, default=METHODS
+    recalibrations : sequence of {None, "temperature"}, default=RECALIBRATIONS
+        Each method is scored with each (``recalibrate`` of :class:`PrevalenceQuantifier`).
     app_folds : int, default=5
         Groups of bags for the APP (0 skips it). Groups whose held-out tiles lack a class
         are skipped (the protocol cannot sample it).
@@ -454,7 +492,8 @@ def quantification_scores(proba, y, bags, *, methods=METHODS, app_folds=5, app_s
     Returns
     -------
     DataFrame
-        One row per method (index ``method``): ``bag_mae``, ``bag_max`` (the largest
+        One row per method and recalibration (index ``method``, ``recalibrate``, the
+        latter ``"none"`` or ``"temperature"``): ``bag_mae``, ``bag_max`` (the largest
         leave-one-bag-out error), ``n_bags``, ``app_mae``, ``app_samples`` and ``n_failed``
         (fits whose adjustment was singular; their bags are left out of the means).
     """
@@ -472,8 +511,9 @@ def quantification_scores(proba, y, bags, *, methods=METHODS, app_folds=5, app_s
         n = min(app_folds, len(np.unique(bags)))
         folds = [test for _, test in GroupKFold(n_splits=n).split(p, codes, bags)]
     rows = []
-    for method in methods:
+    for method, recalibrate in itertools.product(methods, recalibrations):
         _check_method(method)
+        make = lambda: PrevalenceQuantifier(method, recalibrate)  # noqa: E731
         errors, app_errors, failed = [], [], 0
         for bag in np.unique(bags):
             inside = bags == bag
@@ -482,7 +522,7 @@ def quantification_scores(proba, y, bags, *, methods=METHODS, app_folds=5, app_s
                 continue
             truth = np.mean(codes[inside][tumor] == _NEC)
             try:
-                quantifier = PrevalenceQuantifier(method).fit(p[~inside], codes[~inside])
+                quantifier = make().fit(p[~inside], codes[~inside])
                 errors.append(abs(quantifier.necrotic_fraction(p[inside]) - truth))
             except SingularAdjustmentError:
                 failed += 1
@@ -492,7 +532,7 @@ def quantification_scores(proba, y, bags, *, methods=METHODS, app_folds=5, app_s
             if len(np.unique(codes[held])) < len(CLASS_NAMES):
                 continue
             try:
-                quantifier = PrevalenceQuantifier(method).fit(p[~held], codes[~held])
+                quantifier = make().fit(p[~held], codes[~held])
             except SingularAdjustmentError:
                 failed += 1
                 continue
@@ -509,10 +549,10 @@ def quantification_scores(proba, y, bags, *, methods=METHODS, app_folds=5, app_s
                     failed += 1
         errors = np.asarray(errors, dtype=float)
         app_errors = np.asarray(app_errors, dtype=float)
-        rows.append({"method": method,
+        rows.append({"method": method, "recalibrate": recalibrate or "none",
                      "bag_mae": float(np.nanmean(errors)) if errors.size else np.nan,
                      "bag_max": float(np.nanmax(errors)) if errors.size else np.nan,
                      "n_bags": int(errors.size),
                      "app_mae": float(np.nanmean(app_errors)) if app_errors.size else np.nan,
                      "app_samples": int(app_errors.size), "n_failed": failed})
-    return pd.DataFrame(rows).set_index("method")
+    return pd.DataFrame(rows).set_index(["method", "recalibrate"])

@@ -205,8 +205,9 @@ def _check_tiles(tiles, name="tiles"):
     return tiles
 
 
-def slide_necrosis(tiles, *, name=None, n_bootstrap=1000, confidence=0.95,
-                   threshold=GOOD_RESPONSE, min_tumor_tiles=MIN_TUMOR_TILES, random_state=0):
+def slide_necrosis(tiles, *, name=None, method="auto", quantifier=None, n_bootstrap=1000,
+                   confidence=0.95, threshold=GOOD_RESPONSE, min_tumor_tiles=MIN_TUMOR_TILES,
+                   random_state=0):
     """The necrotic fraction of the tumor on one slide, with a bootstrap interval.
 
     Parameters
@@ -215,8 +216,9 @@ def slide_necrosis(tiles, *, name=None, n_bootstrap=1000, confidence=0.95,
         What :func:`predict_slide` returned.
     name : str or None, default=None
         The row's label; None uses the slide's file name (``tiles.attrs["slide"]``).
-    n_bootstrap, confidence, threshold, min_tumor_tiles, random_state
-        As in :func:`hiercls.evaluation.necrosis.necrosis_from_probabilities`.
+    method, quantifier, n_bootstrap, confidence, threshold, min_tumor_tiles, random_state
+        As in :func:`hiercls.evaluation.necrosis.necrosis_from_probabilities` (a model
+        file's ``necrosis_quantifier_`` is the usual ``quantifier``).
 
     Returns
     -------
@@ -228,14 +230,15 @@ def slide_necrosis(tiles, *, name=None, n_bootstrap=1000, confidence=0.95,
     _check_tiles(tiles)
     if name is None:
         name = Path(str(tiles.attrs.get("slide", "slide"))).name
-    return patient_necrosis({name: tiles}, {name: name}, n_bootstrap=n_bootstrap, confidence=confidence,
+    return patient_necrosis({name: tiles}, {name: name}, method=method, quantifier=quantifier,
+                            n_bootstrap=n_bootstrap, confidence=confidence,
                             threshold=threshold, min_tumor_tiles=min_tumor_tiles,
                             random_state=random_state, index_name="slide")
 
 
-def patient_necrosis(slides, patients=None, *, n_bootstrap=1000, confidence=0.95,
-                     threshold=GOOD_RESPONSE, min_tumor_tiles=MIN_TUMOR_TILES, random_state=0,
-                     index_name="patient"):
+def patient_necrosis(slides, patients=None, *, method="auto", quantifier=None, n_bootstrap=1000,
+                     confidence=0.95, threshold=GOOD_RESPONSE, min_tumor_tiles=MIN_TUMOR_TILES,
+                     random_state=0, index_name="patient"):
     """The necrotic fraction of each patient over all of their slides.
 
     The patient's tiles are pooled (a slide with more tumor weighs more), and the bootstrap
@@ -248,7 +251,7 @@ def patient_necrosis(slides, patients=None, *, n_bootstrap=1000, confidence=0.95
     patients : dict of str to str, or None, default=None
         The patient of each slide; None pools all slides as one patient named by
         ``index_name``.
-    n_bootstrap, confidence, threshold, min_tumor_tiles, random_state
+    method, quantifier, n_bootstrap, confidence, threshold, min_tumor_tiles, random_state
         As in :func:`hiercls.evaluation.necrosis.necrosis_from_probabilities`.
     index_name : str, default="patient"
 
@@ -275,11 +278,13 @@ def patient_necrosis(slides, patients=None, *, n_bootstrap=1000, confidence=0.95
             empty.append(group)
     if frames:
         table = necrosis_from_probabilities(
-            pd.concat(frames), pd.Series(groups, name=index_name), n_bootstrap=n_bootstrap,
+            pd.concat(frames), pd.Series(groups, name=index_name), method=method,
+            quantifier=quantifier, n_bootstrap=n_bootstrap,
             confidence=confidence, threshold=threshold, min_tumor_tiles=min_tumor_tiles,
             random_state=random_state)
     else:
         table = necrosis_from_probabilities([[1.0, 0.0, 0.0]], pd.Series(["_"], name=index_name),
+                                            method=method, quantifier=quantifier,
                                             n_bootstrap=0).iloc[:0]
     # Patients whose slides hold no tissue tile at all: a row saying so.
     for group in sorted(set(empty) - set(table.index)):
