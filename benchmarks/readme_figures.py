@@ -43,7 +43,7 @@ MARKER = re.compile(r"(?<!`)<!-- figures:(?P<name>[\w-]+) -->(?P<body>.*?)<!-- /
 VALUE = re.compile(r"(?<!`)<!-- value (?P<file>[\w-]+) (?P<path>\S+) (?P<format>\S+) -->"
                    r"(?P<body>.*?)<!-- /value -->", re.DOTALL)
 #: Blocks whose benchmark is still to come: empty until its results file exists.
-PENDING = {"necrosis"}
+PENDING = {"necrosis", "necrosis-table"}
 PAPER_ROW = "| paper: InceptionV3 fine-tuned + H-loss + radiomics | 0.86 | 0.86 | 0.96 |"
 
 
@@ -495,12 +495,54 @@ def view_cost(results):
     return "\n".join(lines) + "\n"
 
 
+def _necrosis_rows(payload):
+    rows = {row["method"]: row for row in payload["summary"]}
+    return rows["default"], rows.get("pcc (slide)")
+
+
 def necrosis(results):
-    """Placeholder: the necrosis quantification benchmark's figures (its results to come)."""
+    """One line: the chosen quantifier's unseen-patient error beside the expected counts'."""
     payload = results("necrosis")
     if payload is None:
         return ""
-    return "(necrosis.json is there: render it in benchmarks/readme_figures.py)"
+    default, pcc = _necrosis_rows(payload)
+    right = sum(default["responses_right"].values())
+    covered = sum(v >= 0.5 for v in default["covered"].values())
+    return (f"leave-one-patient-out, every choice made on the training patients, the "
+            f"necrotic fraction is off by {default['mae']:.2f} on average "
+            f"({payload['n_seeds']} seeds; the largest patient's error "
+            f"{default['max_error']:.2f}; the expected counts: {pcc['mae']:.2f}), the response "
+            f"right in {right} of {3 * payload['n_seeds']} patient-seeds, the interval "
+            f"(mean width {default['mean_width']:.2f}) covering {covered} of 3 patients in "
+            f"most seeds ([results](benchmarks/results/necrosis.md)). ")
+
+
+def necrosis_table(results):
+    """Every quantifier's unseen-patient errors (benchmarks/necrosis.py)."""
+    payload = results("necrosis")
+    if payload is None:
+        return "\n(not measured yet: `python benchmarks/necrosis.py`)\n"
+    lines = ["", f"{payload['n_seeds']} seeds, {payload['wall_min']:.0f} min on 2 cores "
+             "with warm feature caches; absolute error of the necrotic fraction, mean over "
+             "seeds; the chosen method per fold and every other method under the same folds "
+             "([results](benchmarks/results/necrosis.md)):", "",
+             "| method | mean error | Case-3 | Case-4 | Case-48 | responses right | interval width |",
+             "|---|---|---|---|---|---|---|"]
+    order = sorted(payload["summary"], key=lambda r: (r["method"] != "default", r["mae"]))
+    for row in order:
+        errors = row["errors"]
+        width = "n/a" if row["mean_width"] is None else f"{row['mean_width']:.2f}"
+        lines.append(f"| {row['method']} | {row['mae']:.3f} | "
+                     + " | ".join(f"{errors.get(p, float('nan')):.3f}"
+                                  for p in ("Case-3", "Case-4", "Case-48"))
+                     + f" | {sum(row['responses_right'].values())} of "
+                       f"{3 * row['n_seeds']} | {width} |")
+    slides = payload.get("slides_summary") or {}
+    if slides:
+        lines += ["", f"Per slide ({slides['n_slides']} tumor slides of the held-out "
+                  f"patients): mean error {slides['mae']:.3f} by the chosen method, "
+                  f"{slides['pcc_mae']:.3f} by the expected counts."]
+    return "\n".join(lines) + "\n"
 
 
 BLOCKS = {"demo": demo, "seeds": seeds, "radiomics-speed": radiomics_speed, "protocol-a": protocol_a,
@@ -513,7 +555,7 @@ BLOCKS = {"demo": demo, "seeds": seeds, "radiomics-speed": radiomics_speed, "pro
           "generalization-targets": lambda results: _generalization(results, "targets_table"),
           "bottom-line": bottom_line, "quickstart-time": quickstart_time,
           "split-cost": split_cost, "levers-choice": levers_choice, "stain-jitter": stain_jitter,
-          "view-cost": view_cost, "necrosis": necrosis}
+          "view-cost": view_cost, "necrosis": necrosis, "necrosis-table": necrosis_table}
 
 
 def _field(payload, path):

@@ -348,6 +348,32 @@ def _check_parquet():
 # --------------------------------------------------------------------------------------
 # fit
 
+def _fit_necrosis_quantifier(args, pipeline, X, y, groups, say):
+    """The quantifier saved with the model: out-of-fold probabilities of the training tiles."""
+    from ..data.datasets import tcia_slide
+    from ..evaluation.quantification import fit_quantifier
+
+    by, folds = args.calibration, None
+    if by == "patient":
+        folds = groups.to_numpy()
+    elif by == "slide":
+        if "slide" in X.columns:
+            folds = X["slide"].to_numpy()
+        else:
+            try:
+                folds = np.array([tcia_slide(path) for path in X["image"]], dtype=object)
+            except ValueError:
+                say("--calibration slide: the tiles name no slide (no slide column, not TCIA "
+                    "names); calibrating on folds of tiles instead")
+                by = "tiles"
+    say(f"necrosis calibration: out-of-fold probabilities by {by} (5 more fits)")
+    try:
+        return fit_quantifier(pipeline, X[["image"]], y, groups=folds, by=by,
+                              random_state=args.seed, verbose=0 if args.quiet else 1)
+    except ValueError as error:
+        raise CommandError(f"--calibration {args.calibration}: {error}") from None
+
+
 def run_fit(args):
     """Fit the fusion pipeline on all tiles and save it (.hiercls, or a joblib pickle)."""
     say = _say(args)
@@ -363,6 +389,9 @@ def run_fit(args):
         f"up to {args.max_epochs} epochs")
     started = time.perf_counter()
     pipeline.fit(X[["image"]], y, classifier__groups=groups.to_numpy())
+    if args.calibration != "none":
+        pipeline.necrosis_quantifier_ = _fit_necrosis_quantifier(args, pipeline, X, y, groups,
+                                                                 say)
     # The saved model is quiet in Python; `hiercls predict` turns its progress bar back on.
     pipeline.set_params(radiomics__verbose=0, classifier__verbose=0)
     out.parent.mkdir(parents=True, exist_ok=True)

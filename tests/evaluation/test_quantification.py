@@ -7,6 +7,8 @@ from sklearn.linear_model import LogisticRegression
 
 from hiercls.evaluation.necrosis import necrosis_from_probabilities
 from hiercls.evaluation.quantification import (
+    DEFAULT_METHOD,
+    DEFAULT_RECALIBRATE,
     METHODS,
     PrevalenceQuantifier,
     SingularAdjustmentError,
@@ -103,7 +105,7 @@ def test_necrosis_from_probabilities_with_a_quantifier(calibration):
     counts = necrosis_from_probabilities(proba, groups, n_bootstrap=0)
     table = necrosis_from_probabilities(proba, groups, quantifier=calibration, n_bootstrap=200)
     assert counts["method"].tolist() == ["pcc", "pcc"]
-    assert table["method"].tolist() == ["pacc", "pacc"]
+    assert table["method"].tolist() == [DEFAULT_METHOD] * 2
     truth = np.array([0.95, 0.25])
     assert (np.abs(table["necrotic_fraction"] - truth) < 0.05).all()
     assert (np.abs(counts["necrotic_fraction"] - truth) > 0.14).all()
@@ -111,7 +113,7 @@ def test_necrosis_from_probabilities_with_a_quantifier(calibration):
             & (truth <= table["necrotic_fraction_high"])).all()
     assert table.loc["A", "response"] == "good" and counts.loc["A", "response"] == "poor"
     # A fitted quantifier gives the same, and another method can be asked of it.
-    fitted = PrevalenceQuantifier("pacc").fit(*calibration)
+    fitted = PrevalenceQuantifier(DEFAULT_METHOD, DEFAULT_RECALIBRATE).fit(*calibration)
     same = necrosis_from_probabilities(proba, groups, quantifier=fitted, n_bootstrap=200)
     pd.testing.assert_frame_equal(table, same)
     emq = necrosis_from_probabilities(proba, groups, method="emq", quantifier=fitted,
@@ -157,7 +159,7 @@ def test_out_of_fold_proba_by_tiles_slide_and_patient():
     by_patient = out_of_fold_proba(model, X, labels, groups=patients, by="patient")
     assert not np.isnan(by_patient).any()
     quantifier = fit_quantifier(model, X, labels, groups=slides)
-    assert quantifier.method == "pacc" and quantifier.calibration_proba_.shape == (180, 3)
+    assert quantifier.method == DEFAULT_METHOD and quantifier.calibration_proba_.shape == (180, 3)
 
 
 def test_out_of_fold_proba_refuses_folds_without_a_class():
