@@ -15,10 +15,8 @@ import numpy as np
 import pandas as pd
 
 from .parser import _cache
+from ..exceptions import CommandError  # noqa: F401  (its home before)
 
-
-class CommandError(Exception):
-    """A problem with a command's inputs, reported on one line with exit status 2."""
 
 
 # --------------------------------------------------------------------------------------

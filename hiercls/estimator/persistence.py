@@ -39,6 +39,7 @@ import numpy as np
 import timm
 import torch
 from torch.torch_version import TorchVersion
+from ..exceptions import ModelFileError  # noqa: F401  (its home before)
 
 __all__ = ["FORMAT", "MODEL_SUFFIX", "ModelFileError", "allowed_names", "load_model", "save_model"]
 
@@ -59,9 +60,6 @@ _STATE_FILES = {"module": "module.pt", "criterion": "criterion.pt"}
 
 _TORCH_VERSION = TorchVersion(torch.__version__)
 
-
-class ModelFileError(ValueError):
-    """A model file that is not a valid ``.hiercls`` file, or was altered."""
 
 
 def _allowed():

@@ -24,13 +24,8 @@ from sklearn.utils.validation import check_is_fitted
 from ..data.datasets import DEFAULT_RESOLUTION, TCIA_ORIGINAL_RESOLUTION, tcia_mpp  # noqa: F401
 from ..data.images import IMAGE_COLUMN, MPP_COLUMN, check_image_frame, read_tile, tile_side  # noqa: F401
 from .columns import TileTableColumnsMixin
+from ..exceptions import ResolutionUnknownWarning, TileSizeWarning  # noqa: F401  (its home before)
 
-class TileSizeWarning(UserWarning):
-    """Tiles that declare no resolution differ in size from the training tiles."""
-
-
-class ResolutionUnknownWarning(UserWarning):
-    """Tiles declare a resolution, but the model was trained without knowing its own."""
 
 
 def _positive_mpp(values, name):

@@ -22,7 +22,6 @@ optical densities; Reinhard: the LAB statistics over all of them), not an averag
 per-tile targets.
 """
 
-import numbers
 import warnings
 
 import numpy as np
@@ -34,6 +33,8 @@ from tqdm.auto import tqdm
 
 from ..data.images import IMAGE_COLUMN, check_image_frame, read_tile
 from .columns import TileTableColumnsMixin
+from ..exceptions import StainNormalizationWarning  # noqa: F401  (its home before)
+from ..validation import check_number
 
 #: The ``method`` values StainNormalizer accepts.
 METHODS = ("macenko", "reinhard", None)
@@ -52,9 +53,6 @@ _NAMED_IN_WARNING = 10
 _FAILURES = (FloatingPointError, RuntimeWarning, ArithmeticError, np.linalg.LinAlgError,
              ValueError, IndexError)
 
-
-class StainNormalizationWarning(UserWarning):
-    """Tiles the method could not normalize (no tissue, a blank tile), passed unchanged."""
 
 
 class _Strict:
@@ -148,10 +146,8 @@ class StainNormalizer(TileTableColumnsMixin, TransformerMixin, BaseEstimator):
     def _check_params(self):
         if self.method not in METHODS:
             raise ValueError(f"method must be one of {list(METHODS)}; got {self.method!r}")
-        if not (isinstance(self.n_fit_tiles, numbers.Integral)
-                and not isinstance(self.n_fit_tiles, bool) and self.n_fit_tiles > 0):
-            raise ValueError(f"n_fit_tiles must be a positive whole number of tiles; got "
-                             f"{self.n_fit_tiles!r}")
+        check_number(self.n_fit_tiles, "n_fit_tiles", integer=True, low=1,
+                     expected="a positive whole number of tiles")
 
     def fit(self, X, y=None):
         """Learn the target stain from (a sample of) the training tiles.

@@ -16,6 +16,7 @@ from .channels import CHANNELS, to_channel
 from .masks import MASK_CHANNEL, MASKS, make_mask
 from .names import FEATURE_NAMES
 from ..columns import TileTableColumnsMixin
+from ...exceptions import RadiomicsMaskWarning  # noqa: F401  (its home before)
 
 BACKENDS = ("pyradiomics", "fast")
 
@@ -23,9 +24,6 @@ BACKENDS = ("pyradiomics", "fast")
 # cache entries are never read.
 _FEATURE_VERSION = 1
 
-
-class RadiomicsMaskWarning(UserWarning):
-    """Some tiles had a degenerate thresholded mask and were described by the whole tile."""
 
 
 def _backend_function(backend):
