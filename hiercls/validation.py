@@ -12,7 +12,7 @@ import numpy as np
 from .exceptions import InvalidParameterError
 
 
-def _expected(*, integer, low, high, closed, options, none):
+def describe_expected(*, integer, low, high, closed, options, none):
     kind = "an int" if integer else "a number"
     if options is not None:
         text = f"one of {sorted(options)}"
@@ -79,7 +79,7 @@ def check_number(value, name, *, integer=False, low=None, high=None, closed="bot
     if value is None and none:
         return None
     kind = numbers.Integral if integer else numbers.Real
-    described = expected or _expected(integer=integer, low=low, high=high, closed=closed,
+    described = expected or describe_expected(integer=integer, low=low, high=high, closed=closed,
                                       options=options, none=none)
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, kind):
         if options is not None and expected is None:

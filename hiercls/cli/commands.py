@@ -161,11 +161,12 @@ def _radiomics_params(args, verbose):
                 verbose=verbose)
 
 
-#: Model options of fit and evaluate -> the classifier parameter each sets.
-_MODEL_OPTIONS = {"backbone": "backbone", "pretrained": "pretrained", "image_size": "image_size",
-                  "embed_dim": "embed_dim", "max_epochs": "max_epochs",
-                  "batch_size": "batch_size", "lr": "lr", "freeze_backbone": "freeze_backbone",
-                  "augment": "augment", "stain_jitter": "stain_jitter"}
+def _declared_options():
+    """The classifier parameters that have an option of their own (the rest are set from
+    --flat, --image-only, --patience, ... below)."""
+    from ..estimator.parameters import PARAMETERS, Option
+
+    return [p.name for p in PARAMETERS if isinstance(p.cli, Option)]
 
 
 def resolve_preset(args):
@@ -183,9 +184,9 @@ def resolve_preset(args):
     backbone = getattr(args, "backbone", None)
     preset = make_fusion_pipeline(preset=args.preset, **({"backbone": backbone} if backbone else {}))
     classifier, radiomics = preset.named_steps["classifier"], preset.named_steps["radiomics"]
-    for option, param in _MODEL_OPTIONS.items():
-        if getattr(args, option, None) is None:
-            setattr(args, option, classifier.get_params()[param])
+    for name in _declared_options():
+        if getattr(args, name, None) is None:
+            setattr(args, name, classifier.get_params()[name])
     if getattr(args, "flat", None) is None:
         args.flat = not classifier.hierarchical
     for option in ("channel", "mask"):
@@ -211,7 +212,7 @@ def _make_pipeline(args, *, verbose, radiomics_verbose):
     pretrained = args.pretrained
     if isinstance(pretrained, str) and Path(pretrained).expanduser().is_file():
         pretrained = str(Path(pretrained).expanduser().resolve())
-    params = {param: getattr(args, option) for option, param in _MODEL_OPTIONS.items()}
+    params = {name: getattr(args, name) for name in _declared_options()}
     params.update(
         pretrained=pretrained, patience=args.patience or None, hierarchical=not args.flat,
         use_image=not args.radiomics_only, use_radiomics=not args.image_only,

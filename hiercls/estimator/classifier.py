@@ -24,6 +24,8 @@ from ..data.labels import encode_labels, tumor_target, viable_target
 from ..nn.loss import FlatLoss, HierarchicalLoss, inverse_frequency_weights
 from ..nn.fusion import FusionNet, class_probabilities
 from ..features.radiomics.names import FEATURE_NAMES, RADIOMIC_COLUMN_PATTERN
+from .parameters import (MODULE_ARGUMENTS, check_parameters, check_predict_views,
+                         module_arguments, parameter_constraints, restore_defaults)
 from .splits import GroupedValidSplit
 from .tile_dataset import TileDataset
 
@@ -214,6 +216,9 @@ class HierarchicalFusionClassifier(NeuralNetClassifier):
     ((12, 3), True)
     """
 
+    #: Each parameter's rule, from the one declaration (:mod:`hiercls.estimator.parameters`).
+    _parameter_constraints = parameter_constraints()
+
     def __init__(self, backbone="efficientnet_b0", *, pretrained=False, embed_dim=256,
                  hierarchical=True, use_image=True, use_radiomics=True, radiomic_columns="auto",
                  image_size=None, augment=True, stain_jitter=0.0, view_blur=0.0, view_jpeg=None,
@@ -267,8 +272,7 @@ class HierarchicalFusionClassifier(NeuralNetClassifier):
 
     def __setstate__(self, state):
         requested = state["device"]
-        state.setdefault("backbone_stages", 1)  # models saved before the parameter
-        state.setdefault("finetune_stages", 0)
+        restore_defaults(state)  # models saved before a parameter existed
         state["device"] = resolve_device(requested)
         super().__setstate__(state)
         # skorch maps a CUDA net onto the CPU where CUDA is missing: device_ is where
@@ -400,64 +404,6 @@ class HierarchicalFusionClassifier(NeuralNetClassifier):
             print(message)
 
     # --- validation ----------------------------------------------------------------
-    def _check_params(self):
-        if not (self.use_image or self.use_radiomics):
-            raise ValueError("use_image and use_radiomics cannot both be False")
-        if self.use_image and not isinstance(self.backbone, str):
-            raise ValueError(f"backbone must be a timm model name; got {self.backbone!r}")
-        if not (isinstance(self.embed_dim, (int, np.integer)) and self.embed_dim > 0):
-            raise ValueError(f"embed_dim must be a positive integer; got {self.embed_dim!r}")
-        if not (isinstance(self.stain_jitter, (int, float, np.number)) and 0 <= self.stain_jitter < 1):
-            raise ValueError(f"stain_jitter must be a number in [0, 1); got {self.stain_jitter!r}")
-        self._check_view_perturbations()
-        self._check_predict_views()
-        if (isinstance(self.backbone_stages, (bool, np.bool_))
-                or not isinstance(self.backbone_stages, (int, np.integer)) or self.backbone_stages < 1):
-            raise ValueError(f"backbone_stages must be an int >= 1; got {self.backbone_stages!r}")
-        self._check_finetune_stages()
-
-    def _check_finetune_stages(self):
-        stages = self.finetune_stages
-        if (isinstance(stages, (bool, np.bool_)) or not isinstance(stages, (int, np.integer))
-                or stages < 0):
-            raise ValueError(f"finetune_stages must be an int >= 0; got {stages!r}")
-        if stages and not (self.freeze_backbone and self.use_image):
-            # Unheeded it would hide: without a frozen backbone every stage trains anyway.
-            raise ValueError(f"finetune_stages={stages!r} trains the last stages of a frozen "
-                             "backbone on its cached maps and needs freeze_backbone=True "
-                             "(and use_image=True)")
-        if stages and self.backbone_stages != 1:
-            raise ValueError(f"finetune_stages={stages!r} cannot be combined with backbone_stages="
-                             f"{self.backbone_stages!r}: use one of them")
-
-    def _check_view_perturbations(self):
-        blur, quality = self.view_blur, self.view_jpeg
-        if (isinstance(blur, (bool, np.bool_)) or not isinstance(blur, (int, float, np.number))
-                or not np.isfinite(blur) or blur < 0):
-            raise ValueError(f"view_blur must be a finite number >= 0 (pixels); got {blur!r}")
-        if quality is not None and (isinstance(quality, (bool, np.bool_))
-                                    or not isinstance(quality, (int, np.integer))
-                                    or not 1 <= quality <= 95):
-            raise ValueError(f"view_jpeg must be None or an int in 1..95; got {quality!r}")
-        if (blur > 0 or quality is not None) and not self.freeze_backbone:
-            # They perturb the frozen backbone's cached views only; unheeded they would hide.
-            name = "view_blur" if blur > 0 else "view_jpeg"
-            raise ValueError(f"{name} perturbs the frozen backbone's cached views and needs "
-                             "freeze_backbone=True")
-
-    def _check_predict_views(self):
-        if (isinstance(self.predict_views, (bool, np.bool_))
-                or not isinstance(self.predict_views, (int, np.integer))):
-            raise TypeError(f"predict_views must be an int in {sorted(PREDICT_VIEW_SUBSETS)}; "
-                            f"got {type(self.predict_views).__name__} {self.predict_views!r}")
-        if int(self.predict_views) not in PREDICT_VIEW_SUBSETS:
-            raise ValueError(f"predict_views must be one of {sorted(PREDICT_VIEW_SUBSETS)}; "
-                             f"got {self.predict_views!r}")
-        if int(self.predict_views) != 8 and not self.freeze_backbone:
-            # Views are averaged only over the frozen backbone's cached features.
-            raise ValueError(f"predict_views={self.predict_views!r} needs freeze_backbone=True; "
-                             "a trainable backbone predicts on the tile as it is")
-
     def _check_frame(self, X, *, fitting):
         if self.use_image:
             check_image_frame(X)
@@ -561,7 +507,7 @@ class HierarchicalFusionClassifier(NeuralNetClassifier):
         class_weights_ (fresh fits). Returns the labels for skorch and the fit
         parameters, the patients among them: skorch hands those to get_split_datasets."""
         if fresh:
-            self._check_params()
+            check_parameters(self)
         if y is None:
             raise ValueError("y is required to fit HierarchicalFusionClassifier")
         self._check_frame(X, fitting=fresh)
@@ -597,33 +543,16 @@ class HierarchicalFusionClassifier(NeuralNetClassifier):
         self.classes_inferred_ = encode_labels(y)[1]
 
     # --- skorch hooks --------------------------------------------------------------
-    #: The FusionNet arguments the classifier sets from its own parameters.
-    _MODULE_ARGUMENTS = {"backbone": "backbone", "pretrained": "pretrained",
-                         "n_radiomic_features": "radiomic_columns", "embed_dim": "embed_dim",
-                         "hierarchical": "hierarchical", "use_image": "use_image",
-                         "use_radiomics": "use_radiomics", "augment": "augment",
-                         "freeze_backbone": "freeze_backbone", "stain_jitter": "stain_jitter",
-                         "backbone_stages": "backbone_stages",
-                         "finetune_stages": "finetune_stages"}
-
     def initialize_module(self):
-        params = dict(backbone=self.backbone, pretrained=self.pretrained,
-                      n_radiomic_features=len(self.radiomic_columns_), embed_dim=self.embed_dim,
-                      hierarchical=self.hierarchical, use_image=self.use_image,
-                      use_radiomics=self.use_radiomics, augment=self.augment,
-                      freeze_backbone=self.freeze_backbone, stain_jitter=self.stain_jitter)
-        if self.backbone_stages != 1:  # a custom module need not know the parameter
-            params["backbone_stages"] = int(self.backbone_stages)
-        if self.finetune_stages:
-            params["finetune_stages"] = int(self.finetune_stages)
+        params = module_arguments(self)
         overrides = self.get_params_for("module")
-        clashes = [name for name in overrides if name in params or name in self._MODULE_ARGUMENTS]
+        clashes = [name for name in overrides if name in params or name in MODULE_ARGUMENTS]
         if clashes:
             # A module__ twin would silently win over the classifier's own parameter.
             raise ValueError("; ".join(
                 f"module__{name} conflicts with the classifier's parameter "
-                f"{self._MODULE_ARGUMENTS[name]!r}, which sets it: set "
-                f"{self._MODULE_ARGUMENTS[name]} instead" for name in clashes))
+                f"{MODULE_ARGUMENTS[name]!r}, which sets it: set "
+                f"{MODULE_ARGUMENTS[name]} instead" for name in clashes))
         params.update(overrides)
         module = self.module(**params) if isinstance(self.module, type) else self.module
         self.module_ = module
@@ -740,7 +669,7 @@ class HierarchicalFusionClassifier(NeuralNetClassifier):
         # validation), whose frozen features average predict_views views.
         # Straight into __dict__ and out again: not a parameter, not a fitted attribute.
         # predict_views may have been set (set_params) after fit: checked where used.
-        self._check_predict_views()
+        check_predict_views(self)
         previous = self.__dict__.get("_predicting_", False)
         self.__dict__["_predicting_"] = True
         try:
