@@ -1,30 +1,28 @@
 """HierarchicalFusionClassifier: the fusion network as a skorch/scikit-learn classifier."""
 
 import contextlib
-import os
 import re
-import threading
 from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
 import torch
 from skorch import NeuralNetClassifier
-from skorch.history import History
-from skorch.utils import get_map_location, is_dataset, to_numpy, to_tensor
+from skorch.utils import is_dataset, to_numpy, to_tensor
 from sklearn.utils import check_random_state
 from sklearn.utils.metadata_routing import MethodMapping
 
 from ..nn.backbones import backbone_data_config
 from ..features.cache import resolve_cache_dir
 from .callbacks import EarlyStoppingWithLoss, RecordTaskWeights, validation_accuracy
-from ..features.frozen import PREDICT_VIEW_SUBSETS, embedding_cache, frozen_view_features
+from ..features.frozen import FrozenFeatures
 from ..data.images import check_image_frame
 from ..data.labels import encode_labels, tumor_target, viable_target
 from ..nn.loss import FlatLoss, HierarchicalLoss, inverse_frequency_weights
 from ..nn.fusion import FusionNet, class_probabilities
+from ..nn.seeding import seeded
 from ..features.radiomics.names import FEATURE_NAMES, RADIOMIC_COLUMN_PATTERN
-from .parameters import (MODULE_ARGUMENTS, check_parameters, check_predict_views,
+from .parameters import (CACHE_KEY, MODULE_ARGUMENTS, check_parameters, check_predict_views,
                          module_arguments, parameter_constraints, restore_defaults)
 from .splits import GroupedValidSplit
 from .tile_dataset import TileDataset
@@ -41,26 +39,6 @@ def find_radiomic_columns(X):
     """The columns of ``X`` whose names are radiomic feature names."""
     pattern = re.compile(RADIOMIC_COLUMN_PATTERN)
     return [str(column) for column in X.columns if pattern.match(str(column))]
-
-
-#: Fits draw from torch's global generator (weight init, shuffling, augmentation, the
-#: frozen-view pick), which all threads share: fits in one process take turns under this
-#: lock, so that two of them in two threads cannot interleave their draws.
-_FIT_LOCK = threading.RLock()
-
-
-@contextlib.contextmanager
-def _seeded(seed):
-    """Hold the fit lock; with a seed, under torch's global generator seeded with it and
-    restored after."""
-    with _FIT_LOCK:
-        if seed is None:
-            yield
-            return
-        devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
-        with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(seed)
-            yield
 
 
 class HierarchicalFusionClassifier(NeuralNetClassifier):
@@ -158,7 +136,7 @@ class HierarchicalFusionClassifier(NeuralNetClassifier):
         Seeds weight initialization, shuffling, augmentation and the validation split;
         two fits with the same seed on the CPU give identical models, also when they run
         in two threads: fits in one process take turns under a lock, since torch's global
-        generator they seed is shared by all threads (docs/reproducibility.md).
+        generator they seed is shared by all threads (:mod:`hiercls.nn.seeding`) (docs/reproducibility.md).
     verbose : int, default=1
         Print one line per epoch; 0 is silent.
     **kwargs
@@ -255,19 +233,33 @@ class HierarchicalFusionClassifier(NeuralNetClassifier):
         self.random_state = random_state
 
     # --- device "auto" --------------------------------------------------------------
-    # The parameter `device` keeps the user's value ("auto" too) at all times; what the
-    # tensors and modules are moved to is `device_`, resolved when the net is initialized.
-    # These overrides are every place skorch reads `self.device` (module and criterion
-    # placement, infer, get_loss, load_params, unpickling, the scoring callbacks' cached
-    # forward_iter, which predict_proba calls with an explicit device).
-    def _resolve_device(self):
-        self.device_ = resolve_device(self.device)
-        return self.device_
+    # The parameter `device` keeps the user's value ("auto" too); `device_` is what it
+    # resolves to, once, when the net is initialized or unpickled. skorch reads `device`
+    # where it places the modules (initialize), loads parameters and unpickles: those
+    # public entry points run with `device` resolved to `device_`, and give the user's
+    # value back after. Batches go to `device_` in the overridden public hooks
+    # (infer, get_loss); predictions take an explicit device.
+    @contextlib.contextmanager
+    def _device_resolved(self):
+        requested = self.device
+        self.device = self.device_
+        try:
+            yield
+        finally:
+            self.device = requested
 
     def set_params(self, **params):
-        super().set_params(**params)
-        if "device" in params and hasattr(self, "device_"):
-            self._resolve_device()
+        if not hasattr(self, "device_"):
+            return super().set_params(**params)
+        # An initialized net re-initializes what the parameters change (skorch places
+        # the rebuilt modules on `device`).
+        requested = params.get("device", self.device)
+        self.device_ = resolve_device(requested)
+        if "device" in params:
+            params = {**params, "device": self.device_}
+        with self._device_resolved():
+            super().set_params(**params)
+        self.device = requested
         return self
 
     def __setstate__(self, state):
@@ -278,35 +270,7 @@ class HierarchicalFusionClassifier(NeuralNetClassifier):
         # skorch maps a CUDA net onto the CPU where CUDA is missing: device_ is where
         # the tensors now are.
         self.device_ = self.device
-        if isinstance(requested, str) and requested == "auto":
-            self.device = requested
-
-    def _place(self, names):
-        # skorch's own placement reads `self.device`; this one `device_`.
-        for name in names:
-            component = vars(self)[name + "_"]
-            if isinstance(component, torch.nn.Module):
-                setattr(self, name + "_", self.torch_compile(component.to(self.device_), name=name))
-
-    def _initialize_component(self, kind, names, build, reason):
-        with self._current_init_context(kind):
-            kwargs = {}
-            for name in names:
-                kwargs.update(self.get_params_for(name))
-            built = any(isinstance(vars(self).get(name + "_"), torch.nn.Module)
-                        for name in names)
-            if (kwargs or reason or built) and self.initialized_ and self.verbose:
-                print(reason or self._format_reinit_msg(kind, kwargs))
-            build()
-            self._place(names)
-        return self
-
-    def _initialize_module(self, reason=None):
-        return self._initialize_component("module", self._modules, self.initialize_module, reason)
-
-    def _initialize_criterion(self, reason=None):
-        return self._initialize_component("criterion", self._criteria, self.initialize_criterion,
-                                          reason)
+        self.device = requested
 
     def initialize(self):
         # The one seed of this fit (weight init here, then shuffling, augmentation and the
@@ -314,7 +278,7 @@ class HierarchicalFusionClassifier(NeuralNetClassifier):
         self.random_seed_ = (
             None if self.random_state is None
             else int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max)))
-        self._resolve_device()
+        self.device_ = resolve_device(self.device)
         if not hasattr(self, "radiomic_columns_"):
             # Initialized without fit (to load saved weights): the columns the parameter
             # names, unit class weights. What fit (or a model file) prepared is kept.
@@ -322,59 +286,26 @@ class HierarchicalFusionClassifier(NeuralNetClassifier):
                                       else list(self.radiomic_columns))
         if not hasattr(self, "class_weights_"):
             self.class_weights_ = None
-        with _seeded(self.random_seed_):
+        with seeded(self.random_seed_), self._device_resolved():
             return super().initialize()
 
     def load_params(self, f_params=None, f_optimizer=None, f_criterion=None, f_history=None,
                     checkpoint=None, use_safetensors=False, **kwargs):
         """skorch's ``load_params``, the tensors mapped onto ``device_``.
 
-        skorch maps them onto ``device``, which may be ``"auto"``; the arguments are
-        skorch's.
+        The arguments are skorch's; other modules' files are ``f_<module>``.
         """
-        explicit = dict(f_params=f_params, f_optimizer=f_optimizer, f_criterion=f_criterion,
-                        f_history=f_history, **kwargs)
-        unknown = [key for key in explicit if not key.startswith("f_")]
+        unknown = [key for key in kwargs if not key.startswith("f_")]
         if unknown:
             raise TypeError(f"load_params got unexpected argument(s) {unknown}; expected "
                             "f_params, f_optimizer, f_criterion, f_history or f_<module>")
-        files = {}
-        if checkpoint is not None:
-            if not self.initialized_:
-                self.initialize()
-            if f_history is None and checkpoint.f_history is not None:
-                # The checkpoint's file names are formatted from the history.
-                self.history = History.from_file(checkpoint.f_history_)
-            files.update(checkpoint.get_formatted_files(self))
-        # Explicit files win over the checkpoint's; f_pickle is not loaded (as in skorch).
-        files.update({key: value for key, value in explicit.items() if value is not None})
-        files = {key: value for key, value in files.items()
-                 if value is not None and key != "f_pickle"}
-        if not files:
-            if self.verbose:
-                print("Nothing to load")
-            return
-        history = files.pop("f_history", None)
-        if history is not None:
-            self.history = History.from_file(history)
-        self.check_is_fitted(msg="Cannot load state of an un-initialized model; call "
-                                 "initialize() or fit() first")
-        device = get_map_location(self.device_)
-        for key, source in files.items():
-            name = "module_" if key == "f_params" else key[2:] + "_"
-            target = vars(self).get(name)
-            if not hasattr(target, "load_state_dict"):
-                raise AttributeError(f"cannot load {key!r}: the classifier has no {name!r} "
-                                     "with a state dict")
-            if use_safetensors:
-                from safetensors.torch import load, load_file
-
-                state = (load_file(source, device=str(device))
-                         if isinstance(source, (str, os.PathLike)) else load(source.read()))
-            else:
-                state = torch.load(source, map_location=device,
-                                   **(self.torch_load_kwargs or {"weights_only": True}))
-            target.load_state_dict(state)
+        if checkpoint is not None and not self.initialized_:
+            self.initialize()
+        with self._device_resolved():
+            return super().load_params(f_params=f_params, f_optimizer=f_optimizer,
+                                       f_criterion=f_criterion, f_history=f_history,
+                                       checkpoint=checkpoint, use_safetensors=use_safetensors,
+                                       **kwargs)
 
     def infer(self, x, groups=None, **fit_params):
         # skorch hands every fit parameter to the module's forward as well; the patients
@@ -388,10 +319,9 @@ class HierarchicalFusionClassifier(NeuralNetClassifier):
         return self.module_(x, **fit_params)
 
     # --- callbacks -----------------------------------------------------------------
-    @property
-    def _default_callbacks(self):
+    def get_default_callbacks(self):
         callbacks = [(name, validation_accuracy() if name == "valid_acc" else callback)
-                     for name, callback in super()._default_callbacks]
+                     for name, callback in super().get_default_callbacks()]
         if self.hierarchical:
             callbacks.insert(-1, ("task_weights", RecordTaskWeights()))
         if self.patience is not None and self.train_split:
@@ -498,7 +428,7 @@ class HierarchicalFusionClassifier(NeuralNetClassifier):
         if seed is not None and not fresh:
             # A later partial_fit draws afresh, reproducibly.
             seed += len(self.history_)
-        with _seeded(seed):
+        with seeded(seed):
             super().partial_fit(X, y_values, **fit_params)
         return self
 
@@ -623,7 +553,9 @@ class HierarchicalFusionClassifier(NeuralNetClassifier):
                        .add(caller="fit", callee="split").add(caller="partial_fit", callee="split"))
         return router
 
-    def get_dataset(self, X, y=None):
+    def get_dataset(self, X, y=None, *, predict_views=None):
+        """skorch's hook: X as a TileDataset. ``predict_views`` (prediction only) picks the
+        frozen backbone's views to average; training and validation take all 8."""
         if is_dataset(X):
             return X
         self._check_frame(X, fitting=False)
@@ -635,59 +567,38 @@ class HierarchicalFusionClassifier(NeuralNetClassifier):
         )
         image_features = None
         if self.use_image and self.freeze_backbone:
-            image_features = self._frozen_features(TileDataset(X, use_radiomics=False, **options), options)
+            encoder = self.module_.image_encoder
+            # The module's own finetune_stages: set_params after fit must not file its
+            # outputs under another key.
+            key = {**{name: getattr(self, name) for name in CACHE_KEY},
+                   "finetune_stages": getattr(encoder, "finetune_stages", 0)}
+            frozen = FrozenFeatures(resolve_cache_dir(self.cache), **key, data_config=options,
+                                    device=self.device_, verbose=self.verbose)
+            # What is cached: the backbone's pooled features, or its trunk's maps (a
+            # custom encoder without cached_part caches its backbone's).
+            part = encoder.cached_part() if hasattr(encoder, "cached_part") else encoder.backbone
+            image_features = frozen.compute(part, TileDataset(X, use_radiomics=False, **options),
+                                            predict_views=predict_views)
         return TileDataset(
             X, y, radiomic_columns=self.radiomic_columns_ if self.use_radiomics else (),
             use_image=self.use_image, use_radiomics=self.use_radiomics,
             image_features=image_features, **options,
         )
 
-    def _frozen_features(self, images, options):
-        encoder = self.module_.image_encoder
-        cache = embedding_cache(resolve_cache_dir(self.cache), backbone=self.backbone,
-                                pretrained=self.pretrained, image_size=options["image_size"],
-                                data_config=options, stain_jitter=self.stain_jitter,
-                                view_blur=self.view_blur, view_jpeg=self.view_jpeg,
-                                backbone_stages=self.backbone_stages,
-                                # The module's own: set_params after fit must not file its
-                                # outputs under another key.
-                                finetune_stages=getattr(encoder, "finetune_stages", 0))
-        views = (PREDICT_VIEW_SUBSETS[int(self.predict_views)]
-                 if self.__dict__.get("_predicting_", False) else None)
-        # What is cached: the backbone's pooled features, or its trunk's maps (a custom
-        # encoder without cached_part caches its backbone's).
-        part = encoder.cached_part() if hasattr(encoder, "cached_part") else encoder.backbone
-        return frozen_view_features(part, images, cache=cache,
-                                    device=self.device_,
-                                    stain_jitter=self.stain_jitter, view_blur=self.view_blur,
-                                    view_jpeg=self.view_jpeg, verbose=self.verbose,
-                                    views=views)
-
-    @contextlib.contextmanager
-    def _prediction(self):
-        # Marks get_dataset's calls from predict_proba and gate_weights (not fit's
-        # validation), whose frozen features average predict_views views.
-        # Straight into __dict__ and out again: not a parameter, not a fitted attribute.
-        # predict_views may have been set (set_params) after fit: checked where used.
-        check_predict_views(self)
-        previous = self.__dict__.get("_predicting_", False)
-        self.__dict__["_predicting_"] = True
-        try:
-            yield
-        finally:
-            if previous:
-                self.__dict__["_predicting_"] = previous
-            else:
-                self.__dict__.pop("_predicting_", None)
+    def _prediction_dataset(self, X):
+        # predict_views may have been set (set_params) after fit: checked here.
+        return self.get_dataset(X, predict_views=check_predict_views(self))
 
     def get_loss(self, y_pred, y_true, X=None, training=False):
         logits = y_pred[0] if isinstance(y_pred, tuple) else y_pred
         return self.criterion_(logits, to_tensor(y_true, device=self.device_))
 
-    def _get_predict_nonlinearity(self):
-        if isinstance(self.predict_nonlinearity, str) and self.predict_nonlinearity == "auto":
+    def _nonlinearity(self):
+        # skorch's predict_nonlinearity parameter: "auto" is the hierarchy's factorization.
+        chosen = self.predict_nonlinearity
+        if isinstance(chosen, str) and chosen == "auto":
             return class_probabilities
-        return super()._get_predict_nonlinearity()
+        return chosen if chosen is not None else (lambda logits: logits)
 
     # --- predictions ---------------------------------------------------------------
     def predict_proba(self, X):
@@ -698,12 +609,12 @@ class HierarchicalFusionClassifier(NeuralNetClassifier):
         proba : ndarray of shape (n_samples, 3), rows summing to one
         """
         self.check_is_fitted()
-        nonlinearity = self._get_predict_nonlinearity()
-        with self._prediction():
-            # device given: the scoring callbacks' cached forward_iter would default to
-            # `device`, which may be "auto".
-            probas = [to_numpy(nonlinearity(output[0] if isinstance(output, tuple) else output))
-                      for output in self.forward_iter(X, training=False, device="cpu")]
+        nonlinearity = self._nonlinearity()
+        dataset = self._prediction_dataset(X)
+        # device given: the scoring callbacks' cached forward_iter would default to
+        # `device`, which may be "auto".
+        probas = [to_numpy(nonlinearity(output[0] if isinstance(output, tuple) else output))
+                  for output in self.forward_iter(dataset, training=False, device="cpu")]
         return np.concatenate(probas, 0)
 
     def predict(self, X):
@@ -721,9 +632,8 @@ class HierarchicalFusionClassifier(NeuralNetClassifier):
             indexed like ``X``.
         """
         self.check_is_fitted()
-        with self._prediction():
-            gates = [to_numpy(output[1])
-                     for output in self.forward_iter(X, training=False, device="cpu")]
+        gates = [to_numpy(output[1]) for output in
+                 self.forward_iter(self._prediction_dataset(X), training=False, device="cpu")]
         return pd.DataFrame(np.concatenate(gates), columns=["image", "radiomics"], index=X.index)
 
     def predict_proba_and_gates(self, X):
@@ -745,12 +655,11 @@ class HierarchicalFusionClassifier(NeuralNetClassifier):
         True
         """
         self.check_is_fitted()
-        nonlinearity = self._get_predict_nonlinearity()
+        nonlinearity = self._nonlinearity()
         probas, gates = [], []
-        with self._prediction():
-            for output in self.forward_iter(X, training=False, device="cpu"):
-                probas.append(to_numpy(nonlinearity(output[0])))
-                gates.append(to_numpy(output[1]))
+        for output in self.forward_iter(self._prediction_dataset(X), training=False, device="cpu"):
+            probas.append(to_numpy(nonlinearity(output[0])))
+            gates.append(to_numpy(output[1]))
         return (np.concatenate(probas),
                 pd.DataFrame(np.concatenate(gates), columns=["image", "radiomics"], index=X.index))
 

@@ -13,6 +13,7 @@ from skorch.callbacks import Callback
 
 import hiercls
 import hiercls.estimator.classifier
+import hiercls.features.frozen
 from hiercls import CLASS_NAMES, HierarchicalFusionClassifier
 from hiercls.features.radiomics.names import FEATURE_NAMES
 from hiercls.nn.fusion import class_probabilities
@@ -420,20 +421,20 @@ def test_predict_views_average_the_chosen_views_of_the_frozen_backbone():
                                        random_state=0, verbose=0, cache=None).fit(X, y)
     full = clf.predict_proba(X)
     calls = []
-    original = hiercls.estimator.classifier.frozen_view_features
+    original = hiercls.features.frozen.frozen_view_features
 
     def spy(*args, **kwargs):
         out = original(*args, **kwargs)
         calls.append((kwargs.get("views"), out))
         return out
 
-    hiercls.estimator.classifier.frozen_view_features = spy
+    hiercls.features.frozen.frozen_view_features = spy
     try:
         one = clf.set_params(predict_views=1).predict_proba(X)
         four = clf.set_params(predict_views=4).predict_proba(X)
         eight = clf.set_params(predict_views=8).predict_proba(X)
     finally:
-        hiercls.estimator.classifier.frozen_view_features = original
+        hiercls.features.frozen.frozen_view_features = original
     assert [c[0] for c in calls] == [PREDICT_VIEW_SUBSETS[n] for n in (1, 4, 8)]
     assert [c[1].shape[1] for c in calls] == [1, 4, 8]
     # The subsets are those views of the 8, computed alone.
@@ -519,17 +520,19 @@ class WatchedDevice(HierarchicalFusionClassifier):
     @property
     def device(self):
         caller = sys._getframe(1).f_code
-        self.readers.append((caller.co_filename, caller.co_name))
-        return self.__dict__["device"]
+        value = self.__dict__["device"]
+        self.readers.append((caller.co_filename, caller.co_name, value))
+        return value
 
     @device.setter
     def device(self, value):
         self.__dict__["device"] = value
 
 
-def test_skorch_never_reads_the_device_parameter(synthetic, tmp_path):
-    # Every place skorch reads `self.device` is overridden to read `device_`; "auto" is
-    # no torch device, so any read that slipped through would also fail there.
+def test_skorch_never_reads_auto_as_the_device(synthetic, tmp_path):
+    # skorch reads `self.device` where it places modules, loads parameters and unpickles;
+    # the classifier's public entry points give it `device_` there. "auto" is no torch
+    # device, so any read that slipped through would also fail there.
     X, y, groups = synthetic
     WatchedDevice.readers.clear()
     clf = WatchedDevice(**{**TINY_CLASSIFIER, "patience": 1})
@@ -551,7 +554,9 @@ def test_skorch_never_reads_the_device_parameter(synthetic, tmp_path):
     # that give none; the classifier's predict_proba, predict and gate_weights give one.
     by_skorch = [reader for reader in WatchedDevice.readers if reader[0].startswith(skorch_dir)
                  and reader[1] != "_cache_net_forward_iter"]
-    assert WatchedDevice.readers and by_skorch == []
+    assert by_skorch and {reader[2] for reader in by_skorch} == {clf.device_}
+    # Between those entry points the parameter is the user's again.
+    assert clf.device == fresh.device == "auto"
     assert restored.device == "auto" and restored.device_ == clf.device_
 
 
