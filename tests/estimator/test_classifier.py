@@ -441,7 +441,7 @@ def test_predict_views_average_the_chosen_views_of_the_frozen_backbone():
     np.testing.assert_allclose(calls[1][1], calls[2][1][:, list(PREDICT_VIEW_SUBSETS[4])],
                                rtol=1e-5, atol=1e-6)
     assert np.array_equal(eight, full)
-    assert not np.array_equal(one, full)
+    assert not np.array_equal(one, full) and not np.array_equal(four, full)
     assert "_predicting_" not in vars(clf) and "_predicting_" not in clf.get_params()
 
 
@@ -683,3 +683,26 @@ def test_load_params_maps_onto_device_for_checkpoints_and_safetensors(fitted, sy
                                rtol=0, atol=0)
     with pytest.raises(TypeError, match="unexpected argument"):
         other.load_params(params=tmp_path / "p.pt")
+
+
+# --- issue 19: scikit-learn's attributes and methods ----------------------------------
+
+def test_predict_log_proba_is_the_log_of_predict_proba(fitted, synthetic):
+    X = synthetic[0]
+    proba = fitted.predict_proba(X)
+    log_proba = fitted.predict_log_proba(X)
+    assert log_proba.shape == proba.shape == (len(X), 3)
+    np.testing.assert_allclose(np.exp(log_proba), proba, rtol=1e-6, atol=0)
+    assert (log_proba <= 0).all()
+
+
+def test_fit_records_the_columns_it_saw(synthetic):
+    X, y, _ = synthetic
+    clf = tiny(max_epochs=1, train_split=None).fit(X, y)
+    assert clf.n_features_in_ == X.shape[1]
+    np.testing.assert_array_equal(clf.feature_names_in_, np.asarray(X.columns, dtype=object))
+    assert clf.feature_names_in_.dtype == object
+    # Columns that are not all strings give no names, and a refit forgets the old ones.
+    renamed = X.rename(columns={X.columns[-1]: 7})
+    clf.set_params(use_radiomics=False).fit(renamed, y)
+    assert clf.n_features_in_ == X.shape[1] and not hasattr(clf, "feature_names_in_")
