@@ -1,6 +1,6 @@
-import json
 """ArrayCache: per-tile arrays on disk, keyed by the tile's digest and the settings."""
 
+import json
 from pathlib import Path
 
 import numpy as np
