@@ -357,23 +357,18 @@ def save_model(pipeline, path):
         return {k: _encode(v, f"{prefix}__{k}")
                 for k, v in step.get_params(deep=False).items() if not k.startswith("_")}
 
+    def fitted(step, prefix):
+        return {k: _encode(v, f"{prefix} {k}") for k, v in step.get_fitted_state().items()}
+
     manifest = {
         "format": FORMAT,
         "version": FORMAT_VERSION,
         "hiercls": _version(),
+        # Each step says what it learned (get_fitted_state); the file encodes it.
         "resolution": {"params": params(resolution, "resolution"),
-                       "feature_names_in_": [str(c) for c in resolution.feature_names_in_],
-                       "training_resolution_": [float(resolution.training_resolution_[0]),
-                                                int(resolution.training_resolution_[1])],
-                       "mpp_declared_": bool(resolution.mpp_declared_)},
-        "stain": {"params": params(stain, "stain"),
-                  "feature_names_in_": [str(c) for c in stain.feature_names_in_],
-                  "n_fit_tiles_": int(stain.n_fit_tiles_),
-                  # The fitted target of its method (none for method=None).
-                  **{name: _encode(getattr(stain, name), f"stain {name}")
-                     for name in _STAIN_TARGETS if hasattr(stain, name)}},
-        "radiomics": {"params": params(radiomics, "radiomics"),
-                      "feature_names_in_": [str(c) for c in radiomics.feature_names_in_]},
+                       **fitted(resolution, "resolution")},
+        "stain": {"params": params(stain, "stain"), **fitted(stain, "stain")},
+        "radiomics": {"params": params(radiomics, "radiomics"), **fitted(radiomics, "radiomics")},
         "scale": {
             "params": {k: _encode(v, f"scale__radiomics__{k}")
                        for k, v in scaler.get_params(deep=False).items()},
@@ -548,9 +543,13 @@ def load_model(path, *, device=None):
                 params[name] = "auto"
         # A saved model is rebuilt from its own parameters, never a preset's.
         pipeline = make_fusion_pipeline(preset="none", **params)
-        _restore_resolution(pipeline.named_steps["resolution"], resolution)
-        _restore_stain(pipeline.named_steps["stain"], stain, resolution)
-        _restore_radiomics(pipeline.named_steps["radiomics"], radiomics)
+        pipeline.named_steps["resolution"].set_fitted_state(_fitted(resolution, "resolution"))
+        if stain is None:
+            # Off, fitted on what the resolution step passes on: the columns it was fitted on.
+            pipeline.named_steps["stain"].fit(_frame([str(c) for c in resolution["feature_names_in_"]]))
+        else:
+            pipeline.named_steps["stain"].set_fitted_state(_fitted(stain, "stain"))
+        pipeline.named_steps["radiomics"].set_fitted_state(_fitted(radiomics, "radiomics"))
         _restore_scale(pipeline.named_steps["scale"], scale)
         _restore_classifier(pipeline.named_steps["classifier"], classifier, states, path)
     except ModelFileError:
@@ -573,58 +572,9 @@ def _frame(columns):
     return pd.DataFrame({column: [0.0] for column in columns})
 
 
-def _restore_resolution(step, saved):
-    columns = [str(c) for c in _expect(saved["feature_names_in_"], list, "resolution columns")]
-    mpp, side = _expect(saved["training_resolution_"], list, "resolution training_resolution_")
-    if not (isinstance(mpp, float) and mpp > 0 and isinstance(side, int) and side > 0):
-        raise ValueError(f"training_resolution_ must be [mpp > 0, side > 0]; got {[mpp, side]}")
-    declared = saved["mpp_declared_"]
-    if not isinstance(declared, bool):
-        raise ValueError(f"mpp_declared_ must be a boolean; got {declared!r}")
-    step.feature_names_in_ = np.asarray(columns, dtype=object)
-    step.n_features_in_ = len(columns)
-    step.training_resolution_ = (mpp, side)
-    step.mpp_declared_ = declared
-
-
-#: The fitted targets of StainNormalizer's methods, saved as arrays of these shapes.
-_STAIN_TARGETS = {"stain_matrix_": (3, 2), "max_concentrations_": (2,),
-                  "target_means_": (3,), "target_stds_": (3,)}
-_STAIN_TARGETS_OF = {None: (), "macenko": ("stain_matrix_", "max_concentrations_"),
-                     "reinhard": ("target_means_", "target_stds_")}
-
-
-def _restore_stain(step, saved, resolution):
-    if saved is None:
-        # Off, fitted on what the resolution step passes on: the columns it was fitted on.
-        step.fit(_frame([str(c) for c in resolution["feature_names_in_"]]))
-        return
-    method = step.method
-    if method not in _STAIN_TARGETS_OF:
-        raise ValueError(f"stain method must be one of {list(_STAIN_TARGETS_OF)}; got "
-                         f"{method!r}")
-    columns = [str(c) for c in _expect(saved["feature_names_in_"], list, "stain columns")]
-    n_tiles = saved["n_fit_tiles_"]
-    if not (isinstance(n_tiles, int) and not isinstance(n_tiles, bool) and n_tiles >= 0):
-        raise ValueError(f"stain n_fit_tiles_ must be a whole number >= 0; got {n_tiles!r}")
-    step.feature_names_in_ = np.asarray(columns, dtype=object)
-    step.n_features_in_ = len(columns)
-    step.n_fit_tiles_ = n_tiles
-    for name in _STAIN_TARGETS_OF[method]:
-        value = _decode(saved[name], f"stain {name}")
-        if not (isinstance(value, np.ndarray) and value.dtype.kind == "f"
-                and value.shape == _STAIN_TARGETS[name] and np.isfinite(value).all()):
-            raise ValueError(f"stain {name} must be finite floats of shape "
-                             f"{_STAIN_TARGETS[name]}; got {value!r}")
-        setattr(step, name, value)
-
-
-def _restore_radiomics(step, saved):
-    columns = [str(c) for c in _expect(saved["feature_names_in_"], list, "radiomics columns")]
-    frame = _frame(columns)
-    if "image" in frame:
-        frame["image"] = [np.zeros((2, 2, 3), dtype=np.uint8)]
-    step.fit(frame)
+def _fitted(saved, where):
+    """A step's entry of the manifest, less its parameters, decoded."""
+    return {k: _decode(v, f"{where} {k}") for k, v in saved.items() if k != "params"}
 
 
 def _restore_scale(step, saved):

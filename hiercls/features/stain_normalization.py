@@ -55,6 +55,13 @@ _FAILURES = (FloatingPointError, RuntimeWarning, ArithmeticError, np.linalg.LinA
 
 
 
+#: The fitted targets of the methods, arrays of these shapes.
+FITTED_TARGETS = {"stain_matrix_": (3, 2), "max_concentrations_": (2,),
+                  "target_means_": (3,), "target_stds_": (3,)}
+_TARGETS_OF = {None: (), "macenko": ("stain_matrix_", "max_concentrations_"),
+               "reinhard": ("target_means_", "target_stds_")}
+
+
 class _Strict:
     """numpy's division by zero and invalid values raise instead of giving NaN.
 
@@ -228,6 +235,42 @@ class StainNormalizer(TileTableColumnsMixin, TransformerMixin, BaseEstimator):
         else:
             normalized = normalizer.normalize(rgb)
         return np.ascontiguousarray(normalized, dtype=np.uint8)
+
+    def get_fitted_state(self):
+        """What ``fit`` learned (what a model file keeps).
+
+        Returns
+        -------
+        state : dict
+            ``feature_names_in_`` (list of str), ``n_fit_tiles_`` and the fitted target of
+            the method (:data:`FITTED_TARGETS`), as float arrays.
+        """
+        check_is_fitted(self, "n_fit_tiles_")
+        return {"feature_names_in_": [str(c) for c in self.feature_names_in_],
+                "n_fit_tiles_": int(self.n_fit_tiles_),
+                **{name: getattr(self, name) for name in FITTED_TARGETS if hasattr(self, name)}}
+
+    def set_fitted_state(self, state):
+        """The step as :meth:`get_fitted_state` described it, checked; returns self."""
+        if self.method not in _TARGETS_OF:
+            raise ValueError(f"stain method must be one of {list(_TARGETS_OF)}; got "
+                             f"{self.method!r}")
+        columns = state["feature_names_in_"]
+        if not (isinstance(columns, list) and all(isinstance(c, str) for c in columns)):
+            raise ValueError(f"stain feature_names_in_ must be a list of str; got {columns!r}")
+        n_tiles = check_number(state["n_fit_tiles_"], "stain n_fit_tiles_", integer=True, low=0,
+                               expected="a whole number >= 0")
+        self.feature_names_in_ = np.asarray(columns, dtype=object)
+        self.n_features_in_ = len(columns)
+        self.n_fit_tiles_ = n_tiles
+        for name in _TARGETS_OF[self.method]:
+            value = state[name]
+            if not (isinstance(value, np.ndarray) and value.dtype.kind == "f"
+                    and value.shape == FITTED_TARGETS[name] and np.isfinite(value).all()):
+                raise ValueError(f"stain {name} must be finite floats of shape "
+                                 f"{FITTED_TARGETS[name]}; got {value!r}")
+            setattr(self, name, value)
+        return self
 
     def transform(self, X):
         """Normalize each tile towards the training stain.

@@ -192,6 +192,22 @@ class RadiomicsTransformer(TileTableColumnsMixin, TransformerMixin, BaseEstimato
         self.n_features_in_ = len(self.feature_names_in_)
         return self
 
+    def get_fitted_state(self):
+        """What ``fit`` learned: ``{"feature_names_in_": list of str}``."""
+        check_is_fitted(self, "feature_names_in_")
+        return {"feature_names_in_": [str(c) for c in self.feature_names_in_]}
+
+    def set_fitted_state(self, state):
+        """The step as :meth:`get_fitted_state` described it, checked by ``fit`` on one
+        blank tile of those columns; returns self."""
+        columns = state["feature_names_in_"]
+        if not (isinstance(columns, list) and all(isinstance(c, str) for c in columns)):
+            raise ValueError(f"radiomics feature_names_in_ must be a list of str; got {columns!r}")
+        frame = pd.DataFrame({column: [0.0] for column in columns})
+        if IMAGE_COLUMN in frame:
+            frame[IMAGE_COLUMN] = [np.zeros((2, 2, 3), dtype=np.uint8)]
+        return self.fit(frame)
+
     def transform(self, X):
         """Return ``X`` with the radiomic columns appended.
 
