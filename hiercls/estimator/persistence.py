@@ -25,11 +25,8 @@ saved pipeline's bit for bit on the same device.
 What is not kept: the training history and the optimizer's state (a refit starts afresh).
 """
 
-import inspect
 import io
 import json
-import math
-import os
 import pickle
 import zipfile
 import zlib
@@ -40,6 +37,7 @@ import timm
 import torch
 from torch.torch_version import TorchVersion
 from ..exceptions import ModelFileError  # noqa: F401  (its home before)
+from .codec import allowed_names, decode, encode, expect  # noqa: F401  (allowed_names: public here)
 
 __all__ = ["FORMAT", "MODEL_SUFFIX", "ModelFileError", "allowed_names", "load_model", "save_model"]
 
@@ -61,196 +59,6 @@ _STATE_FILES = {"module": "module.pt", "criterion": "criterion.pt"}
 _TORCH_VERSION = TorchVersion(torch.__version__)
 
 
-
-#: The module paths of releases before the layered layout that model files may name.
-_OLD_MODULE_PATHS = {"model": "nn.fusion", "loss": "nn.loss", "splits": "estimator.splits"}
-
-
-def _allowed():
-    import skorch.callbacks
-    import skorch.dataset
-    import skorch.utils
-    from torch.utils.data import DataLoader
-
-    from ..nn.loss import FlatLoss, HierarchicalLoss
-    from ..nn.fusion import FusionNet
-    from .splits import GroupedValidSplit
-
-    names = {
-        "hiercls.nn.fusion.FusionNet": FusionNet,
-        "hiercls.nn.loss.HierarchicalLoss": HierarchicalLoss,
-        "hiercls.nn.loss.FlatLoss": FlatLoss,
-        "hiercls.estimator.splits.GroupedValidSplit": GroupedValidSplit,
-        "skorch.dataset.Dataset": skorch.dataset.Dataset,
-        "skorch.dataset.ValidSplit": skorch.dataset.ValidSplit,
-        "torch.utils.data.DataLoader": DataLoader,
-    }
-    for optimizer in ("Adam", "AdamW", "SGD", "RMSprop"):
-        names[f"torch.optim.{optimizer}"] = getattr(torch.optim, optimizer)
-    for scheduler in ("StepLR", "MultiStepLR", "ExponentialLR", "CosineAnnealingLR",
-                      "ReduceLROnPlateau", "OneCycleLR", "LinearLR"):
-        names[f"torch.optim.lr_scheduler.{scheduler}"] = getattr(torch.optim.lr_scheduler,
-                                                                 scheduler)
-    for callback in ("EarlyStopping", "LRScheduler", "GradientNormClipping", "ProgressBar",
-                     "EpochScoring"):
-        names[f"skorch.callbacks.{callback}"] = getattr(skorch.callbacks, callback)
-    # Defaults of skorch's callbacks (sink, target_extractor).
-    names["builtins.print"] = print
-    names["skorch.utils.to_numpy"] = skorch.utils.to_numpy
-    # Files written before the layered layout name the old module paths; saving uses
-    # the first name of an object, the new one.
-    for old, new in _OLD_MODULE_PATHS.items():
-        for name, obj in list(names.items()):
-            if name.startswith(f"hiercls.{new}."):
-                names.setdefault(f"hiercls.{old}.{name[len(f'hiercls.{new}.'):]}", obj)
-    return names
-
-
-#: Allow-listed names a file may refer to but never call: functions, and classes whose
-#: construction from the file's arguments is never needed (skorch takes them as classes).
-_REFERENCE_ONLY = frozenset({"builtins.print", "skorch.utils.to_numpy", "skorch.dataset.Dataset",
-                             "torch.utils.data.DataLoader"})
-
-
-_ALLOWED = {}
-
-
-def allowed_names():
-    """The allow-list: the classes a model file may name, by qualified name.
-
-    A parameter may be one of these classes (``optimizer=torch.optim.AdamW``) or an object
-    of one, rebuilt from its constructor parameters (``train_split=GroupedValidSplit(0.2)``,
-    ``callbacks=[LRScheduler(...)]``), whose values follow the same rules.
-
-    Returns
-    -------
-    names : dict of str to type
-    """
-    if not _ALLOWED:
-        _ALLOWED.update(_allowed())
-    return dict(_ALLOWED)
-
-
-# --- encoding parameters as plain JSON -----------------------------------------------
-
-def _name_of(obj):
-    allowed_names()
-    for name, allowed in _ALLOWED.items():
-        if allowed is obj:
-            return name
-    return None
-
-
-def _encode(value, where):
-    """``value`` as JSON data; classes and objects only from the allow-list."""
-    if value is None or isinstance(value, (bool, str)):
-        return value
-    if isinstance(value, np.bool_):
-        return bool(value)
-    if isinstance(value, (int, np.integer)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        value = float(value)
-        return value if math.isfinite(value) else {"float": repr(value)}
-    if isinstance(value, os.PathLike):  # pretrained=Path(...), cache=Path(...)
-        return os.fspath(value)
-    if isinstance(value, np.ndarray):
-        if value.dtype.kind not in "biufU" and not (
-                value.dtype.kind == "O" and all(isinstance(v, str) for v in value.ravel())):
-            raise ValueError(f"cannot save {where}: an array of dtype {value.dtype} "
-                             "(expected numbers or strings)")
-        return {"ndarray": [_encode(v, where) for v in value.tolist()],
-                "dtype": value.dtype.str if value.dtype.kind != "O" else "object"}
-    if isinstance(value, tuple):
-        return {"tuple": [_encode(v, where) for v in value]}
-    if isinstance(value, list):
-        return [_encode(v, where) for v in value]
-    if isinstance(value, dict):
-        if not all(isinstance(k, str) for k in value):
-            raise ValueError(f"cannot save {where}: a dict with keys that are not strings")
-        return {"dict": {k: _encode(v, f"{where}[{k!r}]") for k, v in value.items()}}
-    if _name_of(value) is not None:  # an allow-listed class or function itself
-        return {"class": _name_of(value)}
-    if isinstance(value, type):
-        name = _name_of(value)
-        if name is None:
-            raise ValueError(f"cannot save {where}: the class {value.__module__}."
-                             f"{value.__qualname__} is not in hiercls.estimator.persistence's allow-list "
-                             f"({', '.join(sorted(allowed_names()))}); save the pipeline with "
-                             "joblib instead (loading that runs code from the file)")
-        return {"class": name}
-    name = _name_of(type(value))
-    if name is None:
-        raise ValueError(f"cannot save {where}: {value!r} (a {type(value).__module__}."
-                         f"{type(value).__qualname__}) is not in hiercls.estimator.persistence's "
-                         "allow-list; save the pipeline with joblib instead (loading that "
-                         "runs code from the file)")
-    return {"object": name, "params": {k: _encode(v, f"{where}.{k}")
-                                       for k, v in _constructor_params(value).items()}}
-
-
-def _constructor_params(obj):
-    # The scikit-learn convention: every constructor argument is stored under its name.
-    params = {}
-    for name, parameter in inspect.signature(type(obj).__init__).parameters.items():
-        if name == "self" or parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
-            continue
-        params[name] = getattr(obj, name)
-    if hasattr(obj, "kwargs") and isinstance(obj.kwargs, dict):  # skorch's LRScheduler
-        params.update(obj.kwargs)
-    return params
-
-
-def _decode(data, where):
-    if data is None or isinstance(data, (bool, int, float, str)):
-        return data
-    if isinstance(data, list):
-        return [_decode(v, where) for v in data]
-    if not isinstance(data, dict) or len(data) not in (1, 2):
-        raise ModelFileError(f"{where}: unexpected value {data!r}")
-    if set(data) == {"tuple"}:
-        return tuple(_decode(v, where) for v in _expect(data["tuple"], list, where))
-    if set(data) == {"dict"}:
-        items = _expect(data["dict"], dict, where).items()
-        return {k: _decode(v, f"{where}[{k!r}]") for k, v in items}
-    if set(data) == {"float"} and data["float"] in ("nan", "inf", "-inf"):
-        return float(data["float"])
-    if set(data) == {"ndarray", "dtype"}:
-        dtype = data["dtype"]
-        if dtype != "object" and np.dtype(dtype).kind not in "biufU":
-            raise ModelFileError(f"{where}: an array of dtype {dtype!r}")
-        values = _decode(_expect(data["ndarray"], list, where), where)
-        return np.asarray(values, dtype=object if dtype == "object" else np.dtype(dtype))
-    if set(data) == {"class"}:
-        return _lookup(data["class"], where)
-    if set(data) == {"object", "params"}:
-        cls = _lookup(data["object"], where)
-        if data["object"] in _REFERENCE_ONLY or not isinstance(cls, type):
-            # Building is calling: only the split and callback classes are built.
-            raise ModelFileError(f"{where} asks to call {data['object']!r}, which a model "
-                                 "file may name but not call; refusing to load it")
-        params = {k: _decode(v, f"{where}.{k}")
-                  for k, v in _expect(data["params"], dict, where).items()}
-        return cls(**params)
-    raise ModelFileError(f"{where}: unexpected value {data!r}")
-
-
-def _expect(value, kind, where):
-    if not isinstance(value, kind):
-        raise ModelFileError(f"{where}: expected a {kind.__name__}, got {value!r}")
-    return value
-
-
-def _lookup(name, where):
-    allowed_names()
-    cls = _ALLOWED.get(name) if isinstance(name, str) else None
-    if cls is None:
-        raise ModelFileError(f"{where} names {name!r}, which is not in hiercls.estimator.persistence's "
-                             "allow-list; refusing to load it")
-    return cls
-
-
-# --- the pipeline's structure --------------------------------------------------------
 
 def _check_structure(pipeline):
     from sklearn.compose import ColumnTransformer
@@ -354,11 +162,11 @@ def save_model(pipeline, path):
     scaler = scale.named_transformers_["radiomics"]
 
     def params(step, prefix):
-        return {k: _encode(v, f"{prefix}__{k}")
+        return {k: encode(v, f"{prefix}__{k}")
                 for k, v in step.get_params(deep=False).items() if not k.startswith("_")}
 
     def fitted(step, prefix):
-        return {k: _encode(v, f"{prefix} {k}") for k, v in step.get_fitted_state().items()}
+        return {k: encode(v, f"{prefix} {k}") for k, v in step.get_fitted_state().items()}
 
     manifest = {
         "format": FORMAT,
@@ -370,20 +178,20 @@ def save_model(pipeline, path):
         "stain": {"params": params(stain, "stain"), **fitted(stain, "stain")},
         "radiomics": {"params": params(radiomics, "radiomics"), **fitted(radiomics, "radiomics")},
         "scale": {
-            "params": {k: _encode(v, f"scale__radiomics__{k}")
+            "params": {k: encode(v, f"scale__radiomics__{k}")
                        for k, v in scaler.get_params(deep=False).items()},
             "feature_names_in_": [str(c) for c in scale.feature_names_in_],
-            "mean_": _encode(scaler.mean_, "scale mean_"),
-            "var_": _encode(scaler.var_, "scale var_"),
-            "scale_": _encode(scaler.scale_, "scale scale_"),
-            "n_samples_seen_": _encode(scaler.n_samples_seen_, "scale n_samples_seen_"),
+            "mean_": encode(scaler.mean_, "scale mean_"),
+            "var_": encode(scaler.var_, "scale var_"),
+            "scale_": encode(scaler.scale_, "scale scale_"),
+            "n_samples_seen_": encode(scaler.n_samples_seen_, "scale n_samples_seen_"),
         },
         "classifier": {
             "params": params(classifier, "classifier"),
-            "classes_": _encode(np.asarray(classifier.classes_), "classifier classes_"),
+            "classes_": encode(np.asarray(classifier.classes_), "classifier classes_"),
             "radiomic_columns_": list(classifier.radiomic_columns_),
-            "class_weights_": _encode(classifier.class_weights_, "classifier class_weights_"),
-            "data_config_": _encode(classifier.data_config_, "classifier data_config_"),
+            "class_weights_": encode(classifier.class_weights_, "classifier class_weights_"),
+            "data_config_": encode(classifier.data_config_, "classifier data_config_"),
         },
     }
     states = {"module": _state_dict(classifier.module_),
@@ -510,24 +318,24 @@ def load_model(path, *, device=None):
     path = Path(path)
     manifest, states = _read(path)
     try:
-        radiomics = _expect(manifest["radiomics"], dict, "radiomics")
-        scale = _expect(manifest["scale"], dict, "scale")
-        classifier = _expect(manifest["classifier"], dict, "classifier")
-        resolution = _expect(manifest["resolution"], dict, "resolution")
-        params = {f"resolution__{k}": _decode(v, f"resolution__{k}")
-                  for k, v in _expect(resolution["params"], dict, "resolution params").items()}
+        radiomics = expect(manifest["radiomics"], dict, "radiomics")
+        scale = expect(manifest["scale"], dict, "scale")
+        classifier = expect(manifest["classifier"], dict, "classifier")
+        resolution = expect(manifest["resolution"], dict, "resolution")
+        params = {f"resolution__{k}": decode(v, f"resolution__{k}")
+                  for k, v in expect(resolution["params"], dict, "resolution params").items()}
         # Version 2 files predate the stain step: it stays off, as it was.
-        stain = (_expect(manifest["stain"], dict, "stain") if manifest["version"] >= 3
+        stain = (expect(manifest["stain"], dict, "stain") if manifest["version"] >= 3
                  else None)
         if stain is not None:
-            params.update({f"stain__{k}": _decode(v, f"stain__{k}")
-                           for k, v in _expect(stain["params"], dict, "stain params").items()})
-        params.update({f"radiomics__{k}": _decode(v, f"radiomics__{k}")
-                       for k, v in _expect(radiomics["params"], dict, "radiomics params").items()})
-        params.update({f"scale__radiomics__{k}": _decode(v, f"scale__radiomics__{k}")
-                       for k, v in _expect(scale["params"], dict, "scale params").items()})
-        classifier_params = {k: _decode(v, f"classifier__{k}") for k, v in
-                             _expect(classifier["params"], dict, "classifier params").items()}
+            params.update({f"stain__{k}": decode(v, f"stain__{k}")
+                           for k, v in expect(stain["params"], dict, "stain params").items()})
+        params.update({f"radiomics__{k}": decode(v, f"radiomics__{k}")
+                       for k, v in expect(radiomics["params"], dict, "radiomics params").items()})
+        params.update({f"scale__radiomics__{k}": decode(v, f"scale__radiomics__{k}")
+                       for k, v in expect(scale["params"], dict, "scale params").items()})
+        classifier_params = {k: decode(v, f"classifier__{k}") for k, v in
+                             expect(classifier["params"], dict, "classifier params").items()}
         if device is not None:
             classifier_params["device"] = device
         backbone = classifier_params.get("backbone")
@@ -574,15 +382,15 @@ def _frame(columns):
 
 def _fitted(saved, where):
     """A step's entry of the manifest, less its parameters, decoded."""
-    return {k: _decode(v, f"{where} {k}") for k, v in saved.items() if k != "params"}
+    return {k: decode(v, f"{where} {k}") for k, v in saved.items() if k != "params"}
 
 
 def _restore_scale(step, saved):
-    columns = [str(c) for c in _expect(saved["feature_names_in_"], list, "scale columns")]
+    columns = [str(c) for c in expect(saved["feature_names_in_"], list, "scale columns")]
     step.fit(_frame(columns))
     scaler = step.named_transformers_["radiomics"]
     for name in ("mean_", "var_", "scale_", "n_samples_seen_"):
-        value = _decode(saved[name], f"scale {name}")
+        value = decode(saved[name], f"scale {name}")
         current = getattr(scaler, name)
         if value is not None and np.shape(value) != np.shape(current):
             raise ModelFileError(f"scale {name} has shape {np.shape(value)}; the scaler's "
@@ -591,12 +399,12 @@ def _restore_scale(step, saved):
 
 
 def _restore_classifier(clf, saved, states, path):
-    classes = _decode(saved["classes_"], "classifier classes_")
+    classes = decode(saved["classes_"], "classifier classes_")
     clf.classes_inferred_ = classes
-    clf.radiomic_columns_ = [str(c) for c in _expect(saved["radiomic_columns_"], list,
+    clf.radiomic_columns_ = [str(c) for c in expect(saved["radiomic_columns_"], list,
                                                      "radiomic_columns_")]
-    clf.class_weights_ = _decode(saved["class_weights_"], "classifier class_weights_")
-    data_config = _decode(saved["data_config_"], "classifier data_config_")
+    clf.class_weights_ = decode(saved["class_weights_"], "classifier class_weights_")
+    data_config = decode(saved["data_config_"], "classifier data_config_")
     pretrained = clf.pretrained
     # Random weights, loaded over below: nothing is downloaded or read from the source of
     # the original weights. Building them must not disturb the caller's random stream.
