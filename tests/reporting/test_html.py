@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
-from hiercls import plots
+from hiercls.reporting import plots
 from hiercls.evaluation.cross_validation import EvaluationResult
 from hiercls.data.labels import CLASS_NAMES
 from hiercls.evaluation.metrics import paper_metrics
