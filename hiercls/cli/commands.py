@@ -14,10 +14,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .parser import _cache
 from ..exceptions import CommandError  # noqa: F401  (its home before)
-
-
+from .parser import _cache
 
 # --------------------------------------------------------------------------------------
 # demo

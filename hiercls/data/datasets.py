@@ -15,9 +15,9 @@ import numpy as np
 import pandas as pd
 from sklearn.utils import check_random_state
 
+from ..validation import check_number
 from .images import IMAGE_COLUMN, MPP_COLUMN, TILE_SUFFIXES, tile_side
 from .labels import CLASS_NAMES
-from ..validation import check_number
 
 __all__ = ["load_osteosarcoma_ut", "make_synthetic_tiles", "subsample_per_patient"]
 

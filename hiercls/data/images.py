@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image, UnidentifiedImageError
 from tqdm.auto import tqdm
+
 from ..exceptions import UnreadableTileError  # noqa: F401  (its home before)
 
 IMAGE_COLUMN = "image"

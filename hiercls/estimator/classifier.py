@@ -13,10 +13,14 @@ from ..nn.fusion import FusionNet
 from ..nn.loss import HierarchicalLoss, inverse_frequency_weights
 from ..nn.seeding import seeded
 from .device import AutoDeviceMixin, resolve_device  # noqa: F401  (its home before)
-from .inputs import check_radiomic_values, check_tile_frame, select_radiomic_columns
-from .inputs import find_radiomic_columns  # noqa: F401  (its home before)
-from .parameters import (CACHE_KEY, check_parameters, parameter_constraints)
+from .inputs import (
+    check_radiomic_values,
+    check_tile_frame,
+    find_radiomic_columns,  # noqa: F401  (its home before)
+    select_radiomic_columns,
+)
 from .network import NetworkMixin
+from .parameters import CACHE_KEY, check_parameters, parameter_constraints
 from .prediction import PredictionMixin
 from .routing import PatientRoutingMixin
 from .splits import GroupedValidSplit

@@ -16,7 +16,6 @@ import torch
 
 from ..exceptions import ModelFileError
 
-
 #: The module paths of releases before the layered layout that model files may name.
 _OLD_MODULE_PATHS = {"model": "nn.fusion", "loss": "nn.loss", "splits": "estimator.splits"}
 
@@ -27,8 +26,8 @@ def _allowed():
     import skorch.utils
     from torch.utils.data import DataLoader
 
-    from ..nn.loss import FlatLoss, HierarchicalLoss
     from ..nn.fusion import FusionNet
+    from ..nn.loss import FlatLoss, HierarchicalLoss
     from .splits import GroupedValidSplit
 
     names = {

@@ -36,6 +36,7 @@ import numpy as np
 import timm
 import torch
 from torch.torch_version import TorchVersion
+
 from ..exceptions import ModelFileError  # noqa: F401  (its home before)
 from .codec import allowed_names, decode, encode, expect  # noqa: F401  (allowed_names: public here)
 
@@ -65,11 +66,11 @@ def _check_structure(pipeline):
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import StandardScaler
 
-    from .classifier import HierarchicalFusionClassifier
-    from .pipeline import STEP_NAMES, make_radiomics_scaler
     from ..features.radiomics import RadiomicsTransformer
     from ..features.resolution import TileResampler
     from ..features.stain_normalization import StainNormalizer
+    from .classifier import HierarchicalFusionClassifier
+    from .pipeline import STEP_NAMES, make_radiomics_scaler
 
     if not isinstance(pipeline, Pipeline) or tuple(pipeline.named_steps) != STEP_NAMES:
         raise ValueError(f"save_model saves a pipeline of make_fusion_pipeline, with the steps "

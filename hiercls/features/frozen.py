@@ -20,11 +20,11 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..data.images import tile_digest
 from ..nn.backbones import feature_width
 from ..nn.partial_finetune import BackboneTrunk
-from .cache import ArrayCache
-from ..data.images import tile_digest
 from ..nn.stain_jitter import hed_jitter
+from .cache import ArrayCache
 from .perturbations import MAX_JPEG_QUALITY, gaussian_blur, jpeg_recompress
 
 N_VIEWS = 8

@@ -23,9 +23,8 @@ from sklearn.utils.validation import check_is_fitted
 
 from ..data.datasets import DEFAULT_RESOLUTION, TCIA_ORIGINAL_RESOLUTION, tcia_mpp  # noqa: F401
 from ..data.images import IMAGE_COLUMN, MPP_COLUMN, check_image_frame, read_tile, tile_side  # noqa: F401
-from .columns import TileTableColumnsMixin
 from ..exceptions import ResolutionUnknownWarning, TileSizeWarning  # noqa: F401  (its home before)
-
+from .columns import TileTableColumnsMixin
 
 
 def _positive_mpp(values, name):

@@ -32,9 +32,9 @@ from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
 
 from ..data.images import IMAGE_COLUMN, check_image_frame, read_tile
-from .columns import TileTableColumnsMixin
 from ..exceptions import StainNormalizationWarning  # noqa: F401  (its home before)
 from ..validation import check_number
+from .columns import TileTableColumnsMixin
 
 #: The ``method`` values StainNormalizer accepts.
 METHODS = ("macenko", "reinhard", None)

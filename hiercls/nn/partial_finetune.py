@@ -19,8 +19,8 @@ import torch
 from timm.models.efficientnet import EfficientNet
 from timm.models.mobilenetv3 import MobileNetV3
 
-from .backbones import StagePooledBackbone
 from ..validation import check_number
+from .backbones import StagePooledBackbone
 
 #: The model classes whose forward pass is stem, ``blocks``, head: the trunk and the top
 #: rebuild exactly that (GhostNet, say, has the same attribute names but an activation

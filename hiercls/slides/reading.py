@@ -10,8 +10,8 @@ import pandas as pd
 from skimage.filters import threshold_otsu
 
 from ..data.images import read_tile
-from ..features.resolution import DEFAULT_RESOLUTION, MPP_COLUMN, resample_tile
 from ..exceptions import ResolutionMismatchWarning, SlideReadError  # noqa: F401  (its home before)
+from ..features.resolution import DEFAULT_RESOLUTION, MPP_COLUMN, resample_tile
 from ..validation import check_number
 
 # The TCIA figures and where they come from: hiercls.features.resolution (one place).

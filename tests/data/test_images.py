@@ -166,8 +166,8 @@ def test_the_message_names_the_first_five_and_counts_the_rest():
 
 
 def test_an_unreadable_tile_met_mid_work_is_named(tmp_path):
-    from hiercls.features.radiomics import RadiomicsTransformer
     from hiercls.estimator.tile_dataset import TileDataset
+    from hiercls.features.radiomics import RadiomicsTransformer
 
     good, truncated, _ = _broken_files(tmp_path)
     X = pd.DataFrame({"image": [str(good), str(truncated)]})

@@ -15,10 +15,10 @@ import hiercls
 import hiercls.estimator.classifier
 import hiercls.features.frozen
 from hiercls import CLASS_NAMES, HierarchicalFusionClassifier
+from hiercls.estimator.splits import GroupedValidSplit
 from hiercls.features.radiomics.names import FEATURE_NAMES
 from hiercls.nn.fusion import class_probabilities
 from hiercls.nn.loss import FlatLoss, HierarchicalLoss
-from hiercls.estimator.splits import GroupedValidSplit
 
 from ..conftest import TINY_CLASSIFIER
 

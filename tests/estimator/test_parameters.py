@@ -8,8 +8,15 @@ import pytest
 from hiercls import HierarchicalFusionClassifier
 from hiercls.cli.commands import _make_pipeline
 from hiercls.cli.parser import build_parser
-from hiercls.estimator.parameters import (BY_NAME, CACHE_KEY, MODULE_ARGUMENTS, PARAMETERS,
-                                          Number, Option, parameter_constraints)
+from hiercls.estimator.parameters import (
+    BY_NAME,
+    CACHE_KEY,
+    MODULE_ARGUMENTS,
+    PARAMETERS,
+    Number,
+    Option,
+    parameter_constraints,
+)
 from hiercls.exceptions import InvalidParameterError
 
 #: skorch's own arguments of __init__, not the classifier's to declare.

@@ -11,7 +11,7 @@ from hiercls.estimator.pipeline import make_radiomics_scaler
 from hiercls.features.radiomics.fast_backend import extract_fast
 from hiercls.features.radiomics.names import FEATURE_NAMES
 from hiercls.features.radiomics.pyradiomics_backend import extract_pyradiomics
-from hiercls.features.resolution import (DEFAULT_RESOLUTION, TileResampler, TileSizeWarning, tcia_mpp)
+from hiercls.features.resolution import DEFAULT_RESOLUTION, TileResampler, TileSizeWarning, tcia_mpp
 from hiercls.slides import model_resolution
 
 from ..conftest import TINY_CLASSIFIER

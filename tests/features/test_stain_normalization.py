@@ -5,9 +5,9 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+from skimage.color import rgb2lab
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
-from skimage.color import rgb2lab
 
 import hiercls
 from hiercls import StainNormalizer, load_model, save_model

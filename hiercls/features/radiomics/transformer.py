@@ -9,14 +9,14 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
 
-from ..cache import ArrayCache, resolve_cache_dir
 from ...data.images import IMAGE_COLUMN, check_image_frame, read_tile, tile_digest
+from ...exceptions import RadiomicsMaskWarning  # noqa: F401  (its home before)
+from ..cache import ArrayCache, resolve_cache_dir
+from ..columns import TileTableColumnsMixin
 from ..resolution import MPP_COLUMN
 from .channels import CHANNELS, to_channel
 from .masks import MASK_CHANNEL, MASKS, make_mask
 from .names import FEATURE_NAMES
-from ..columns import TileTableColumnsMixin
-from ...exceptions import RadiomicsMaskWarning  # noqa: F401  (its home before)
 
 BACKENDS = ("pyradiomics", "fast")
 
