@@ -59,7 +59,6 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 from joblib import Parallel, delayed
 from scipy import stats
 
@@ -68,12 +67,15 @@ from common import DATA_DIR, TEST_PATIENT, code_line, mean_sd, run_info, write_r
 
 import hiercls  # noqa: E402
 from hiercls.data.images import IMAGE_COLUMN, read_tile  # noqa: E402
-from hiercls.data.labels import CLASS_NAMES, encode_labels  # noqa: E402
+from hiercls.data.labels import encode_labels  # noqa: E402
 from hiercls.evaluation.calibration import apply_temperature, fit_temperature  # noqa: E402
 from hiercls.evaluation.metrics import paper_metrics  # noqa: E402
-from hiercls.evaluation.necrosis import (FewPatientsWarning,  # noqa: E402
-                                         necrosis_error_margin, necrosis_from_probabilities,
-                                         reference_necrosis)
+from hiercls.evaluation.necrosis import (  # noqa: E402
+    FewPatientsWarning,
+    necrosis_error_margin,
+    necrosis_from_probabilities,
+    reference_necrosis,
+)
 from hiercls.features import perturbations  # noqa: E402
 
 PAPER = {"accuracy": 0.86, "f1_macro": 0.86, "roc_auc_ovr": 0.96}

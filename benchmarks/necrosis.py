@@ -36,7 +36,7 @@ import warnings
 
 import numpy as np
 import pandas as pd
-from common import DATA_DIR, mean_sd, run_info, write_results
+from common import DATA_DIR, run_info, write_results
 
 import hiercls
 from hiercls.data.datasets import load_osteosarcoma_ut

@@ -80,18 +80,17 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import DATA_DIR, REPO, RESULTS_DIR, code_line, load_average, run_info, write_results  # noqa: E402
-
 from skorch.callbacks import Callback  # noqa: E402
 from skorch.history import History  # noqa: E402
 from skorch.utils import TeeGenerator, to_tensor  # noqa: E402
 
-from hiercls.nn.backbones import LITE0_MODEL, LITE0_SOURCE, backbone_data_config  # noqa: E402
-from hiercls.estimator.classifier import HierarchicalFusionClassifier, find_radiomic_columns  # noqa: E402
-from hiercls.features.frozen import embedding_cache, frozen_view_features  # noqa: E402
 from hiercls.data.labels import encode_labels, tumor_target  # noqa: E402
-from hiercls.nn.loss import HierarchicalLoss, inverse_frequency_weights  # noqa: E402
-from hiercls.nn.fusion import FusionNet  # noqa: E402
+from hiercls.estimator.classifier import HierarchicalFusionClassifier, find_radiomic_columns  # noqa: E402
 from hiercls.estimator.tile_dataset import TileDataset  # noqa: E402
+from hiercls.features.frozen import embedding_cache, frozen_view_features  # noqa: E402
+from hiercls.nn.backbones import LITE0_MODEL, LITE0_SOURCE, backbone_data_config  # noqa: E402
+from hiercls.nn.fusion import FusionNet  # noqa: E402
+from hiercls.nn.loss import HierarchicalLoss, inverse_frequency_weights  # noqa: E402
 
 TARGET = 1.05
 BATCH_SIZE = 16

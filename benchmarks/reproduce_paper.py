@@ -34,8 +34,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (DATA_DIR, RESULTS_DIR, TEST_PATIENT, code_line, defined, mean_sd,  # noqa: E402
-                    run_info, write_results)
+from common import DATA_DIR, RESULTS_DIR, TEST_PATIENT, code_line, defined, mean_sd, run_info, write_results  # noqa: E402
 
 import hiercls  # noqa: E402
 from hiercls.data.labels import CLASS_NAMES, encode_labels

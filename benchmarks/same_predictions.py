@@ -35,7 +35,10 @@ import numpy as np
 from hiercls import make_fusion_pipeline
 # Commits with presets: none, so that both sides build exactly the configurations below.
 preset = {"preset": "none"} if "preset" in inspect.signature(make_fusion_pipeline).parameters else {}
-from hiercls.datasets import load_osteosarcoma_ut, subsample_per_patient
+try:  # the layered layout; commits before it have the flat one
+    from hiercls.data.datasets import load_osteosarcoma_ut, subsample_per_patient
+except ImportError:
+    from hiercls.datasets import load_osteosarcoma_ut, subsample_per_patient
 X, y, groups = load_osteosarcoma_ut(sys.argv[1])
 keep = subsample_per_patient(groups, y, int(sys.argv[2]), random_state=0)
 X, y, groups = X.iloc[keep], y[keep], groups[keep]

@@ -45,11 +45,10 @@ import tempfile
 import time
 from pathlib import Path
 
+import common
 import numpy as np
 import pandas as pd
 import torch
-
-import common
 
 _CHILD = r"""
 import json, sys, joblib
@@ -156,9 +155,9 @@ def main():
     from PIL import Image
 
     from hiercls import slides
-    from hiercls.features.frozen import PREDICT_VIEW_SUBSETS, symmetric_views
     from hiercls.data.images import read_tile
     from hiercls.estimator.tile_dataset import TileDataset
+    from hiercls.features.frozen import PREDICT_VIEW_SUBSETS, symmetric_views
 
     started = time.perf_counter()
     clock = lambda: f"[{(time.perf_counter() - started) / 60:4.1f} min]"  # noqa: E731

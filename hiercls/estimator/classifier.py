@@ -1,73 +1,35 @@
 """HierarchicalFusionClassifier: the fusion network as a skorch/scikit-learn classifier."""
 
-import contextlib
-import os
-import re
-import threading
-import warnings
-from collections.abc import Mapping
-
 import numpy as np
 import pandas as pd
 import torch
 from skorch import NeuralNetClassifier
-from skorch.history import History
-from skorch.utils import get_map_location, is_dataset, to_numpy, to_tensor
-from sklearn.utils import check_random_state
-from sklearn.utils.metadata_routing import MethodMapping
+from skorch.utils import is_dataset, to_tensor
 
-from ..nn.backbones import backbone_data_config
-from ..features.cache import resolve_cache_dir
-from .callbacks import EarlyStoppingWithLoss, RecordTaskWeights, validation_accuracy
-from ..features.frozen import PREDICT_VIEW_SUBSETS, embedding_cache, frozen_view_features
-from ..data.images import check_image_frame
 from ..data.labels import encode_labels, tumor_target, viable_target
-from ..nn.loss import FlatLoss, HierarchicalLoss, inverse_frequency_weights
-from ..nn.fusion import FusionNet, class_probabilities
-from ..features.radiomics.names import FEATURE_NAMES, RADIOMIC_COLUMN_PATTERN
+from ..exceptions import RandomFrozenBackboneWarning  # noqa: F401  (re-exported here)
+from ..features.cache import resolve_cache_dir
+from ..features.frozen import FrozenFeatures
+from ..nn.fusion import FusionNet
+from ..nn.loss import HierarchicalLoss, inverse_frequency_weights
+from ..nn.seeding import seeded
+from .device import AutoDeviceMixin, resolve_device  # noqa: F401  (its home before)
+from .inputs import (
+    check_radiomic_values,
+    check_tile_frame,
+    find_radiomic_columns,  # noqa: F401  (its home before)
+    select_radiomic_columns,
+)
+from .network import NetworkMixin
+from .parameters import CACHE_KEY, check_parameters, parameter_constraints
+from .prediction import PredictionMixin
+from .routing import PatientRoutingMixin
 from .splits import GroupedValidSplit
 from .tile_dataset import TileDataset
 
 
-class RandomFrozenBackboneWarning(UserWarning):
-    """``freeze_backbone=True`` without ``pretrained`` weights: the image branch is a fixed
-    random network, which learns nothing from the images (a baseline at best)."""
-
-
-def resolve_device(device):
-    """``"auto"`` becomes ``"cuda"`` where CUDA is available and ``"cpu"`` elsewhere."""
-    if isinstance(device, str) and device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
-
-
-def find_radiomic_columns(X):
-    """The columns of ``X`` whose names are radiomic feature names."""
-    pattern = re.compile(RADIOMIC_COLUMN_PATTERN)
-    return [str(column) for column in X.columns if pattern.match(str(column))]
-
-
-#: Fits draw from torch's global generator (weight init, shuffling, augmentation, the
-#: frozen-view pick), which all threads share: fits in one process take turns under this
-#: lock, so that two of them in two threads cannot interleave their draws.
-_FIT_LOCK = threading.RLock()
-
-
-@contextlib.contextmanager
-def _seeded(seed):
-    """Hold the fit lock; with a seed, under torch's global generator seeded with it and
-    restored after."""
-    with _FIT_LOCK:
-        if seed is None:
-            yield
-            return
-        devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
-        with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(seed)
-            yield
-
-
-class HierarchicalFusionClassifier(NeuralNetClassifier):
+class HierarchicalFusionClassifier(PredictionMixin, PatientRoutingMixin, NetworkMixin,
+                                   AutoDeviceMixin, NeuralNetClassifier):
     """Gated fusion of a timm image backbone and radiomics, with a hierarchical loss.
 
     A skorch :class:`~skorch.NeuralNetClassifier` whose module is
@@ -118,8 +80,7 @@ class HierarchicalFusionClassifier(NeuralNetClassifier):
         Keep the backbone's weights fixed and train the rest on its cached features of
         each tile's 8 symmetric views (flips and 90-degree rotations): one view drawn per
         tile and epoch in training, their mean in prediction. Epochs then cost little,
-        which makes CPU training practical; use it with pretrained weights (without
-        them fit warns with :class:`RandomFrozenBackboneWarning`).
+        which makes CPU training practical; use it with pretrained weights.
     backbone_stages : int, default=1
         How many of the backbone's feature stages its image features come from: 1 is its
         pooled last-stage features; ``k > 1`` appends the global-average-pooled outputs of
@@ -163,7 +124,7 @@ class HierarchicalFusionClassifier(NeuralNetClassifier):
         Seeds weight initialization, shuffling, augmentation and the validation split;
         two fits with the same seed on the CPU give identical models, also when they run
         in two threads: fits in one process take turns under a lock, since torch's global
-        generator they seed is shared by all threads (docs/reproducibility.md).
+        generator they seed is shared by all threads (:mod:`hiercls.nn.seeding`) (docs/reproducibility.md).
     verbose : int, default=1
         Print one line per epoch; 0 is silent.
     **kwargs
@@ -179,6 +140,10 @@ class HierarchicalFusionClassifier(NeuralNetClassifier):
         The three classes in the form ``y`` had in ``fit`` (codes or names).
     radiomic_columns_ : list of str
         The radiomic columns used.
+    n_features_in_ : int
+        The number of columns of ``X`` in ``fit`` (the image column among them).
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Those columns' names, when all are strings.
     class_weights_ : dict
         ``{"tumor": [w_non_tumor, w_tumor], "viable": [w_non_viable, w_viable],
         "flat": [w0, w1, w2]}``: inverse training counts, unit mean; None (unit weights)
@@ -221,6 +186,9 @@ class HierarchicalFusionClassifier(NeuralNetClassifier):
     ((12, 3), True)
     """
 
+    #: Each parameter's rule, from the one declaration (:mod:`hiercls.estimator.parameters`).
+    _parameter_constraints = parameter_constraints()
+
     def __init__(self, backbone="efficientnet_b0", *, pretrained=False, embed_dim=256,
                  hierarchical=True, use_image=True, use_radiomics=True, radiomic_columns="auto",
                  image_size=None, augment=True, stain_jitter=0.0, view_blur=0.0, view_jpeg=None,
@@ -256,259 +224,15 @@ class HierarchicalFusionClassifier(NeuralNetClassifier):
         self.patience = patience
         self.random_state = random_state
 
-    # --- device "auto" --------------------------------------------------------------
-    # The parameter `device` keeps the user's value ("auto" too) at all times; what the
-    # tensors and modules are moved to is `device_`, resolved when the net is initialized.
-    # These overrides are every place skorch reads `self.device` (module and criterion
-    # placement, infer, get_loss, load_params, unpickling, the scoring callbacks' cached
-    # forward_iter, which predict_proba calls with an explicit device).
-    def _resolve_device(self):
-        self.device_ = resolve_device(self.device)
-        return self.device_
-
-    def set_params(self, **params):
-        super().set_params(**params)
-        if "device" in params and hasattr(self, "device_"):
-            self._resolve_device()
-        return self
-
-    def __setstate__(self, state):
-        requested = state["device"]
-        state.setdefault("backbone_stages", 1)  # models saved before the parameter
-        state.setdefault("finetune_stages", 0)
-        state["device"] = resolve_device(requested)
-        super().__setstate__(state)
-        # skorch maps a CUDA net onto the CPU where CUDA is missing: device_ is where
-        # the tensors now are.
-        self.device_ = self.device
-        if isinstance(requested, str) and requested == "auto":
-            self.device = requested
-
-    def _place(self, names):
-        # skorch's own placement reads `self.device`; this one `device_`.
-        for name in names:
-            component = vars(self)[name + "_"]
-            if isinstance(component, torch.nn.Module):
-                setattr(self, name + "_", self.torch_compile(component.to(self.device_), name=name))
-
-    def _initialize_component(self, kind, names, build, reason):
-        with self._current_init_context(kind):
-            kwargs = {}
-            for name in names:
-                kwargs.update(self.get_params_for(name))
-            built = any(isinstance(vars(self).get(name + "_"), torch.nn.Module)
-                        for name in names)
-            if (kwargs or reason or built) and self.initialized_ and self.verbose:
-                print(reason or self._format_reinit_msg(kind, kwargs))
-            build()
-            self._place(names)
-        return self
-
-    def _initialize_module(self, reason=None):
-        return self._initialize_component("module", self._modules, self.initialize_module, reason)
-
-    def _initialize_criterion(self, reason=None):
-        return self._initialize_component("criterion", self._criteria, self.initialize_criterion,
-                                          reason)
-
-    def initialize(self):
-        # The one seed of this fit (weight init here, then shuffling, augmentation and the
-        # validation split), drawn once from random_state.
-        self.random_seed_ = (
-            None if self.random_state is None
-            else int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max)))
-        self._resolve_device()
-        if not hasattr(self, "radiomic_columns_"):
-            # Initialized without fit (to load saved weights): the columns the parameter
-            # names, unit class weights. What fit (or a model file) prepared is kept.
-            self.radiomic_columns_ = (list(FEATURE_NAMES) if isinstance(self.radiomic_columns, str)
-                                      else list(self.radiomic_columns))
-        if not hasattr(self, "class_weights_"):
-            self.class_weights_ = None
-        with _seeded(self.random_seed_):
-            return super().initialize()
-
-    def load_params(self, f_params=None, f_optimizer=None, f_criterion=None, f_history=None,
-                    checkpoint=None, use_safetensors=False, **kwargs):
-        """skorch's ``load_params``, the tensors mapped onto ``device_``.
-
-        skorch maps them onto ``device``, which may be ``"auto"``; the arguments are
-        skorch's.
-        """
-        explicit = dict(f_params=f_params, f_optimizer=f_optimizer, f_criterion=f_criterion,
-                        f_history=f_history, **kwargs)
-        unknown = [key for key in explicit if not key.startswith("f_")]
-        if unknown:
-            raise TypeError(f"load_params got unexpected argument(s) {unknown}; expected "
-                            "f_params, f_optimizer, f_criterion, f_history or f_<module>")
-        files = {}
-        if checkpoint is not None:
-            if not self.initialized_:
-                self.initialize()
-            if f_history is None and checkpoint.f_history is not None:
-                # The checkpoint's file names are formatted from the history.
-                self.history = History.from_file(checkpoint.f_history_)
-            files.update(checkpoint.get_formatted_files(self))
-        # Explicit files win over the checkpoint's; f_pickle is not loaded (as in skorch).
-        files.update({key: value for key, value in explicit.items() if value is not None})
-        files = {key: value for key, value in files.items()
-                 if value is not None and key != "f_pickle"}
-        if not files:
-            if self.verbose:
-                print("Nothing to load")
-            return
-        history = files.pop("f_history", None)
-        if history is not None:
-            self.history = History.from_file(history)
-        self.check_is_fitted(msg="Cannot load state of an un-initialized model; call "
-                                 "initialize() or fit() first")
-        device = get_map_location(self.device_)
-        for key, source in files.items():
-            name = "module_" if key == "f_params" else key[2:] + "_"
-            target = vars(self).get(name)
-            if not hasattr(target, "load_state_dict"):
-                raise AttributeError(f"cannot load {key!r}: the classifier has no {name!r} "
-                                     "with a state dict")
-            if use_safetensors:
-                from safetensors.torch import load, load_file
-
-                state = (load_file(source, device=str(device))
-                         if isinstance(source, (str, os.PathLike)) else load(source.read()))
-            else:
-                state = torch.load(source, map_location=device,
-                                   **(self.torch_load_kwargs or {"weights_only": True}))
-            target.load_state_dict(state)
-
-    def infer(self, x, groups=None, **fit_params):
-        # skorch hands every fit parameter to the module's forward as well; the patients
-        # are for the split only.
-        x = to_tensor(x, device=self.device_)
-        if isinstance(x, Mapping):
-            clashes = sorted(set(x) & set(fit_params))
-            if clashes:
-                raise ValueError(f"X and fit_params contain duplicate keys: {', '.join(clashes)}")
-            return self.module_(**x, **fit_params)
-        return self.module_(x, **fit_params)
-
-    # --- callbacks -----------------------------------------------------------------
-    @property
-    def _default_callbacks(self):
-        callbacks = [(name, validation_accuracy() if name == "valid_acc" else callback)
-                     for name, callback in super()._default_callbacks]
-        if self.hierarchical:
-            callbacks.insert(-1, ("task_weights", RecordTaskWeights()))
-        if self.patience is not None and self.train_split:
-            callbacks.insert(-1, ("early_stopping", EarlyStoppingWithLoss(
-                monitor="valid_loss", patience=self.patience, load_best=True, sink=self._print)))
-        return callbacks
-
-    def _print(self, message):
-        if self.verbose:
-            print(message)
-
-    # --- validation ----------------------------------------------------------------
-    def _check_params(self):
-        if not (self.use_image or self.use_radiomics):
-            raise ValueError("use_image and use_radiomics cannot both be False")
-        if self.use_image and not isinstance(self.backbone, str):
-            raise ValueError(f"backbone must be a timm model name; got {self.backbone!r}")
-        if not (isinstance(self.embed_dim, (int, np.integer)) and self.embed_dim > 0):
-            raise ValueError(f"embed_dim must be a positive integer; got {self.embed_dim!r}")
-        if not (isinstance(self.stain_jitter, (int, float, np.number)) and 0 <= self.stain_jitter < 1):
-            raise ValueError(f"stain_jitter must be a number in [0, 1); got {self.stain_jitter!r}")
-        self._check_view_perturbations()
-        self._check_predict_views()
-        if self.use_image and self.freeze_backbone and not self.pretrained:
-            warnings.warn(
-                f"freeze_backbone=True with pretrained={self.pretrained!r} freezes a randomly "
-                f"initialized {self.backbone!r}: the image branch will learn nothing; pass "
-                "pretrained= weights (see hiercls.nn.backbones.create_backbone) or "
-                "freeze_backbone=False", RandomFrozenBackboneWarning, stacklevel=4)
-        if (isinstance(self.backbone_stages, (bool, np.bool_))
-                or not isinstance(self.backbone_stages, (int, np.integer)) or self.backbone_stages < 1):
-            raise ValueError(f"backbone_stages must be an int >= 1; got {self.backbone_stages!r}")
-        self._check_finetune_stages()
-
-    def _check_finetune_stages(self):
-        stages = self.finetune_stages
-        if (isinstance(stages, (bool, np.bool_)) or not isinstance(stages, (int, np.integer))
-                or stages < 0):
-            raise ValueError(f"finetune_stages must be an int >= 0; got {stages!r}")
-        if stages and not (self.freeze_backbone and self.use_image):
-            # Unheeded it would hide: without a frozen backbone every stage trains anyway.
-            raise ValueError(f"finetune_stages={stages!r} trains the last stages of a frozen "
-                             "backbone on its cached maps and needs freeze_backbone=True "
-                             "(and use_image=True)")
-        if stages and self.backbone_stages != 1:
-            raise ValueError(f"finetune_stages={stages!r} cannot be combined with backbone_stages="
-                             f"{self.backbone_stages!r}: use one of them")
-
-    def _check_view_perturbations(self):
-        blur, quality = self.view_blur, self.view_jpeg
-        if (isinstance(blur, (bool, np.bool_)) or not isinstance(blur, (int, float, np.number))
-                or not np.isfinite(blur) or blur < 0):
-            raise ValueError(f"view_blur must be a finite number >= 0 (pixels); got {blur!r}")
-        if quality is not None and (isinstance(quality, (bool, np.bool_))
-                                    or not isinstance(quality, (int, np.integer))
-                                    or not 1 <= quality <= 95):
-            raise ValueError(f"view_jpeg must be None or an int in 1..95; got {quality!r}")
-        if (blur > 0 or quality is not None) and not self.freeze_backbone:
-            # They perturb the frozen backbone's cached views only; unheeded they would hide.
-            name = "view_blur" if blur > 0 else "view_jpeg"
-            raise ValueError(f"{name} perturbs the frozen backbone's cached views and needs "
-                             "freeze_backbone=True")
-
-    def _check_predict_views(self):
-        if (isinstance(self.predict_views, (bool, np.bool_))
-                or not isinstance(self.predict_views, (int, np.integer))):
-            raise TypeError(f"predict_views must be an int in {sorted(PREDICT_VIEW_SUBSETS)}; "
-                            f"got {type(self.predict_views).__name__} {self.predict_views!r}")
-        if int(self.predict_views) not in PREDICT_VIEW_SUBSETS:
-            raise ValueError(f"predict_views must be one of {sorted(PREDICT_VIEW_SUBSETS)}; "
-                             f"got {self.predict_views!r}")
-        if int(self.predict_views) != 8 and not self.freeze_backbone:
-            # Views are averaged only over the frozen backbone's cached features.
-            raise ValueError(f"predict_views={self.predict_views!r} needs freeze_backbone=True; "
-                             "a trainable backbone predicts on the tile as it is")
-
     def _check_frame(self, X, *, fitting):
-        if self.use_image:
-            check_image_frame(X)
-        elif not isinstance(X, pd.DataFrame):
-            raise TypeError(f"X must be a pandas DataFrame; got {type(X).__name__}")
-        if not self.use_radiomics:
-            return X
-        self._check_radiomics(X, self._fit_radiomic_columns(X) if fitting
-                              else self.radiomic_columns_)
+        check_tile_frame(X, use_image=self.use_image)
+        if self.use_radiomics:
+            check_radiomic_values(X, self._fit_radiomic_columns(X) if fitting
+                                  else self.radiomic_columns_)
         return X
 
     def _fit_radiomic_columns(self, X):
-        columns = (find_radiomic_columns(X) if isinstance(self.radiomic_columns, str)
-                   and self.radiomic_columns == "auto" else list(self.radiomic_columns))
-        if self.use_radiomics and not columns:
-            raise ValueError(
-                "X has no radiomic columns (names like 'firstorder_Mean'); put a "
-                "RadiomicsTransformer before the classifier (see make_fusion_pipeline) "
-                "or set use_radiomics=False"
-            )
-        return columns
-
-    def _check_radiomics(self, X, columns):
-        missing = [c for c in columns if c not in X.columns]
-        if missing:
-            raise ValueError(f"X lacks the radiomic columns {missing[:5]} seen in fit")
-        values = X[columns]
-        non_numeric = [c for c in values.columns if not pd.api.types.is_numeric_dtype(values[c])]
-        if non_numeric:
-            raise ValueError(f"radiomic columns must be numeric; {non_numeric[:5]} are not")
-        nan_counts = values.isna().sum()
-        if nan_counts.any():
-            bad = nan_counts[nan_counts > 0]
-            raise ValueError(
-                f"radiomic columns contain NaN: {dict(bad.head(5))} (column: rows); impute or "
-                "drop those tiles before fitting or predicting"
-            )
-        return X
+        return select_radiomic_columns(X, self.radiomic_columns, use_radiomics=self.use_radiomics)
 
     def fit(self, X, y, groups=None, **fit_params):
         """Train on a DataFrame of tiles.
@@ -565,7 +289,7 @@ class HierarchicalFusionClassifier(NeuralNetClassifier):
         if seed is not None and not fresh:
             # A later partial_fit draws afresh, reproducibly.
             seed += len(self.history_)
-        with _seeded(seed):
+        with seeded(seed):
             super().partial_fit(X, y_values, **fit_params)
         return self
 
@@ -574,7 +298,7 @@ class HierarchicalFusionClassifier(NeuralNetClassifier):
         class_weights_ (fresh fits). Returns the labels for skorch and the fit
         parameters, the patients among them: skorch hands those to get_split_datasets."""
         if fresh:
-            self._check_params()
+            check_parameters(self)
         if y is None:
             raise ValueError("y is required to fit HierarchicalFusionClassifier")
         self._check_frame(X, fitting=fresh)
@@ -595,6 +319,12 @@ class HierarchicalFusionClassifier(NeuralNetClassifier):
                     "classes 0 (Non-Tumor), 1 (Non-Viable-Tumor), 2 (Viable-Tumor)"
                 )
             self.radiomic_columns_ = self._fit_radiomic_columns(X)
+            self.n_features_in_ = X.shape[1]
+            names = np.asarray(X.columns, dtype=object)
+            if all(isinstance(name, str) for name in names):
+                self.feature_names_in_ = names
+            elif hasattr(self, "feature_names_in_"):
+                del self.feature_names_in_
             self.class_weights_ = {
                 "tumor": inverse_frequency_weights(tumor_target(codes), 2),
                 "viable": inverse_frequency_weights(viable_target(codes)[tumor_target(codes) == 1], 2),
@@ -609,62 +339,7 @@ class HierarchicalFusionClassifier(NeuralNetClassifier):
         # All three classes, in the form y uses, even when a fold lacks one.
         self.classes_inferred_ = encode_labels(y)[1]
 
-    # --- skorch hooks --------------------------------------------------------------
-    #: The FusionNet arguments the classifier sets from its own parameters.
-    _MODULE_ARGUMENTS = {"backbone": "backbone", "pretrained": "pretrained",
-                         "n_radiomic_features": "radiomic_columns", "embed_dim": "embed_dim",
-                         "hierarchical": "hierarchical", "use_image": "use_image",
-                         "use_radiomics": "use_radiomics", "augment": "augment",
-                         "freeze_backbone": "freeze_backbone", "stain_jitter": "stain_jitter",
-                         "backbone_stages": "backbone_stages",
-                         "finetune_stages": "finetune_stages"}
-
-    def initialize_module(self):
-        params = dict(backbone=self.backbone, pretrained=self.pretrained,
-                      n_radiomic_features=len(self.radiomic_columns_), embed_dim=self.embed_dim,
-                      hierarchical=self.hierarchical, use_image=self.use_image,
-                      use_radiomics=self.use_radiomics, augment=self.augment,
-                      freeze_backbone=self.freeze_backbone, stain_jitter=self.stain_jitter)
-        if self.backbone_stages != 1:  # a custom module need not know the parameter
-            params["backbone_stages"] = int(self.backbone_stages)
-        if self.finetune_stages:
-            params["finetune_stages"] = int(self.finetune_stages)
-        overrides = self.get_params_for("module")
-        clashes = [name for name in overrides if name in params or name in self._MODULE_ARGUMENTS]
-        if clashes:
-            # A module__ twin would silently win over the classifier's own parameter.
-            raise ValueError("; ".join(
-                f"module__{name} conflicts with the classifier's parameter "
-                f"{self._MODULE_ARGUMENTS[name]!r}, which sets it: set "
-                f"{self._MODULE_ARGUMENTS[name]} instead" for name in clashes))
-        params.update(overrides)
-        module = self.module(**params) if isinstance(self.module, type) else self.module
-        self.module_ = module
-        config = getattr(module, "data_config", None)
-        if config is None:  # a custom module without one
-            config = (backbone_data_config(module.image_encoder.backbone, self.pretrained)
-                      if self.use_image else {})
-        self.data_config_ = config
-        return self
-
-    def initialize_criterion(self):
-        weights = self.class_weights_ or {}
-        criterion = self.criterion
-        if criterion is HierarchicalLoss and not self.hierarchical:
-            # The default loss follows the flat ablation; a chosen subclass is kept.
-            criterion = FlatLoss
-        is_class = isinstance(criterion, type)
-        if is_class and issubclass(criterion, HierarchicalLoss):
-            defaults = {"tumor_weight": weights.get("tumor"), "viable_weight": weights.get("viable"),
-                        "eta": self.eta}
-        elif is_class and issubclass(criterion, FlatLoss):
-            defaults = {"class_weight": weights.get("flat")}
-        else:
-            defaults = {}
-        params = {**defaults, **self.get_params_for("criterion")}
-        self.criterion_ = criterion(**params) if is_class else criterion
-        return self
-
+    # --- skorch hooks (the network and loss: estimator.network) ---------------------
     def get_params_for(self, prefix):
         params = super().get_params_for(prefix)
         if prefix == "iterator_valid":
@@ -681,33 +356,9 @@ class HierarchicalFusionClassifier(NeuralNetClassifier):
             if parameter.requires_grad:
                 yield name, parameter
 
-    def get_split_datasets(self, X, y=None, groups=None, **fit_params):
-        # `groups` arrives by either route: as a fit parameter (``classifier__groups``), or
-        # routed to the split (``set_fit_request(groups=True)``, see get_metadata_routing).
-        dataset = self.get_dataset(X, y)
-        if not self.train_split:
-            return dataset, None
-        if isinstance(self.train_split, GroupedValidSplit):
-            return self.train_split(dataset, y, groups=groups, random_state=self.random_seed_)
-        if groups is not None:
-            fit_params = {"groups": groups, **fit_params}
-        return self.train_split(dataset, y, **fit_params)
-
-    def get_metadata_routing(self):
-        """Metadata routing: the internal split gets ``groups`` when ``fit`` requests them.
-
-        Under routing skorch hands its split only what the split is routed, so the split
-        joins the router, but only after ``set_fit_request(groups=True)``: with
-        ``groups=False`` the patients go nowhere and the split draws tiles.
-        """
-        router = super().get_metadata_routing()
-        if (isinstance(self.train_split, GroupedValidSplit)
-                and router.consumes(method="fit", params={"groups"})):
-            router.add(splitter=self.train_split, method_mapping=MethodMapping()
-                       .add(caller="fit", callee="split").add(caller="partial_fit", callee="split"))
-        return router
-
-    def get_dataset(self, X, y=None):
+    def get_dataset(self, X, y=None, *, predict_views=None):
+        """skorch's hook: X as a TileDataset. ``predict_views`` (prediction only) picks the
+        frozen backbone's views to average; training and validation take all 8."""
         if is_dataset(X):
             return X
         self._check_frame(X, fitting=False)
@@ -719,129 +370,24 @@ class HierarchicalFusionClassifier(NeuralNetClassifier):
         )
         image_features = None
         if self.use_image and self.freeze_backbone:
-            image_features = self._frozen_features(TileDataset(X, use_radiomics=False, **options), options)
+            encoder = self.module_.image_encoder
+            # The module's own finetune_stages: set_params after fit must not file its
+            # outputs under another key.
+            key = {**{name: getattr(self, name) for name in CACHE_KEY},
+                   "finetune_stages": getattr(encoder, "finetune_stages", 0)}
+            frozen = FrozenFeatures(resolve_cache_dir(self.cache), **key, data_config=options,
+                                    device=self.device_, verbose=self.verbose)
+            # What is cached: the backbone's pooled features, or its trunk's maps (a
+            # custom encoder without cached_part caches its backbone's).
+            part = encoder.cached_part() if hasattr(encoder, "cached_part") else encoder.backbone
+            image_features = frozen.compute(part, TileDataset(X, use_radiomics=False, **options),
+                                            predict_views=predict_views)
         return TileDataset(
             X, y, radiomic_columns=self.radiomic_columns_ if self.use_radiomics else (),
             use_image=self.use_image, use_radiomics=self.use_radiomics,
             image_features=image_features, **options,
         )
 
-    def _frozen_features(self, images, options):
-        encoder = self.module_.image_encoder
-        cache = embedding_cache(resolve_cache_dir(self.cache), backbone=self.backbone,
-                                pretrained=self.pretrained, image_size=options["image_size"],
-                                data_config=options, stain_jitter=self.stain_jitter,
-                                view_blur=self.view_blur, view_jpeg=self.view_jpeg,
-                                backbone_stages=self.backbone_stages,
-                                # The module's own: set_params after fit must not file its
-                                # outputs under another key.
-                                finetune_stages=getattr(encoder, "finetune_stages", 0))
-        views = (PREDICT_VIEW_SUBSETS[int(self.predict_views)]
-                 if self.__dict__.get("_predicting_", False) else None)
-        # What is cached: the backbone's pooled features, or its trunk's maps (a custom
-        # encoder without cached_part caches its backbone's).
-        part = encoder.cached_part() if hasattr(encoder, "cached_part") else encoder.backbone
-        return frozen_view_features(part, images, cache=cache,
-                                    device=self.device_,
-                                    stain_jitter=self.stain_jitter, view_blur=self.view_blur,
-                                    view_jpeg=self.view_jpeg, verbose=self.verbose,
-                                    views=views)
-
-    @contextlib.contextmanager
-    def _prediction(self):
-        # Marks get_dataset's calls from predict_proba and gate_weights (not fit's
-        # validation), whose frozen features average predict_views views.
-        # Straight into __dict__ and out again: not a parameter, not a fitted attribute.
-        # predict_views may have been set (set_params) after fit: checked where used.
-        self._check_predict_views()
-        previous = self.__dict__.get("_predicting_", False)
-        self.__dict__["_predicting_"] = True
-        try:
-            yield
-        finally:
-            if previous:
-                self.__dict__["_predicting_"] = previous
-            else:
-                self.__dict__.pop("_predicting_", None)
-
     def get_loss(self, y_pred, y_true, X=None, training=False):
         logits = y_pred[0] if isinstance(y_pred, tuple) else y_pred
         return self.criterion_(logits, to_tensor(y_true, device=self.device_))
-
-    def _get_predict_nonlinearity(self):
-        if isinstance(self.predict_nonlinearity, str) and self.predict_nonlinearity == "auto":
-            return class_probabilities
-        return super()._get_predict_nonlinearity()
-
-    # --- predictions ---------------------------------------------------------------
-    def predict_proba(self, X):
-        """Class probabilities, columns Non-Tumor, Non-Viable-Tumor, Viable-Tumor.
-
-        Returns
-        -------
-        proba : ndarray of shape (n_samples, 3), rows summing to one
-        """
-        self.check_is_fitted()
-        nonlinearity = self._get_predict_nonlinearity()
-        with self._prediction():
-            # device given: the scoring callbacks' cached forward_iter would default to
-            # `device`, which may be "auto".
-            probas = [to_numpy(nonlinearity(output[0] if isinstance(output, tuple) else output))
-                      for output in self.forward_iter(X, training=False, device="cpu")]
-        return np.concatenate(probas, 0)
-
-    def predict(self, X):
-        """The most probable class of each tile, in the form of ``classes_``."""
-        codes = self.predict_proba(X).argmax(axis=1)
-        return self.classes_[codes]
-
-    def gate_weights(self, X):
-        """Each tile's gate weights.
-
-        Returns
-        -------
-        weights : DataFrame of shape (n_samples, 2)
-            Columns ``image`` (a_img) and ``radiomics`` (a_rad), rows summing to one,
-            indexed like ``X``.
-        """
-        self.check_is_fitted()
-        with self._prediction():
-            gates = [to_numpy(output[1])
-                     for output in self.forward_iter(X, training=False, device="cpu")]
-        return pd.DataFrame(np.concatenate(gates), columns=["image", "radiomics"], index=X.index)
-
-    def predict_proba_and_gates(self, X):
-        """Class probabilities and gate weights from one pass of the network.
-
-        What :meth:`predict_proba` and :meth:`gate_weights` return, at the cost of one of
-        them: the backbone runs once per tile (and view) instead of twice.
-
-        Returns
-        -------
-        proba : ndarray of shape (n_samples, 3), rows summing to one
-        gates : DataFrame of shape (n_samples, 2)
-            Columns ``image`` and ``radiomics``, indexed like ``X``.
-
-        Examples
-        --------
-        >>> from hiercls import HierarchicalFusionClassifier
-        >>> callable(HierarchicalFusionClassifier.predict_proba_and_gates)
-        True
-        """
-        self.check_is_fitted()
-        nonlinearity = self._get_predict_nonlinearity()
-        probas, gates = [], []
-        with self._prediction():
-            for output in self.forward_iter(X, training=False, device="cpu"):
-                probas.append(to_numpy(nonlinearity(output[0])))
-                gates.append(to_numpy(output[1]))
-        return (np.concatenate(probas),
-                pd.DataFrame(np.concatenate(gates), columns=["image", "radiomics"], index=X.index))
-
-    @property
-    def task_weights_(self):
-        """The learned task weights ``(exp(-lA), exp(-lB))`` of the hierarchical loss."""
-        self.check_is_fitted(["criterion_"])
-        if not hasattr(self.criterion_, "task_weights"):
-            raise AttributeError("the flat model (hierarchical=False) has no task weights")
-        return np.array(self.criterion_.task_weights())

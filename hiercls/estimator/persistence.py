@@ -25,11 +25,8 @@ saved pipeline's bit for bit on the same device.
 What is not kept: the training history and the optimizer's state (a refit starts afresh).
 """
 
-import inspect
 import io
 import json
-import math
-import os
 import pickle
 import zipfile
 import zlib
@@ -39,6 +36,9 @@ import numpy as np
 import timm
 import torch
 from torch.torch_version import TorchVersion
+
+from ..exceptions import ModelFileError  # noqa: F401  (its home before)
+from .codec import allowed_names, decode, encode, expect  # noqa: F401  (allowed_names: public here)
 
 __all__ = ["FORMAT", "MODEL_SUFFIX", "ModelFileError", "allowed_names", "load_model", "save_model"]
 
@@ -60,207 +60,17 @@ _STATE_FILES = {"module": "module.pt", "criterion": "criterion.pt"}
 _TORCH_VERSION = TorchVersion(torch.__version__)
 
 
-class ModelFileError(ValueError):
-    """A model file that is not a valid ``.hiercls`` file, or was altered."""
-
-
-def _allowed():
-    import skorch.callbacks
-    import skorch.dataset
-    import skorch.utils
-    from torch.utils.data import DataLoader
-
-    from .. import MOVED_MODULES
-    from ..nn.loss import FlatLoss, HierarchicalLoss
-    from ..nn.fusion import FusionNet
-    from .splits import GroupedValidSplit
-
-    names = {
-        "hiercls.nn.fusion.FusionNet": FusionNet,
-        "hiercls.nn.loss.HierarchicalLoss": HierarchicalLoss,
-        "hiercls.nn.loss.FlatLoss": FlatLoss,
-        "hiercls.estimator.splits.GroupedValidSplit": GroupedValidSplit,
-        "skorch.dataset.Dataset": skorch.dataset.Dataset,
-        "skorch.dataset.ValidSplit": skorch.dataset.ValidSplit,
-        "torch.utils.data.DataLoader": DataLoader,
-    }
-    for optimizer in ("Adam", "AdamW", "SGD", "RMSprop"):
-        names[f"torch.optim.{optimizer}"] = getattr(torch.optim, optimizer)
-    for scheduler in ("StepLR", "MultiStepLR", "ExponentialLR", "CosineAnnealingLR",
-                      "ReduceLROnPlateau", "OneCycleLR", "LinearLR"):
-        names[f"torch.optim.lr_scheduler.{scheduler}"] = getattr(torch.optim.lr_scheduler,
-                                                                 scheduler)
-    for callback in ("EarlyStopping", "LRScheduler", "GradientNormClipping", "ProgressBar",
-                     "EpochScoring"):
-        names[f"skorch.callbacks.{callback}"] = getattr(skorch.callbacks, callback)
-    # Defaults of skorch's callbacks (sink, target_extractor).
-    names["builtins.print"] = print
-    names["skorch.utils.to_numpy"] = skorch.utils.to_numpy
-    # Files written before the layered layout name the old module paths; saving uses
-    # the first name of an object, the new one.
-    for old, new in MOVED_MODULES.items():
-        for name, obj in list(names.items()):
-            if name.startswith(f"hiercls.{new}."):
-                names.setdefault(f"hiercls.{old}.{name[len(f'hiercls.{new}.'):]}", obj)
-    return names
-
-
-#: Allow-listed names a file may refer to but never call: functions, and classes whose
-#: construction from the file's arguments is never needed (skorch takes them as classes).
-_REFERENCE_ONLY = frozenset({"builtins.print", "skorch.utils.to_numpy", "skorch.dataset.Dataset",
-                             "torch.utils.data.DataLoader"})
-
-
-_ALLOWED = {}
-
-
-def allowed_names():
-    """The allow-list: the classes a model file may name, by qualified name.
-
-    A parameter may be one of these classes (``optimizer=torch.optim.AdamW``) or an object
-    of one, rebuilt from its constructor parameters (``train_split=GroupedValidSplit(0.2)``,
-    ``callbacks=[LRScheduler(...)]``), whose values follow the same rules.
-
-    Returns
-    -------
-    names : dict of str to type
-    """
-    if not _ALLOWED:
-        _ALLOWED.update(_allowed())
-    return dict(_ALLOWED)
-
-
-# --- encoding parameters as plain JSON -----------------------------------------------
-
-def _name_of(obj):
-    allowed_names()
-    for name, allowed in _ALLOWED.items():
-        if allowed is obj:
-            return name
-    return None
-
-
-def _encode(value, where):
-    """``value`` as JSON data; classes and objects only from the allow-list."""
-    if value is None or isinstance(value, (bool, str)):
-        return value
-    if isinstance(value, np.bool_):
-        return bool(value)
-    if isinstance(value, (int, np.integer)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        value = float(value)
-        return value if math.isfinite(value) else {"float": repr(value)}
-    if isinstance(value, os.PathLike):  # pretrained=Path(...), cache=Path(...)
-        return os.fspath(value)
-    if isinstance(value, np.ndarray):
-        if value.dtype.kind not in "biufU" and not (
-                value.dtype.kind == "O" and all(isinstance(v, str) for v in value.ravel())):
-            raise ValueError(f"cannot save {where}: an array of dtype {value.dtype} "
-                             "(expected numbers or strings)")
-        return {"ndarray": [_encode(v, where) for v in value.tolist()],
-                "dtype": value.dtype.str if value.dtype.kind != "O" else "object"}
-    if isinstance(value, tuple):
-        return {"tuple": [_encode(v, where) for v in value]}
-    if isinstance(value, list):
-        return [_encode(v, where) for v in value]
-    if isinstance(value, dict):
-        if not all(isinstance(k, str) for k in value):
-            raise ValueError(f"cannot save {where}: a dict with keys that are not strings")
-        return {"dict": {k: _encode(v, f"{where}[{k!r}]") for k, v in value.items()}}
-    if _name_of(value) is not None:  # an allow-listed class or function itself
-        return {"class": _name_of(value)}
-    if isinstance(value, type):
-        name = _name_of(value)
-        if name is None:
-            raise ValueError(f"cannot save {where}: the class {value.__module__}."
-                             f"{value.__qualname__} is not in hiercls.estimator.persistence's allow-list "
-                             f"({', '.join(sorted(allowed_names()))}); save the pipeline with "
-                             "joblib instead (loading that runs code from the file)")
-        return {"class": name}
-    name = _name_of(type(value))
-    if name is None:
-        raise ValueError(f"cannot save {where}: {value!r} (a {type(value).__module__}."
-                         f"{type(value).__qualname__}) is not in hiercls.estimator.persistence's "
-                         "allow-list; save the pipeline with joblib instead (loading that "
-                         "runs code from the file)")
-    return {"object": name, "params": {k: _encode(v, f"{where}.{k}")
-                                       for k, v in _constructor_params(value).items()}}
-
-
-def _constructor_params(obj):
-    # The scikit-learn convention: every constructor argument is stored under its name.
-    params = {}
-    for name, parameter in inspect.signature(type(obj).__init__).parameters.items():
-        if name == "self" or parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
-            continue
-        params[name] = getattr(obj, name)
-    if hasattr(obj, "kwargs") and isinstance(obj.kwargs, dict):  # skorch's LRScheduler
-        params.update(obj.kwargs)
-    return params
-
-
-def _decode(data, where):
-    if data is None or isinstance(data, (bool, int, float, str)):
-        return data
-    if isinstance(data, list):
-        return [_decode(v, where) for v in data]
-    if not isinstance(data, dict) or len(data) not in (1, 2):
-        raise ModelFileError(f"{where}: unexpected value {data!r}")
-    if set(data) == {"tuple"}:
-        return tuple(_decode(v, where) for v in _expect(data["tuple"], list, where))
-    if set(data) == {"dict"}:
-        items = _expect(data["dict"], dict, where).items()
-        return {k: _decode(v, f"{where}[{k!r}]") for k, v in items}
-    if set(data) == {"float"} and data["float"] in ("nan", "inf", "-inf"):
-        return float(data["float"])
-    if set(data) == {"ndarray", "dtype"}:
-        dtype = data["dtype"]
-        if dtype != "object" and np.dtype(dtype).kind not in "biufU":
-            raise ModelFileError(f"{where}: an array of dtype {dtype!r}")
-        values = _decode(_expect(data["ndarray"], list, where), where)
-        return np.asarray(values, dtype=object if dtype == "object" else np.dtype(dtype))
-    if set(data) == {"class"}:
-        return _lookup(data["class"], where)
-    if set(data) == {"object", "params"}:
-        cls = _lookup(data["object"], where)
-        if data["object"] in _REFERENCE_ONLY or not isinstance(cls, type):
-            # Building is calling: only the split and callback classes are built.
-            raise ModelFileError(f"{where} asks to call {data['object']!r}, which a model "
-                                 "file may name but not call; refusing to load it")
-        params = {k: _decode(v, f"{where}.{k}")
-                  for k, v in _expect(data["params"], dict, where).items()}
-        return cls(**params)
-    raise ModelFileError(f"{where}: unexpected value {data!r}")
-
-
-def _expect(value, kind, where):
-    if not isinstance(value, kind):
-        raise ModelFileError(f"{where}: expected a {kind.__name__}, got {value!r}")
-    return value
-
-
-def _lookup(name, where):
-    allowed_names()
-    cls = _ALLOWED.get(name) if isinstance(name, str) else None
-    if cls is None:
-        raise ModelFileError(f"{where} names {name!r}, which is not in hiercls.estimator.persistence's "
-                             "allow-list; refusing to load it")
-    return cls
-
-
-# --- the pipeline's structure --------------------------------------------------------
 
 def _check_structure(pipeline):
     from sklearn.compose import ColumnTransformer
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import StandardScaler
 
-    from .classifier import HierarchicalFusionClassifier
-    from .pipeline import STEP_NAMES, make_radiomics_scaler
     from ..features.radiomics import RadiomicsTransformer
     from ..features.resolution import TileResampler
     from ..features.stain_normalization import StainNormalizer
+    from .classifier import HierarchicalFusionClassifier
+    from .pipeline import STEP_NAMES, make_radiomics_scaler
 
     if not isinstance(pipeline, Pipeline) or tuple(pipeline.named_steps) != STEP_NAMES:
         raise ValueError(f"save_model saves a pipeline of make_fusion_pipeline, with the steps "
@@ -353,41 +163,36 @@ def save_model(pipeline, path):
     scaler = scale.named_transformers_["radiomics"]
 
     def params(step, prefix):
-        return {k: _encode(v, f"{prefix}__{k}")
+        return {k: encode(v, f"{prefix}__{k}")
                 for k, v in step.get_params(deep=False).items() if not k.startswith("_")}
+
+    def fitted(step, prefix):
+        return {k: encode(v, f"{prefix} {k}") for k, v in step.get_fitted_state().items()}
 
     manifest = {
         "format": FORMAT,
         "version": FORMAT_VERSION,
         "hiercls": _version(),
+        # Each step says what it learned (get_fitted_state); the file encodes it.
         "resolution": {"params": params(resolution, "resolution"),
-                       "feature_names_in_": [str(c) for c in resolution.feature_names_in_],
-                       "training_resolution_": [float(resolution.training_resolution_[0]),
-                                                int(resolution.training_resolution_[1])],
-                       "mpp_declared_": bool(resolution.mpp_declared_)},
-        "stain": {"params": params(stain, "stain"),
-                  "feature_names_in_": [str(c) for c in stain.feature_names_in_],
-                  "n_fit_tiles_": int(stain.n_fit_tiles_),
-                  # The fitted target of its method (none for method=None).
-                  **{name: _encode(getattr(stain, name), f"stain {name}")
-                     for name in _STAIN_TARGETS if hasattr(stain, name)}},
-        "radiomics": {"params": params(radiomics, "radiomics"),
-                      "feature_names_in_": [str(c) for c in radiomics.feature_names_in_]},
+                       **fitted(resolution, "resolution")},
+        "stain": {"params": params(stain, "stain"), **fitted(stain, "stain")},
+        "radiomics": {"params": params(radiomics, "radiomics"), **fitted(radiomics, "radiomics")},
         "scale": {
-            "params": {k: _encode(v, f"scale__radiomics__{k}")
+            "params": {k: encode(v, f"scale__radiomics__{k}")
                        for k, v in scaler.get_params(deep=False).items()},
             "feature_names_in_": [str(c) for c in scale.feature_names_in_],
-            "mean_": _encode(scaler.mean_, "scale mean_"),
-            "var_": _encode(scaler.var_, "scale var_"),
-            "scale_": _encode(scaler.scale_, "scale scale_"),
-            "n_samples_seen_": _encode(scaler.n_samples_seen_, "scale n_samples_seen_"),
+            "mean_": encode(scaler.mean_, "scale mean_"),
+            "var_": encode(scaler.var_, "scale var_"),
+            "scale_": encode(scaler.scale_, "scale scale_"),
+            "n_samples_seen_": encode(scaler.n_samples_seen_, "scale n_samples_seen_"),
         },
         "classifier": {
             "params": params(classifier, "classifier"),
-            "classes_": _encode(np.asarray(classifier.classes_), "classifier classes_"),
+            "classes_": encode(np.asarray(classifier.classes_), "classifier classes_"),
             "radiomic_columns_": list(classifier.radiomic_columns_),
-            "class_weights_": _encode(classifier.class_weights_, "classifier class_weights_"),
-            "data_config_": _encode(classifier.data_config_, "classifier data_config_"),
+            "class_weights_": encode(classifier.class_weights_, "classifier class_weights_"),
+            "data_config_": encode(classifier.data_config_, "classifier data_config_"),
         },
     }
     states = {"module": _state_dict(classifier.module_),
@@ -514,24 +319,24 @@ def load_model(path, *, device=None):
     path = Path(path)
     manifest, states = _read(path)
     try:
-        radiomics = _expect(manifest["radiomics"], dict, "radiomics")
-        scale = _expect(manifest["scale"], dict, "scale")
-        classifier = _expect(manifest["classifier"], dict, "classifier")
-        resolution = _expect(manifest["resolution"], dict, "resolution")
-        params = {f"resolution__{k}": _decode(v, f"resolution__{k}")
-                  for k, v in _expect(resolution["params"], dict, "resolution params").items()}
+        radiomics = expect(manifest["radiomics"], dict, "radiomics")
+        scale = expect(manifest["scale"], dict, "scale")
+        classifier = expect(manifest["classifier"], dict, "classifier")
+        resolution = expect(manifest["resolution"], dict, "resolution")
+        params = {f"resolution__{k}": decode(v, f"resolution__{k}")
+                  for k, v in expect(resolution["params"], dict, "resolution params").items()}
         # Version 2 files predate the stain step: it stays off, as it was.
-        stain = (_expect(manifest["stain"], dict, "stain") if manifest["version"] >= 3
+        stain = (expect(manifest["stain"], dict, "stain") if manifest["version"] >= 3
                  else None)
         if stain is not None:
-            params.update({f"stain__{k}": _decode(v, f"stain__{k}")
-                           for k, v in _expect(stain["params"], dict, "stain params").items()})
-        params.update({f"radiomics__{k}": _decode(v, f"radiomics__{k}")
-                       for k, v in _expect(radiomics["params"], dict, "radiomics params").items()})
-        params.update({f"scale__radiomics__{k}": _decode(v, f"scale__radiomics__{k}")
-                       for k, v in _expect(scale["params"], dict, "scale params").items()})
-        classifier_params = {k: _decode(v, f"classifier__{k}") for k, v in
-                             _expect(classifier["params"], dict, "classifier params").items()}
+            params.update({f"stain__{k}": decode(v, f"stain__{k}")
+                           for k, v in expect(stain["params"], dict, "stain params").items()})
+        params.update({f"radiomics__{k}": decode(v, f"radiomics__{k}")
+                       for k, v in expect(radiomics["params"], dict, "radiomics params").items()})
+        params.update({f"scale__radiomics__{k}": decode(v, f"scale__radiomics__{k}")
+                       for k, v in expect(scale["params"], dict, "scale params").items()})
+        classifier_params = {k: decode(v, f"classifier__{k}") for k, v in
+                             expect(classifier["params"], dict, "classifier params").items()}
         if device is not None:
             classifier_params["device"] = device
         backbone = classifier_params.get("backbone")
@@ -547,9 +352,13 @@ def load_model(path, *, device=None):
                 params[name] = "auto"
         # A saved model is rebuilt from its own parameters, never a preset's.
         pipeline = make_fusion_pipeline(preset="none", **params)
-        _restore_resolution(pipeline.named_steps["resolution"], resolution)
-        _restore_stain(pipeline.named_steps["stain"], stain, resolution)
-        _restore_radiomics(pipeline.named_steps["radiomics"], radiomics)
+        pipeline.named_steps["resolution"].set_fitted_state(_fitted(resolution, "resolution"))
+        if stain is None:
+            # Off, fitted on what the resolution step passes on: the columns it was fitted on.
+            pipeline.named_steps["stain"].fit(_frame([str(c) for c in resolution["feature_names_in_"]]))
+        else:
+            pipeline.named_steps["stain"].set_fitted_state(_fitted(stain, "stain"))
+        pipeline.named_steps["radiomics"].set_fitted_state(_fitted(radiomics, "radiomics"))
         _restore_scale(pipeline.named_steps["scale"], scale)
         _restore_classifier(pipeline.named_steps["classifier"], classifier, states, path)
     except ModelFileError:
@@ -572,66 +381,17 @@ def _frame(columns):
     return pd.DataFrame({column: [0.0] for column in columns})
 
 
-def _restore_resolution(step, saved):
-    columns = [str(c) for c in _expect(saved["feature_names_in_"], list, "resolution columns")]
-    mpp, side = _expect(saved["training_resolution_"], list, "resolution training_resolution_")
-    if not (isinstance(mpp, float) and mpp > 0 and isinstance(side, int) and side > 0):
-        raise ValueError(f"training_resolution_ must be [mpp > 0, side > 0]; got {[mpp, side]}")
-    declared = saved["mpp_declared_"]
-    if not isinstance(declared, bool):
-        raise ValueError(f"mpp_declared_ must be a boolean; got {declared!r}")
-    step.feature_names_in_ = np.asarray(columns, dtype=object)
-    step.n_features_in_ = len(columns)
-    step.training_resolution_ = (mpp, side)
-    step.mpp_declared_ = declared
-
-
-#: The fitted targets of StainNormalizer's methods, saved as arrays of these shapes.
-_STAIN_TARGETS = {"stain_matrix_": (3, 2), "max_concentrations_": (2,),
-                  "target_means_": (3,), "target_stds_": (3,)}
-_STAIN_TARGETS_OF = {None: (), "macenko": ("stain_matrix_", "max_concentrations_"),
-                     "reinhard": ("target_means_", "target_stds_")}
-
-
-def _restore_stain(step, saved, resolution):
-    if saved is None:
-        # Off, fitted on what the resolution step passes on: the columns it was fitted on.
-        step.fit(_frame([str(c) for c in resolution["feature_names_in_"]]))
-        return
-    method = step.method
-    if method not in _STAIN_TARGETS_OF:
-        raise ValueError(f"stain method must be one of {list(_STAIN_TARGETS_OF)}; got "
-                         f"{method!r}")
-    columns = [str(c) for c in _expect(saved["feature_names_in_"], list, "stain columns")]
-    n_tiles = saved["n_fit_tiles_"]
-    if not (isinstance(n_tiles, int) and not isinstance(n_tiles, bool) and n_tiles >= 0):
-        raise ValueError(f"stain n_fit_tiles_ must be a whole number >= 0; got {n_tiles!r}")
-    step.feature_names_in_ = np.asarray(columns, dtype=object)
-    step.n_features_in_ = len(columns)
-    step.n_fit_tiles_ = n_tiles
-    for name in _STAIN_TARGETS_OF[method]:
-        value = _decode(saved[name], f"stain {name}")
-        if not (isinstance(value, np.ndarray) and value.dtype.kind == "f"
-                and value.shape == _STAIN_TARGETS[name] and np.isfinite(value).all()):
-            raise ValueError(f"stain {name} must be finite floats of shape "
-                             f"{_STAIN_TARGETS[name]}; got {value!r}")
-        setattr(step, name, value)
-
-
-def _restore_radiomics(step, saved):
-    columns = [str(c) for c in _expect(saved["feature_names_in_"], list, "radiomics columns")]
-    frame = _frame(columns)
-    if "image" in frame:
-        frame["image"] = [np.zeros((2, 2, 3), dtype=np.uint8)]
-    step.fit(frame)
+def _fitted(saved, where):
+    """A step's entry of the manifest, less its parameters, decoded."""
+    return {k: decode(v, f"{where} {k}") for k, v in saved.items() if k != "params"}
 
 
 def _restore_scale(step, saved):
-    columns = [str(c) for c in _expect(saved["feature_names_in_"], list, "scale columns")]
+    columns = [str(c) for c in expect(saved["feature_names_in_"], list, "scale columns")]
     step.fit(_frame(columns))
     scaler = step.named_transformers_["radiomics"]
     for name in ("mean_", "var_", "scale_", "n_samples_seen_"):
-        value = _decode(saved[name], f"scale {name}")
+        value = decode(saved[name], f"scale {name}")
         current = getattr(scaler, name)
         if value is not None and np.shape(value) != np.shape(current):
             raise ModelFileError(f"scale {name} has shape {np.shape(value)}; the scaler's "
@@ -640,12 +400,12 @@ def _restore_scale(step, saved):
 
 
 def _restore_classifier(clf, saved, states, path):
-    classes = _decode(saved["classes_"], "classifier classes_")
+    classes = decode(saved["classes_"], "classifier classes_")
     clf.classes_inferred_ = classes
-    clf.radiomic_columns_ = [str(c) for c in _expect(saved["radiomic_columns_"], list,
+    clf.radiomic_columns_ = [str(c) for c in expect(saved["radiomic_columns_"], list,
                                                      "radiomic_columns_")]
-    clf.class_weights_ = _decode(saved["class_weights_"], "classifier class_weights_")
-    data_config = _decode(saved["data_config_"], "classifier data_config_")
+    clf.class_weights_ = decode(saved["class_weights_"], "classifier class_weights_")
+    data_config = decode(saved["data_config_"], "classifier data_config_")
     pretrained = clf.pretrained
     # Random weights, loaded over below: nothing is downloaded or read from the source of
     # the original weights. Building them must not disturb the caller's random stream.

@@ -4,11 +4,11 @@ from sklearn.compose import ColumnTransformer, make_column_selector
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from .classifier import HierarchicalFusionClassifier
-from .presets import preset_params
 from ..features.radiomics import RADIOMIC_COLUMN_PATTERN, RadiomicsTransformer
 from ..features.resolution import TileResampler
 from ..features.stain_normalization import StainNormalizer
+from .classifier import HierarchicalFusionClassifier
+from .presets import preset_params
 
 STEP_NAMES = ("resolution", "stain", "radiomics", "scale", "classifier")
 

@@ -17,17 +17,16 @@ given log probabilities. Only the probabilities, not a model, are needed here, s
 estimator is a pass-through of its input.
 """
 
-import numbers
 
 import numpy as np
 from scipy.special import log_softmax
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.frozen import FrozenEstimator
-from sklearn.utils import check_scalar
 from sklearn.utils.validation import check_is_fitted
 
 from ..data.labels import CLASS_NAMES, encode_labels
+from ..validation import check_number
 
 __all__ = ["TemperatureScaling", "apply_temperature", "fit_temperature"]
 
@@ -52,12 +51,8 @@ def _log_proba(proba, name="proba"):
 
 
 def _check_temperature(temperature):
-    if isinstance(temperature, bool):
-        raise TypeError(f"temperature must be a number > 0; got {temperature!r}")
-    check_scalar(temperature, "temperature", numbers.Real, min_val=0.0,
-                 include_boundaries="neither")
-    if not np.isfinite(temperature):
-        raise ValueError(f"temperature must be a finite number > 0; got {temperature!r}")
+    check_number(temperature, "temperature", low=0.0, closed="neither",
+                 expected="a finite number > 0")
     return float(temperature)
 
 

@@ -24,16 +24,15 @@ the undefined figures and the reason.
 - Accuracy is always defined.
 """
 
-import numbers
 import warnings
 
 import numpy as np
 import pandas as pd
-from sklearn.exceptions import UndefinedMetricWarning as _SklearnUndefinedMetricWarning
 from sklearn.metrics import auc, make_scorer, roc_curve
-from sklearn.utils import check_scalar
 
 from ..data.labels import CLASS_NAMES, check_probabilities, encode_labels
+from ..exceptions import UndefinedMetricWarning  # noqa: F401  (its home before)
+from ..validation import check_number
 
 __all__ = [
     "UndefinedMetricWarning",
@@ -60,23 +59,13 @@ _SLUGS = tuple(name.lower().replace("-", "_") for name in CLASS_NAMES)
 ROC_TOLERANCE = 1e-9
 
 
-class UndefinedMetricWarning(_SklearnUndefinedMetricWarning):
-    """A metric is undefined on the given labels (e.g. a class is absent) and is NaN.
-
-    A subclass of :class:`sklearn.exceptions.UndefinedMetricWarning`, so filters on
-    scikit-learn's category catch it too.
-    """
-
 
 def _metric_key(stem, code):
     return f"{stem}_{_SLUGS[code]}"
 
 
 def _check_fraction(value, name):
-    # check_scalar lets NaN through every bound and takes bools for numbers.
-    if isinstance(value, bool) or (isinstance(value, numbers.Real) and np.isnan(value)):
-        raise ValueError(f"{name} must be a number in [0, 1]; got {value!r}")
-    return float(check_scalar(value, name, numbers.Real, min_val=0.0, max_val=1.0))
+    return check_number(value, name, low=0.0, high=1.0)
 
 
 def _check_binary(y_binary, score):

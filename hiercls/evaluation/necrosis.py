@@ -47,7 +47,6 @@ import numpy as np
 import pandas as pd
 from sklearn.pipeline import Pipeline
 from sklearn.utils import check_random_state, check_scalar
-
 from sklearn.utils.validation import check_is_fitted
 
 from ..data.labels import CLASS_NAMES, check_probabilities, encode_labels

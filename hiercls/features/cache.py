@@ -3,13 +3,16 @@
 Features that depend only on a tile's pixels and a few settings (radiomics, a frozen
 backbone's embeddings) are computed once and reused across folds, fits and sessions.
 Each entry is one ``.npy`` file named by the hash of the tile and the settings, written
-atomically so that parallel workers never see half a file.
+atomically (a temporary file renamed into place) so that parallel workers never see half
+a file. Within a process, an :class:`ArrayCache`'s writes take turns under its own lock,
+so that threads sharing one cache write its ``settings.json`` once, whole.
 """
 
 import hashlib
 import json
 import os
 import tempfile
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -56,6 +59,18 @@ class ArrayCache:
         self.folder = Path(folder)
         self.namespace = namespace
         self.settings = settings
+        # Guards this cache's writes within the process (processes rely on the renames).
+        self._write_lock = threading.Lock()
+
+    def __getstate__(self):
+        # A lock does not pickle (joblib workers get caches); each copy makes its own.
+        state = dict(vars(self))
+        del state["_write_lock"]
+        return state
+
+    def __setstate__(self, state):
+        vars(self).update(state)
+        self._write_lock = threading.Lock()
 
     @property
     def directory(self):
@@ -77,15 +92,23 @@ class ArrayCache:
     def put(self, digest, array):
         """Store an array for a tile digest (atomic replace)."""
         path = self._path(digest)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        settings_file = self.directory / "settings.json"
-        if not settings_file.exists():
-            settings_file.write_text(json.dumps(self.settings, sort_keys=True, default=str, indent=1))
-        handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        try:
-            with os.fdopen(handle, "wb") as stream:
-                np.save(stream, np.asarray(array), allow_pickle=False)
-            os.replace(temporary, path)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
+        with self._write_lock:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            settings_file = self.directory / "settings.json"
+            if not settings_file.exists():
+                text = json.dumps(self.settings, sort_keys=True, default=str, indent=1)
+                _write_atomic(settings_file, lambda stream: stream.write(text.encode()))
+            _write_atomic(path, lambda stream: np.save(stream, np.asarray(array),
+                                                       allow_pickle=False))
+
+
+def _write_atomic(path, write):
+    """``write(stream)`` into a temporary file next to ``path``, then renamed onto it."""
+    handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            write(stream)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise

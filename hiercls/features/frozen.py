@@ -20,11 +20,11 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..data.images import tile_digest
 from ..nn.backbones import feature_width
 from ..nn.partial_finetune import BackboneTrunk
-from .cache import ArrayCache
-from ..data.images import tile_digest
 from ..nn.stain_jitter import hed_jitter
+from .cache import ArrayCache
 from .perturbations import MAX_JPEG_QUALITY, gaussian_blur, jpeg_recompress
 
 N_VIEWS = 8
@@ -200,3 +200,84 @@ def embedding_cache(folder, *, backbone, pretrained, image_size, data_config, st
     if int(finetune_stages) != 0:
         settings["finetune_stages"] = int(finetune_stages)
     return ArrayCache(folder, "embeddings", settings)
+
+
+class FrozenFeatures:
+    """The frozen backbone's view features of a classifier's tiles: cache, views, mode.
+
+    What :class:`~hiercls.HierarchicalFusionClassifier` with ``freeze_backbone=True``
+    trains on: built from the classifier's parameters that key the cache
+    (:data:`hiercls.estimator.parameters.CACHE_KEY`), it computes (or reads) each tile's
+    8 views. Training and validation take all 8; prediction asks for the
+    ``predict_views`` it averages, as an explicit argument of :meth:`compute`.
+
+    Parameters
+    ----------
+    folder : path or None
+        The cache's root folder (:func:`hiercls.features.cache.resolve_cache_dir`);
+        None keeps nothing between fits.
+    backbone, pretrained : str
+        The backbone's timm name and weights; randomly initialized weights are never
+        cached (:func:`embedding_cache`).
+    stain_jitter, view_blur, view_jpeg : see :func:`frozen_view_features`.
+    backbone_stages, finetune_stages : int
+        The backbone's pooled stages and its trained last stages (then the cached values
+        are the trunk's maps).
+    data_config : dict
+        The preprocessing: ``image_size``, ``mean``, ``std``, ``interpolation``.
+    device : str or torch.device, default="cpu"
+    verbose : int, default=0
+
+    Examples
+    --------
+    >>> from hiercls.features.frozen import FrozenFeatures
+    >>> FrozenFeatures(None, backbone="test_efficientnet", pretrained=False).views(4)
+    (0, 2, 4, 6)
+    """
+
+    def __init__(self, folder, *, backbone, pretrained, stain_jitter=0.0, view_blur=0.0,
+                 view_jpeg=None, backbone_stages=1, finetune_stages=0, data_config=None, device="cpu",
+                 verbose=0):
+        self.folder = folder
+        self.backbone = backbone
+        self.pretrained = pretrained
+        self.stain_jitter = stain_jitter
+        self.view_blur = view_blur
+        self.view_jpeg = view_jpeg
+        self.backbone_stages = backbone_stages
+        self.finetune_stages = finetune_stages
+        self.data_config = data_config or {}
+        self.device = device
+        self.verbose = verbose
+
+    @staticmethod
+    def views(predict_views):
+        """The view indices averaged for ``predict_views`` (None: all 8)."""
+        return tuple(range(N_VIEWS)) if predict_views is None else PREDICT_VIEW_SUBSETS[int(predict_views)]
+
+    def cache(self):
+        """The :class:`~hiercls.features.cache.ArrayCache` of these settings, or None."""
+        return embedding_cache(self.folder, backbone=self.backbone, pretrained=self.pretrained,
+                               image_size=self.data_config["image_size"],
+                               data_config=self.data_config,
+                               stain_jitter=self.stain_jitter, view_blur=self.view_blur,
+                               view_jpeg=self.view_jpeg, backbone_stages=self.backbone_stages,
+                               finetune_stages=self.finetune_stages)
+
+    def compute(self, part, images, *, predict_views=None):
+        """Features of every tile of ``images``, shape (n_tiles, n_views, ...).
+
+        Parameters
+        ----------
+        part : torch.nn.Module
+            What is cached: the frozen backbone, or its trunk.
+        images : hiercls.estimator.tile_dataset.TileDataset
+        predict_views : {1, 2, 4, 8} or None, default=None
+            Prediction: only the views averaged for it (cached tiles give their subset;
+            the others are computed for those views alone and not cached). None, in
+            training and validation: all 8.
+        """
+        return frozen_view_features(
+            part, images, cache=self.cache(), device=self.device,
+            stain_jitter=self.stain_jitter, view_blur=self.view_blur, view_jpeg=self.view_jpeg,
+            verbose=self.verbose, views=None if predict_views is None else self.views(predict_views))

@@ -18,6 +18,7 @@ from PIL import Image
 from scipy.ndimage import gaussian_filter
 
 from ..nn.stain_jitter import hed_jitter
+from ..validation import check_number
 
 #: The highest JPEG quality accepted; above it, PIL's encoder mostly grows the file.
 MAX_JPEG_QUALITY = 95
@@ -161,9 +162,8 @@ def jpeg_recompress(tile, quality):
     True
     """
     _check_tile(tile)
-    if (isinstance(quality, (bool, np.bool_)) or not isinstance(quality, numbers.Integral)
-            or not 1 <= quality <= MAX_JPEG_QUALITY):
-        raise ValueError(f"quality must be an int in 1..{MAX_JPEG_QUALITY}; got {quality!r}")
+    check_number(quality, "quality", integer=True, low=1, high=MAX_JPEG_QUALITY,
+                 expected=f"an int in 1..{MAX_JPEG_QUALITY}")
     buffer = io.BytesIO()
     Image.fromarray(np.ascontiguousarray(tile)).save(buffer, format="JPEG", quality=int(quality))
     buffer.seek(0)

@@ -23,14 +23,8 @@ from sklearn.utils.validation import check_is_fitted
 
 from ..data.datasets import DEFAULT_RESOLUTION, TCIA_ORIGINAL_RESOLUTION, tcia_mpp  # noqa: F401
 from ..data.images import IMAGE_COLUMN, MPP_COLUMN, check_image_frame, read_tile, tile_side  # noqa: F401
+from ..exceptions import ResolutionUnknownWarning, TileSizeWarning  # noqa: F401  (its home before)
 from .columns import TileTableColumnsMixin
-
-class TileSizeWarning(UserWarning):
-    """Tiles that declare no resolution differ in size from the training tiles."""
-
-
-class ResolutionUnknownWarning(UserWarning):
-    """Tiles declare a resolution, but the model was trained without knowing its own."""
 
 
 def _positive_mpp(values, name):
@@ -204,6 +198,38 @@ class TileResampler(TileTableColumnsMixin, TransformerMixin, BaseEstimator):
             return _positive_mpp(X[MPP_COLUMN], f"X[{MPP_COLUMN!r}]")
         value = cls._attrs_mpp(X)
         return None if value is None else np.full(len(X), value)
+
+    def get_fitted_state(self):
+        """What ``fit`` learned, as plain values (what a model file keeps).
+
+        Returns
+        -------
+        state : dict
+            ``feature_names_in_`` (list of str), ``training_resolution_`` (``[mpp, side]``)
+            and ``mpp_declared_`` (bool).
+        """
+        check_is_fitted(self, "training_resolution_")
+        return {"feature_names_in_": [str(c) for c in self.feature_names_in_],
+                "training_resolution_": [float(self.training_resolution_[0]),
+                                         int(self.training_resolution_[1])],
+                "mpp_declared_": bool(self.mpp_declared_)}
+
+    def set_fitted_state(self, state):
+        """The step as :meth:`get_fitted_state` described it, checked; returns self."""
+        columns = state["feature_names_in_"]
+        if not (isinstance(columns, list) and all(isinstance(c, str) for c in columns)):
+            raise ValueError(f"feature_names_in_ must be a list of str; got {columns!r}")
+        mpp, side = state["training_resolution_"]
+        if not (isinstance(mpp, float) and mpp > 0 and isinstance(side, int) and side > 0):
+            raise ValueError(f"training_resolution_ must be [mpp > 0, side > 0]; got {[mpp, side]}")
+        declared = state["mpp_declared_"]
+        if not isinstance(declared, bool):
+            raise ValueError(f"mpp_declared_ must be a boolean; got {declared!r}")
+        self.feature_names_in_ = np.asarray(columns, dtype=object)
+        self.n_features_in_ = len(columns)
+        self.training_resolution_ = (mpp, side)
+        self.mpp_declared_ = declared
+        return self
 
     def transform(self, X):
         """Resample the tiles whose declared mpp differs from the training mpp.

@@ -22,7 +22,6 @@ optical densities; Reinhard: the LAB statistics over all of them), not an averag
 per-tile targets.
 """
 
-import numbers
 import warnings
 
 import numpy as np
@@ -33,6 +32,8 @@ from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
 
 from ..data.images import IMAGE_COLUMN, check_image_frame, read_tile
+from ..exceptions import StainNormalizationWarning  # noqa: F401  (its home before)
+from ..validation import check_number
 from .columns import TileTableColumnsMixin
 
 #: The ``method`` values StainNormalizer accepts.
@@ -53,8 +54,12 @@ _FAILURES = (FloatingPointError, RuntimeWarning, ArithmeticError, np.linalg.LinA
              ValueError, IndexError)
 
 
-class StainNormalizationWarning(UserWarning):
-    """Tiles the method could not normalize (no tissue, a blank tile), passed unchanged."""
+
+#: The fitted targets of the methods, arrays of these shapes.
+FITTED_TARGETS = {"stain_matrix_": (3, 2), "max_concentrations_": (2,),
+                  "target_means_": (3,), "target_stds_": (3,)}
+_TARGETS_OF = {None: (), "macenko": ("stain_matrix_", "max_concentrations_"),
+               "reinhard": ("target_means_", "target_stds_")}
 
 
 class _Strict:
@@ -148,10 +153,8 @@ class StainNormalizer(TileTableColumnsMixin, TransformerMixin, BaseEstimator):
     def _check_params(self):
         if self.method not in METHODS:
             raise ValueError(f"method must be one of {list(METHODS)}; got {self.method!r}")
-        if not (isinstance(self.n_fit_tiles, numbers.Integral)
-                and not isinstance(self.n_fit_tiles, bool) and self.n_fit_tiles > 0):
-            raise ValueError(f"n_fit_tiles must be a positive whole number of tiles; got "
-                             f"{self.n_fit_tiles!r}")
+        check_number(self.n_fit_tiles, "n_fit_tiles", integer=True, low=1,
+                     expected="a positive whole number of tiles")
 
     def fit(self, X, y=None):
         """Learn the target stain from (a sample of) the training tiles.
@@ -232,6 +235,42 @@ class StainNormalizer(TileTableColumnsMixin, TransformerMixin, BaseEstimator):
         else:
             normalized = normalizer.normalize(rgb)
         return np.ascontiguousarray(normalized, dtype=np.uint8)
+
+    def get_fitted_state(self):
+        """What ``fit`` learned (what a model file keeps).
+
+        Returns
+        -------
+        state : dict
+            ``feature_names_in_`` (list of str), ``n_fit_tiles_`` and the fitted target of
+            the method (:data:`FITTED_TARGETS`), as float arrays.
+        """
+        check_is_fitted(self, "n_fit_tiles_")
+        return {"feature_names_in_": [str(c) for c in self.feature_names_in_],
+                "n_fit_tiles_": int(self.n_fit_tiles_),
+                **{name: getattr(self, name) for name in FITTED_TARGETS if hasattr(self, name)}}
+
+    def set_fitted_state(self, state):
+        """The step as :meth:`get_fitted_state` described it, checked; returns self."""
+        if self.method not in _TARGETS_OF:
+            raise ValueError(f"stain method must be one of {list(_TARGETS_OF)}; got "
+                             f"{self.method!r}")
+        columns = state["feature_names_in_"]
+        if not (isinstance(columns, list) and all(isinstance(c, str) for c in columns)):
+            raise ValueError(f"stain feature_names_in_ must be a list of str; got {columns!r}")
+        n_tiles = check_number(state["n_fit_tiles_"], "stain n_fit_tiles_", integer=True, low=0,
+                               expected="a whole number >= 0")
+        self.feature_names_in_ = np.asarray(columns, dtype=object)
+        self.n_features_in_ = len(columns)
+        self.n_fit_tiles_ = n_tiles
+        for name in _TARGETS_OF[self.method]:
+            value = state[name]
+            if not (isinstance(value, np.ndarray) and value.dtype.kind == "f"
+                    and value.shape == FITTED_TARGETS[name] and np.isfinite(value).all()):
+                raise ValueError(f"stain {name} must be finite floats of shape "
+                                 f"{FITTED_TARGETS[name]}; got {value!r}")
+            setattr(self, name, value)
+        return self
 
     def transform(self, X):
         """Normalize each tile towards the training stain.

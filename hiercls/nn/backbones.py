@@ -23,7 +23,6 @@ stage's more abstract features.
 """
 
 import importlib
-import numbers
 import os
 import re
 from collections import OrderedDict
@@ -32,6 +31,8 @@ from pathlib import Path
 import timm
 import torch
 from timm.data import resolve_data_config
+
+from ..validation import check_number
 
 __all__ = [
     "LITE0_MEAN",
@@ -420,10 +421,7 @@ def _create_offline(name, source):
 
 
 def _check_stages(stages):
-    if isinstance(stages, bool) or not isinstance(stages, numbers.Integral):
-        raise TypeError(f"stages must be an int >= 1; got {type(stages).__name__} {stages!r}")
-    if stages < 1:
-        raise ValueError(f"stages must be an int >= 1; got {stages!r}")
+    check_number(stages, "stages", integer=True, low=1)
 
 
 class StagePooledBackbone(torch.nn.Module):

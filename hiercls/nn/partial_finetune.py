@@ -14,12 +14,12 @@ and MobileNetV3 families: 7 in an EfficientNet, the last of them one block of th
 widest channels). ``trunk`` followed by :func:`top_features` is the model itself.
 """
 
-import numbers
 
 import torch
 from timm.models.efficientnet import EfficientNet
 from timm.models.mobilenetv3 import MobileNetV3
 
+from ..validation import check_number
 from .backbones import StagePooledBackbone
 
 #: The model classes whose forward pass is stem, ``blocks``, head: the trunk and the top
@@ -51,8 +51,7 @@ def check_finetune_stages(model, stages):
         If the model is not one of :data:`SUPPORTED_MODELS` (timm's EfficientNet and
         MobileNetV3 families), or ``stages`` is out of range.
     """
-    if isinstance(stages, bool) or not isinstance(stages, numbers.Integral):
-        raise TypeError(f"finetune_stages must be an int >= 1; got {type(stages).__name__} {stages!r}")
+    check_number(stages, "finetune_stages", integer=True, expected="an int >= 1")
     if isinstance(model, StagePooledBackbone):
         raise ValueError("finetune_stages cannot be combined with backbone_stages > 1: the pooled "
                          "earlier stages would come from the frozen trunk's maps; use one of them")

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
-from . import plots
-from ..evaluation.cross_validation import summarize_scores
 from ..data.labels import CLASS_NAMES
+from ..evaluation.cross_validation import summarize_scores
 from ..evaluation.metrics import per_class_table
 from ..evaluation.necrosis import GOOD_RESPONSE, necrosis_from_evaluation
+from . import plots
 
 __all__ = ["FIGURES", "evaluation_figures", "html_page", "html_table", "percent", "png_bytes",
            "write_necrosis_report", "write_report"]

@@ -22,6 +22,7 @@ from sklearn.utils import check_scalar
 from ..data.labels import CLASS_NAMES, check_probabilities, encode_labels
 from ..evaluation.metrics import operating_point, roc_auc_from_points, roc_points
 from ..evaluation.necrosis import GOOD_RESPONSE
+from ..validation import check_number
 
 __all__ = [
     "CLASS_COLORS",
@@ -136,9 +137,7 @@ def plot_roc_curves(y_true, proba, *, specificity=0.9):
     """
     codes, _ = encode_labels(y_true, name="y_true")
     p = _check_proba(proba, codes.size)
-    if isinstance(specificity, bool) or (isinstance(specificity, numbers.Real) and np.isnan(specificity)):
-        raise ValueError(f"specificity must be a number in [0, 1]; got {specificity!r}")
-    check_scalar(specificity, "specificity", numbers.Real, min_val=0.0, max_val=1.0)
+    specificity = check_number(specificity, "specificity", low=0.0, high=1.0)
     label = f"Sen@Spe{100 * specificity:g}"
 
     fig = Figure(figsize=(12, 4.2), layout="constrained")

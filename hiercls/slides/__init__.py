@@ -50,9 +50,21 @@ The model's resolution
 from ..features.resolution import DEFAULT_RESOLUTION, TCIA_ORIGINAL_RESOLUTION
 from .maps import plot_slide_heatmap, plot_slide_overlay, write_slide_report
 from .prediction import patient_necrosis, predict_slide, predict_slides, slide_necrosis
-from .reading import (GLASS_GRAY, SATURATION_RANGE, TISSUE_THUMBNAIL, ResolutionMismatchWarning,
-                      SlideReadError, iter_tile_batches, model_resolution, open_slide,
-                      resolve_model_resolution, slide_mpp, slide_tiles, tile_grid, tissue_mask)
+from .reading import (
+                      GLASS_GRAY,
+                      SATURATION_RANGE,
+                      TISSUE_THUMBNAIL,
+                      ResolutionMismatchWarning,
+                      SlideReadError,
+                      iter_tile_batches,
+                      model_resolution,
+                      open_slide,
+                      resolve_model_resolution,
+                      slide_mpp,
+                      slide_tiles,
+                      tile_grid,
+                      tissue_mask,
+)
 
 __all__ = [
     "DEFAULT_RESOLUTION",

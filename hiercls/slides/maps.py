@@ -8,10 +8,8 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from ..data.labels import CLASS_NAMES
-
 from .prediction import _check_tiles
 from .reading import TISSUE_THUMBNAIL, open_slide, tissue_mask
-
 
 # --------------------------------------------------------------------------------------
 # Maps

@@ -11,9 +11,18 @@ from tqdm.auto import tqdm
 from ..data.labels import CLASS_NAMES, check_probabilities
 from ..evaluation.necrosis import GOOD_RESPONSE, MIN_TUMOR_TILES, necrosis_from_probabilities
 from ..features.resolution import MPP_COLUMN, TileResampler
-from .reading import (ResolutionMismatchWarning, _level0_mpp, _mpp_known, _name, _resolution_step,
-                      iter_tile_batches, model_resolution, open_slide, resolve_model_resolution,
-                      tile_grid)
+from .reading import (
+    ResolutionMismatchWarning,
+    _level0_mpp,
+    _mpp_known,
+    _name,
+    _resolution_step,
+    iter_tile_batches,
+    model_resolution,
+    open_slide,
+    resolve_model_resolution,
+    tile_grid,
+)
 
 _GATE_COLUMNS = ("gate_image", "gate_radiomics")
 

@@ -2,17 +2,17 @@
 
 See :mod:`hiercls.slides` for the steps."""
 
-import numbers
 import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from skimage.filters import threshold_otsu
-from sklearn.utils import check_scalar
 
 from ..data.images import read_tile
+from ..exceptions import ResolutionMismatchWarning, SlideReadError  # noqa: F401  (its home before)
 from ..features.resolution import DEFAULT_RESOLUTION, MPP_COLUMN, resample_tile
+from ..validation import check_number
 
 # The TCIA figures and where they come from: hiercls.features.resolution (one place).
 
@@ -28,12 +28,6 @@ SATURATION_RANGE = (0.04, 0.10)
 
 
 
-class SlideReadError(OSError):
-    """A slide file that exists but cannot be read (unsupported format, corrupt data)."""
-
-
-class ResolutionMismatchWarning(UserWarning):
-    """Slide tiles asked for at another resolution or side than the model was trained on."""
 
 
 # --------------------------------------------------------------------------------------
@@ -92,16 +86,8 @@ def _name(slide):
 
 
 def _check_positive(value, name, *, integer=False):
-    # check_scalar takes bools for ints and NaN for reals: both are refused first.
-    if isinstance(value, bool) or (isinstance(value, numbers.Real) and not np.isfinite(value)):
-        raise ValueError(f"{name} must be {'a positive int' if integer else 'a positive number'}; "
-                         f"got {value!r}")
-    try:
-        check_scalar(value, name, numbers.Integral if integer else numbers.Real,
-                     min_val=0, include_boundaries="neither")
-    except TypeError as error:
-        raise ValueError(str(error)) from None
-    return int(value) if integer else float(value)
+    return check_number(value, name, integer=integer, low=0, closed="neither",
+                        expected="a positive int" if integer else "a positive number")
 
 
 def slide_mpp(slide, mpp=None):
@@ -296,9 +282,7 @@ def tile_grid(slide, *, mpp=None, tile_size=None, slide_mpp=None, min_tissue=0.5
     """
     slide = open_slide(slide)
     mpp, tile_size = resolve_model_resolution(pipeline, mpp, tile_size)
-    if (not isinstance(min_tissue, numbers.Real) or isinstance(min_tissue, bool)
-            or not 0.0 < min_tissue <= 1.0):
-        raise ValueError(f"min_tissue must be a number in (0, 1]; got {min_tissue!r}")
+    check_number(min_tissue, "min_tissue", low=0.0, high=1.0, closed="right")
     extent = tile_size * mpp / _level0_mpp(slide, slide_mpp)
     width, height = slide.dimensions
     columns, rows = int(width // extent), int(height // extent)

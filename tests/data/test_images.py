@@ -97,7 +97,8 @@ def test_uint16_arrays_follow_the_same_rule_as_16_bit_files():
 
 def test_every_pillow_mode_is_converted_or_refused():
     ramp = _scaled(RAMP16)
-    np.testing.assert_array_equal(read_tile(Image.frombytes("I;16B", (32, 32), RAMP16.astype(">u2").tobytes()))[:, :, 0], ramp)
+    big_endian = Image.frombytes("I;16B", (32, 32), RAMP16.astype(">u2").tobytes())
+    np.testing.assert_array_equal(read_tile(big_endian)[:, :, 0], ramp)
     np.testing.assert_array_equal(read_tile(Image.fromarray(RAMP16.astype(np.int32)))[:, :, 0], ramp)
     floats = Image.fromarray(np.full((4, 4), 0.5, np.float32))
     assert read_tile(floats).max() == 128
@@ -165,8 +166,8 @@ def test_the_message_names_the_first_five_and_counts_the_rest():
 
 
 def test_an_unreadable_tile_met_mid_work_is_named(tmp_path):
-    from hiercls.features.radiomics import RadiomicsTransformer
     from hiercls.estimator.tile_dataset import TileDataset
+    from hiercls.features.radiomics import RadiomicsTransformer
 
     good, truncated, _ = _broken_files(tmp_path)
     X = pd.DataFrame({"image": [str(good), str(truncated)]})

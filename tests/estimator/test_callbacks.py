@@ -7,8 +7,7 @@ import torch
 from skorch.callbacks import EpochScoring
 from skorch.history import History
 
-from hiercls.estimator.callbacks import (EarlyStoppingWithLoss, RecordTaskWeights, _accuracy,
-                                         validation_accuracy)
+from hiercls.estimator.callbacks import EarlyStoppingWithLoss, RecordTaskWeights, _accuracy, validation_accuracy
 from hiercls.nn.loss import FlatLoss, HierarchicalLoss
 
 CLASS_NAMES = ("Non-Tumor", "Non-Viable-Tumor", "Viable-Tumor")

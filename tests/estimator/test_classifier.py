@@ -14,11 +14,12 @@ from skorch.callbacks import Callback
 
 import hiercls
 import hiercls.estimator.classifier
+import hiercls.features.frozen
 from hiercls import CLASS_NAMES, HierarchicalFusionClassifier
+from hiercls.estimator.splits import GroupedValidSplit
 from hiercls.features.radiomics.names import FEATURE_NAMES
 from hiercls.nn.fusion import class_probabilities
 from hiercls.nn.loss import FlatLoss, HierarchicalLoss
-from hiercls.estimator.splits import GroupedValidSplit
 
 from ..conftest import TINY_CLASSIFIER
 
@@ -421,27 +422,27 @@ def test_predict_views_average_the_chosen_views_of_the_frozen_backbone():
                                        random_state=0, verbose=0, cache=None).fit(X, y)
     full = clf.predict_proba(X)
     calls = []
-    original = hiercls.estimator.classifier.frozen_view_features
+    original = hiercls.features.frozen.frozen_view_features
 
     def spy(*args, **kwargs):
         out = original(*args, **kwargs)
         calls.append((kwargs.get("views"), out))
         return out
 
-    hiercls.estimator.classifier.frozen_view_features = spy
+    hiercls.features.frozen.frozen_view_features = spy
     try:
         one = clf.set_params(predict_views=1).predict_proba(X)
         four = clf.set_params(predict_views=4).predict_proba(X)
         eight = clf.set_params(predict_views=8).predict_proba(X)
     finally:
-        hiercls.estimator.classifier.frozen_view_features = original
+        hiercls.features.frozen.frozen_view_features = original
     assert [c[0] for c in calls] == [PREDICT_VIEW_SUBSETS[n] for n in (1, 4, 8)]
     assert [c[1].shape[1] for c in calls] == [1, 4, 8]
     # The subsets are those views of the 8, computed alone.
     np.testing.assert_allclose(calls[1][1], calls[2][1][:, list(PREDICT_VIEW_SUBSETS[4])],
                                rtol=1e-5, atol=1e-6)
     assert np.array_equal(eight, full)
-    assert not np.array_equal(one, full)
+    assert not np.array_equal(one, full) and not np.array_equal(four, full)
     assert "_predicting_" not in vars(clf) and "_predicting_" not in clf.get_params()
 
 
@@ -520,17 +521,19 @@ class WatchedDevice(HierarchicalFusionClassifier):
     @property
     def device(self):
         caller = sys._getframe(1).f_code
-        self.readers.append((caller.co_filename, caller.co_name))
-        return self.__dict__["device"]
+        value = self.__dict__["device"]
+        self.readers.append((caller.co_filename, caller.co_name, value))
+        return value
 
     @device.setter
     def device(self, value):
         self.__dict__["device"] = value
 
 
-def test_skorch_never_reads_the_device_parameter(synthetic, tmp_path):
-    # Every place skorch reads `self.device` is overridden to read `device_`; "auto" is
-    # no torch device, so any read that slipped through would also fail there.
+def test_skorch_never_reads_auto_as_the_device(synthetic, tmp_path):
+    # skorch reads `self.device` where it places modules, loads parameters and unpickles;
+    # the classifier's public entry points give it `device_` there. "auto" is no torch
+    # device, so any read that slipped through would also fail there.
     X, y, groups = synthetic
     WatchedDevice.readers.clear()
     clf = WatchedDevice(**{**TINY_CLASSIFIER, "patience": 1})
@@ -552,7 +555,9 @@ def test_skorch_never_reads_the_device_parameter(synthetic, tmp_path):
     # that give none; the classifier's predict_proba, predict and gate_weights give one.
     by_skorch = [reader for reader in WatchedDevice.readers if reader[0].startswith(skorch_dir)
                  and reader[1] != "_cache_net_forward_iter"]
-    assert WatchedDevice.readers and by_skorch == []
+    assert by_skorch and {reader[2] for reader in by_skorch} == {clf.device_}
+    # Between those entry points the parameter is the user's again.
+    assert clf.device == fresh.device == "auto"
     assert restored.device == "auto" and restored.device_ == clf.device_
 
 
@@ -695,3 +700,26 @@ def test_fitting_a_frozen_backbone_without_weights_warns_with_the_fix():
     with warnings.catch_warnings():
         warnings.simplefilter("error", RandomFrozenBackboneWarning)
         trained.fit(X, y)
+
+
+# --- issue 19: scikit-learn's attributes and methods ----------------------------------
+
+def test_predict_log_proba_is_the_log_of_predict_proba(fitted, synthetic):
+    X = synthetic[0]
+    proba = fitted.predict_proba(X)
+    log_proba = fitted.predict_log_proba(X)
+    assert log_proba.shape == proba.shape == (len(X), 3)
+    np.testing.assert_allclose(np.exp(log_proba), proba, rtol=1e-6, atol=0)
+    assert (log_proba <= 0).all()
+
+
+def test_fit_records_the_columns_it_saw(synthetic):
+    X, y, _ = synthetic
+    clf = tiny(max_epochs=1, train_split=None).fit(X, y)
+    assert clf.n_features_in_ == X.shape[1]
+    np.testing.assert_array_equal(clf.feature_names_in_, np.asarray(X.columns, dtype=object))
+    assert clf.feature_names_in_.dtype == object
+    # Columns that are not all strings give no names, and a refit forgets the old ones.
+    renamed = X.rename(columns={X.columns[-1]: 7})
+    clf.set_params(use_radiomics=False).fit(renamed, y)
+    assert clf.n_features_in_ == X.shape[1] and not hasattr(clf, "feature_names_in_")

@@ -4,8 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hiercls.evaluation.cross_validation import EvaluationResult
 from hiercls.data.labels import CLASS_NAMES
+from hiercls.evaluation.cross_validation import EvaluationResult
 from hiercls.evaluation.necrosis import (
     NO_TUMOR,
     FewPatientsWarning,

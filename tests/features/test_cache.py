@@ -1,5 +1,6 @@
 """ArrayCache: per-tile arrays on disk, keyed by the tile's digest and the settings."""
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -90,3 +91,25 @@ def test_resolve_cache_dir_refuses_anything_else_naming_it(cache):
     with pytest.raises(ValueError, match=r"cache must be 'auto', a folder path or None; got "
                                          + repr(cache).replace("[", r"\[")):
         resolve_cache_dir(cache)
+
+
+def test_threads_sharing_a_cache_write_each_entry_and_the_settings_whole(tmp_path):
+    import pickle
+    import threading
+
+    cache = ArrayCache(tmp_path, "test", {"a": 1, "long": "x" * 10_000})
+    arrays = {f"{index:040x}": np.full(1000, index, dtype=np.float32) for index in range(64)}
+    threads = [threading.Thread(target=lambda items: [cache.put(d, a) for d, a in items],
+                                args=(list(arrays.items())[start::4],)) for start in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for digest, array in arrays.items():
+        np.testing.assert_array_equal(cache.get(digest), array)
+    assert json.loads((cache.directory / "settings.json").read_text()) == cache.settings
+    assert not list(tmp_path.rglob("*.tmp"))
+    # The lock is the copy's own: a pickled cache (a joblib worker's) writes too.
+    copy = pickle.loads(pickle.dumps(cache))
+    copy.put("f" * 40, np.zeros(2))
+    assert copy._write_lock is not cache._write_lock and copy.get("f" * 40).shape == (2,)

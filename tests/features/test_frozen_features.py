@@ -7,13 +7,13 @@ import timm
 import torch
 from skimage.color import rgb2hed
 
-from hiercls import HierarchicalFusionClassifier
 import hiercls.features.frozen as frozen_features
+from hiercls import HierarchicalFusionClassifier
+from hiercls.estimator.tile_dataset import TileDataset
+from hiercls.features.frozen import N_VIEWS, frozen_view_features, symmetric_views
 from hiercls.nn.augmentation import TileAugmentation
 from hiercls.nn.backbones import feature_width
-from hiercls.features.frozen import N_VIEWS, frozen_view_features, symmetric_views
 from hiercls.nn.stain_jitter import hed_jitter
-from hiercls.estimator.tile_dataset import TileDataset
 
 from ..conftest import TINY_CLASSIFIER
 

@@ -11,7 +11,7 @@ from hiercls.estimator.pipeline import make_radiomics_scaler
 from hiercls.features.radiomics.fast_backend import extract_fast
 from hiercls.features.radiomics.names import FEATURE_NAMES
 from hiercls.features.radiomics.pyradiomics_backend import extract_pyradiomics
-from hiercls.features.resolution import (DEFAULT_RESOLUTION, TileResampler, TileSizeWarning, tcia_mpp)
+from hiercls.features.resolution import DEFAULT_RESOLUTION, TileResampler, TileSizeWarning, tcia_mpp
 from hiercls.slides import model_resolution
 
 from ..conftest import TINY_CLASSIFIER
@@ -308,3 +308,16 @@ def test_cli_fit_and_evaluate_pass_mpp_to_the_resolution_step():
                               radiomics_verbose=0).named_steps["resolution"].mpp is None
         with pytest.raises(SystemExit):
             parser.parse_args(command + ["--mpp", "0"])
+
+
+def test_resampler_fitted_state_round_trips_and_is_checked():
+    X = pd.DataFrame({"image": [np.zeros((8, 8, 3), dtype=np.uint8)] * 2, "mpp": [1.0, 1.0]})
+    fitted = TileResampler().fit(X)
+    state = fitted.get_fitted_state()
+    assert state == {"feature_names_in_": ["image", "mpp"], "training_resolution_": [1.0, 8],
+                     "mpp_declared_": True}
+    restored = TileResampler().set_fitted_state(state)
+    assert restored.training_resolution_ == fitted.training_resolution_
+    assert restored.n_features_in_ == 2
+    with pytest.raises(ValueError, match="training_resolution_ must be"):
+        TileResampler().set_fitted_state({**state, "training_resolution_": [-1.0, 8]})

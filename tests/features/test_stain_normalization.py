@@ -5,9 +5,9 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+from skimage.color import rgb2lab
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
-from skimage.color import rgb2lab
 
 import hiercls
 from hiercls import StainNormalizer, load_model, save_model
@@ -244,3 +244,21 @@ def test_stain_method_none_in_the_pipeline_leaves_predictions_unchanged(syntheti
     assert pipe.named_steps["stain"].method is None
     without = Pipeline([step for step in tiny().steps if step[0] != "stain"]).fit(X, y)
     assert np.array_equal(pipe.predict_proba(X), without.predict_proba(X))
+
+
+@pytest.mark.parametrize("method", ["macenko", "reinhard", None])
+def test_fitted_state_rebuilds_an_equal_normalizer(training, method):
+    fitted = StainNormalizer(method=method, random_state=0).fit(training)
+    state = fitted.get_fitted_state()
+    assert state["n_fit_tiles_"] == fitted.n_fit_tiles_
+    restored = StainNormalizer(method=method).set_fitted_state(state)
+    pd.testing.assert_frame_equal(restored.transform(training), fitted.transform(training))
+
+
+def test_fitted_state_is_checked():
+    target = {"feature_names_in_": ["image"], "n_fit_tiles_": 3,
+              "stain_matrix_": np.full((2, 3), 0.5), "max_concentrations_": np.ones(2)}
+    with pytest.raises(ValueError, match=r"stain_matrix_ must be finite floats of shape \(3, 2\)"):
+        StainNormalizer(method="macenko").set_fitted_state(target)
+    with pytest.raises(ValueError, match="n_fit_tiles_ must be a whole number >= 0"):
+        StainNormalizer(method=None).set_fitted_state({**target, "n_fit_tiles_": True})

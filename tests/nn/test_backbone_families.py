@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from hiercls import HierarchicalFusionClassifier
-from hiercls.nn.backbones import create_backbone, feature_width
 from hiercls.data.datasets import make_synthetic_tiles
+from hiercls.nn.backbones import create_backbone, feature_width
 
 from ..conftest import random_radiomics
 

@@ -5,9 +5,17 @@ import pytest
 import timm
 import torch
 
-from hiercls.nn.backbones import (LITE0_MODEL, LITE0_SOURCE, OFFLINE_SOURCES, StagePooledBackbone,
-                                  backbone_data_config, create_backbone, feature_width,
-                                  load_lite0_state_dict, load_offline_state_dict)
+from hiercls.nn.backbones import (
+    LITE0_MODEL,
+    LITE0_SOURCE,
+    OFFLINE_SOURCES,
+    StagePooledBackbone,
+    backbone_data_config,
+    create_backbone,
+    feature_width,
+    load_lite0_state_dict,
+    load_offline_state_dict,
+)
 
 TINY = "test_efficientnet"
 

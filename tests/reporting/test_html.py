@@ -8,10 +8,10 @@ import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
-from hiercls import plots
-from hiercls.evaluation.cross_validation import EvaluationResult
 from hiercls.data.labels import CLASS_NAMES
+from hiercls.evaluation.cross_validation import EvaluationResult
 from hiercls.evaluation.metrics import paper_metrics
+from hiercls.reporting import plots
 from hiercls.reporting.html import FIGURES, write_report
 
 from ..conftest import TINY_CLASSIFIER

@@ -9,13 +9,14 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
 
-from ..cache import ArrayCache, resolve_cache_dir
 from ...data.images import IMAGE_COLUMN, check_image_frame, read_tile, tile_digest
+from ...exceptions import RadiomicsMaskWarning  # noqa: F401  (its home before)
+from ..cache import ArrayCache, resolve_cache_dir
+from ..columns import TileTableColumnsMixin
 from ..resolution import MPP_COLUMN
 from .channels import CHANNELS, to_channel
 from .masks import MASK_CHANNEL, MASKS, make_mask
 from .names import FEATURE_NAMES
-from ..columns import TileTableColumnsMixin
 
 BACKENDS = ("pyradiomics", "fast")
 
@@ -23,9 +24,6 @@ BACKENDS = ("pyradiomics", "fast")
 # cache entries are never read.
 _FEATURE_VERSION = 1
 
-
-class RadiomicsMaskWarning(UserWarning):
-    """Some tiles had a degenerate thresholded mask and were described by the whole tile."""
 
 
 def _backend_function(backend):
@@ -193,6 +191,22 @@ class RadiomicsTransformer(TileTableColumnsMixin, TransformerMixin, BaseEstimato
         self.feature_names_in_ = np.asarray([str(c) for c in X.columns], dtype=object)
         self.n_features_in_ = len(self.feature_names_in_)
         return self
+
+    def get_fitted_state(self):
+        """What ``fit`` learned: ``{"feature_names_in_": list of str}``."""
+        check_is_fitted(self, "feature_names_in_")
+        return {"feature_names_in_": [str(c) for c in self.feature_names_in_]}
+
+    def set_fitted_state(self, state):
+        """The step as :meth:`get_fitted_state` described it, checked by ``fit`` on one
+        blank tile of those columns; returns self."""
+        columns = state["feature_names_in_"]
+        if not (isinstance(columns, list) and all(isinstance(c, str) for c in columns)):
+            raise ValueError(f"radiomics feature_names_in_ must be a list of str; got {columns!r}")
+        frame = pd.DataFrame({column: [0.0] for column in columns})
+        if IMAGE_COLUMN in frame:
+            frame[IMAGE_COLUMN] = [np.zeros((2, 2, 3), dtype=np.uint8)]
+        return self.fit(frame)
 
     def transform(self, X):
         """Return ``X`` with the radiomic columns appended.
