@@ -16,14 +16,14 @@ so it would leave some scanners' slides out.
 The steps:
 
 1. **Tissue** is found on a thumbnail (at most :data:`TISSUE_THUMBNAIL` px on its long
-   side, read from a low pyramid level): coloured pixels (saturation above Otsu's
-   threshold, held within :data:`SATURATION_RANGE`) that are darker than
-   :data:`GLASS_GRAY`. :func:`tissue_mask` says why not the gray-level Otsu rule of the
-   radiomics ``"tissue"`` mask.
+   side, read from a low pyramid level) by :mod:`~hiercls.slides.tissue`: stained pixels
+   against the glass's own colour, pen marks out, holes up to fat cells filled and specks
+   removed (scikit-image morphology), sizes in micrometres.
 2. **A grid** of tiles of the model's field of view (``tile_size`` px at ``mpp``
    micrometres per pixel: ``tile_size * mpp / slide_mpp`` level-0 pixels) is laid over
    the slide, non-overlapping and starting at its origin; only whole tiles are taken, and
-   only those whose footprint on the thumbnail is at least ``min_tissue`` tissue.
+   only those whose footprint on the thumbnail is at least ``min_tissue`` tissue
+   (:data:`MIN_TISSUE`).
 3. **Regions** are read from the coarsest pyramid level that is still at least as fine as
    the model's resolution, then resampled (Lanczos) to ``tile_size`` px; a region read at
    exactly the model's resolution is passed on unchanged.
@@ -50,22 +50,24 @@ The model's resolution
 from ..features.resolution import DEFAULT_RESOLUTION, TCIA_ORIGINAL_RESOLUTION
 from .maps import plot_slide_heatmap, plot_slide_overlay, write_slide_report
 from .prediction import patient_necrosis, predict_slide, predict_slides, slide_necrosis
-from .reading import (GLASS_GRAY, SATURATION_RANGE, TISSUE_THUMBNAIL, ResolutionMismatchWarning,
+from .tissue import detect_tissue, pen_mask
+from .reading import (MIN_TISSUE, TISSUE_THUMBNAIL, ResolutionMismatchWarning,
                       SlideReadError, iter_tile_batches, model_resolution, open_slide,
                       resolve_model_resolution, slide_mpp, slide_tiles, tile_grid, tissue_mask)
 
 __all__ = [
     "DEFAULT_RESOLUTION",
-    "GLASS_GRAY",
-    "SATURATION_RANGE",
+    "MIN_TISSUE",
     "ResolutionMismatchWarning",
     "SlideReadError",
     "TCIA_ORIGINAL_RESOLUTION",
     "TISSUE_THUMBNAIL",
+    "detect_tissue",
     "iter_tile_batches",
     "model_resolution",
     "open_slide",
     "patient_necrosis",
+    "pen_mask",
     "plot_slide_heatmap",
     "plot_slide_overlay",
     "predict_slide",
