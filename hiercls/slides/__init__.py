@@ -24,9 +24,14 @@ The steps:
    the slide, non-overlapping and starting at its origin; only whole tiles are taken, and
    only those whose footprint on the thumbnail is at least ``min_tissue`` tissue
    (:data:`MIN_TISSUE`).
-3. **Regions** are read from the coarsest pyramid level that is still at least as fine as
-   the model's resolution, then resampled (Lanczos) to ``tile_size`` px; a region read at
-   exactly the model's resolution is passed on unchanged.
+3. **Regions** are read from the coarsest pyramid level at least
+   :data:`~hiercls.slides.reading.LEVEL_OVERSAMPLING` times finer than the model's
+   resolution (else level 0), then resampled to ``tile_size`` px by the pipeline's own
+   antialiased Lanczos (:func:`~hiercls.features.resolution.resample_tile`), the kernel
+   the TCIA 512 px tiles were made with: a pyramid level at the model's resolution is
+   not passed on as it is, since whatever built the pyramid (a scanner's filter, a
+   subsampling that aliases) made its pixels. A slide whose level 0 is at the model's
+   resolution is read unchanged.
 4. **Batches** of tiles (:func:`iter_tile_batches`) are the usual ``X`` DataFrame: an
    ``image`` column of RGB arrays, plus ``x``, ``y`` (level-0 coordinates of the
    top-left corner), ``extent`` (the tile's side in level-0 pixels) and ``tissue`` (its

@@ -19,6 +19,11 @@ from .tissue import detect_tissue
 #: Long side (px) of the thumbnail tissue is detected on.
 TISSUE_THUMBNAIL = 1024
 
+#: How many times finer than a tile's pixels the pyramid level it is read from is, at
+#: least (where the slide has one): the last factor of the downsampling is always the
+#: package's own (:func:`_level_for`).
+LEVEL_OVERSAMPLING = 2.0
+
 #: Least tissue fraction of a tile's footprint for the tile to be read (``min_tissue``).
 #: Every one of the 1,144 TCIA tiles, which pathologists chose as tissue, holds more
 #: (some are mostly fat or glass); glass, specks and pen marks hold none once cleaned.
@@ -344,10 +349,19 @@ def tile_grid(slide, *, mpp=None, tile_size=None, slide_mpp=None, min_tissue=MIN
 # Reading tiles
 
 def _level_for(slide, downsample):
-    """The coarsest level whose downsample does not exceed ``downsample``."""
+    """The level a tile of ``downsample`` (level-0 pixels per tile pixel) is read from:
+    the coarsest one at least :data:`LEVEL_OVERSAMPLING` times finer, else level 0.
+
+    A level at the model's own resolution is not read as it is: it was made by whatever
+    built the pyramid (a scanner's filter, a subsampling that aliases), not by the
+    antialiased Lanczos that made the training tiles and that resamples declared tiles.
+    Read finer and resampled by :func:`~hiercls.features.resolution.resample_tile`, a
+    slide's tiles are the ones a tile file at that resolution would give. A slide whose
+    level 0 is at the model's resolution is read unchanged.
+    """
     levels = np.asarray(slide.level_downsamples, dtype=float)
     # Scanners round their downsamples (4.0002 for a 4x level of an SVS): 1 % slack.
-    fine_enough = np.flatnonzero(levels <= downsample * (1 + 1e-2))
+    fine_enough = np.flatnonzero(levels <= downsample / LEVEL_OVERSAMPLING * (1 + 1e-2))
     return int(fine_enough[-1]) if fine_enough.size else 0
 
 
