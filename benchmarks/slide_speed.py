@@ -236,7 +236,9 @@ def originals_section(X, codes, groups, preset, say, clock, work, per_slide=None
             say(f"{clock()}   slide {name} ({len(tiles)} tiles) through predict_slide")
             keep = [part.index.get_loc(i) for i in tiles.index]
             path, cells = assemble_originals([originals[k] for k in keep], work, name)
-            table = slides.predict_slide(pipe, path, verbose=0)
+            # The package's cache: a tile read from the slide with the very pixels of the
+            # declared file's resampling reuses its features; any other pixels miss it.
+            table = slides.predict_slide(pipe, path, verbose=0, cache="auto")
             where = {(int(y) // 1024, int(x) // 1024): j
                      for j, (x, y) in enumerate(zip(table["x"], table["y"]))}
             for k, cell in zip(keep, cells):
