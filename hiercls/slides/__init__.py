@@ -1,7 +1,8 @@
 """From a whole slide to tiles, predictions, necrosis and maps.
 
-Three modules, in the order of the work: :mod:`~hiercls.slides.reading` (opening a slide,
-the model's resolution, tissue, the tile grid, reading tiles),
+Four modules, in the order of the work: :mod:`~hiercls.slides.reading` (opening a slide,
+the model's resolution, the tile grid, reading tiles), :mod:`~hiercls.slides.tissue`
+(where the tissue is),
 :mod:`~hiercls.slides.prediction` (a fitted pipeline on the tiles, necrosis per slide and
 patient) and :mod:`~hiercls.slides.maps` (overlays, heat maps, the slide report); every
 name is importable from :mod:`hiercls.slides` itself.
