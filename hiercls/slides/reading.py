@@ -259,8 +259,9 @@ def tissue_mask(slide, *, size=TISSUE_THUMBNAIL, slide_mpp=None, tile_um=None):
     on a slide it also cuts away pale necrosis, whose gray level lies near the glass,
     and losing necrosis would bias the necrotic fraction. Stained tissue, pale or not,
     is coloured while glass is gray, so saturation separates them; a threshold that
-    follows the slide (Otsu of the saturation) rose with the dense tissue and lost 40 %
-    of the TCIA tiles (pale necrosis, loose stroma, fat), so it is fixed.
+    follows the slide (Otsu of the saturation) rose with the dense tissue and, with the
+    former ``min_tissue=0.5``, lost 455 of the 1,144 TCIA tiles (pale necrosis, loose
+    stroma, fat) on slides assembled from them, so it is fixed.
     """
     slide = open_slide(slide)
     size = _check_positive(size, "size", integer=True)
