@@ -25,8 +25,9 @@ TISSUE_THUMBNAIL = 1024
 LEVEL_OVERSAMPLING = 2.0
 
 #: Least tissue fraction of a tile's footprint for the tile to be read (``min_tissue``).
-#: Every one of the 1,144 TCIA tiles, which pathologists chose as tissue, holds more
-#: (some are mostly fat or glass); glass, specks and pen marks hold none once cleaned.
+#: Each of the 1,144 TCIA tiles, which pathologists chose as tissue, holds more (some are
+#: mostly fat or glass) but one, glass with a speck of dust; glass, specks and pen marks
+#: hold none once cleaned (tests/slides/test_tissue.py).
 MIN_TISSUE = 0.01
 
 
@@ -273,8 +274,10 @@ def tissue_mask(slide, *, size=TISSUE_THUMBNAIL, slide_mpp=None, tile_um=None):
     rgb = np.asarray(thumbnail, dtype=np.uint8)
     try:
         level0 = _level0_mpp(slide, slide_mpp)
-    except ValueError:  # no resolution: the clean-up takes a whole slide's thumbnail
-        picture_mpp = None
+    except ValueError:
+        if slide_mpp is not None:   # given, and not a resolution: say so
+            raise
+        picture_mpp = None          # unknown: the clean-up takes a whole slide's thumbnail
     else:
         picture_mpp = level0 * max(slide.dimensions[0] / rgb.shape[1],
                                    slide.dimensions[1] / rgb.shape[0])
@@ -328,8 +331,8 @@ def tile_grid(slide, *, mpp=None, tile_size=None, slide_mpp=None, min_tissue=MIN
         low = np.clip(np.round(starts * scale), 0, limit - 1).astype(np.int64)
         high = np.clip(np.round((starts + extent) * scale), low + 1, limit).astype(np.int64)
         # The thumbnail's resampling smears a neighbour's tissue one pixel into a glass
-        # tile: a tenth of a tile of 40 thumbnail pixels (a whole slide's), well above
-        # MIN_TISSUE. So the footprint leaves out its outer pixel where it is wide enough.
+        # tile: a fortieth of a tile per side on a whole slide's thumbnail (about 40 px a
+        # tile), above MIN_TISSUE. So the footprint leaves out its outer pixel where wide.
         wide = high - low >= 6
         return low + wide, high - wide
 

@@ -169,3 +169,16 @@ def test_the_cli_default_min_tissue_is_the_library_one():
 
     args = build_parser().parse_args(["slide", "model.hiercls", "a.svs", "--out", "o"])
     assert args.min_tissue == slides.MIN_TISSUE
+
+
+def test_a_slide_mpp_that_is_not_a_resolution_gets_a_named_error(synthetic_tissue, tmp_path):
+    path = write_slide(tmp_path / "s.tif", assemble(synthetic_tissue[:1], [(0, 0)], rows=1,
+                                                    columns=2), MPP)
+    with pytest.raises(ValueError, match="slide_mpp"):
+        slides.tissue_mask(path, slide_mpp=-1.0)
+    # Without any resolution, the clean-up takes a whole slide's thumbnail.
+    bare = write_slide(tmp_path / "bare.tif", assemble(synthetic_tissue[:1], [(0, 0)], rows=1,
+                                                       columns=2), MPP, resolution=False)
+    mask, thumbnail = slides.tissue_mask(bare)
+    assert mask.shape == thumbnail.shape[:2] and mask[:, :SIDE].mean() > 0.9
+    assert not mask[:, SIDE + 2:].any()
