@@ -116,9 +116,9 @@ def make_slide(path, tiles, n, mpp):
 
 
 def tissue_tiles(tiles, files, mpp, side, work):
-    """The tiles (and their files) that the slide reader takes for tissue: some of the
-    real tiles are mostly fat or glass (below ``min_tissue``), and a slide of n tiles
-    must give n tissue tiles."""
+    """The tiles (and their files) that the slide reader takes for tissue: a real tile
+    may hold none (one of the 1,144 is glass with a speck), and a slide of n tiles must
+    give n tissue tiles."""
     from hiercls import slides
 
     columns = max(4, int(np.sqrt(len(tiles) * 1.2)))
