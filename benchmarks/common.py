@@ -22,6 +22,10 @@ RESULTS_DIR = REPO / "benchmarks" / "results"
 #: The real tiles: ``$HIERCLS_DATA_DIR``, else ``../shared/data/osteosarcoma-ut-512``.
 DATA_DIR = Path(os.environ.get("HIERCLS_DATA_DIR")
                 or REPO.parent / "shared" / "data" / "osteosarcoma-ut-512")
+#: The sample of original 1024 px tiles (six slides of Case-3, Case-48, P9) whose 512 px
+#: copies are in :data:`DATA_DIR`: ``$HIERCLS_ORIGINALS_DIR``, else beside it.
+ORIGINALS_DIR = Path(os.environ.get("HIERCLS_ORIGINALS_DIR")
+                     or DATA_DIR.parent / "osteosarcoma-ut-1024-sample")
 #: Protocol A's test patient, the paper's: the tiles every benchmark holds out.
 TEST_PATIENT = "Case-4"
 

@@ -546,8 +546,10 @@ def build_parser():
                             "declares, else 512)")
     slide.add_argument("--slide-mpp", type=float, metavar="M",
                        help="the slides' level-0 resolution, for files that do not declare it")
-    slide.add_argument("--min-tissue", type=float, default=0.5, metavar="F",
-                       help="least tissue fraction of a tile (default: 0.5)")
+    # hiercls.slides.MIN_TISSUE, written out so that --help does not load skimage.
+    slide.add_argument("--min-tissue", type=float, default=0.01, metavar="F",
+                       help="least tissue fraction of a tile (default: 0.01; pen marks, "
+                            "specks and glass hold none)")
     slide.add_argument("--batch-size", type=_positive_int, default=64,
                        help="tiles read and predicted at a time (default: 64)")
     slide.add_argument("--n-jobs", type=_n_jobs, help="processes for radiomics (default: the model's)")

@@ -1,7 +1,8 @@
 """From a whole slide to tiles, predictions, necrosis and maps.
 
-Three modules, in the order of the work: :mod:`~hiercls.slides.reading` (opening a slide,
-the model's resolution, tissue, the tile grid, reading tiles),
+Four modules, in the order of the work: :mod:`~hiercls.slides.reading` (opening a slide,
+the model's resolution, the tile grid, reading tiles), :mod:`~hiercls.slides.tissue`
+(where the tissue is),
 :mod:`~hiercls.slides.prediction` (a fitted pipeline on the tiles, necrosis per slide and
 patient) and :mod:`~hiercls.slides.maps` (overlays, heat maps, the slide report); every
 name is importable from :mod:`hiercls.slides` itself.
@@ -16,17 +17,22 @@ so it would leave some scanners' slides out.
 The steps:
 
 1. **Tissue** is found on a thumbnail (at most :data:`TISSUE_THUMBNAIL` px on its long
-   side, read from a low pyramid level): coloured pixels (saturation above Otsu's
-   threshold, held within :data:`SATURATION_RANGE`) that are darker than
-   :data:`GLASS_GRAY`. :func:`tissue_mask` says why not the gray-level Otsu rule of the
-   radiomics ``"tissue"`` mask.
+   side, read from a low pyramid level) by :mod:`~hiercls.slides.tissue`: stained pixels
+   against the glass's own colour, pen marks out, holes up to fat cells filled and specks
+   removed (scikit-image morphology), sizes in micrometres.
 2. **A grid** of tiles of the model's field of view (``tile_size`` px at ``mpp``
    micrometres per pixel: ``tile_size * mpp / slide_mpp`` level-0 pixels) is laid over
    the slide, non-overlapping and starting at its origin; only whole tiles are taken, and
-   only those whose footprint on the thumbnail is at least ``min_tissue`` tissue.
-3. **Regions** are read from the coarsest pyramid level that is still at least as fine as
-   the model's resolution, then resampled (Lanczos) to ``tile_size`` px; a region read at
-   exactly the model's resolution is passed on unchanged.
+   only those whose footprint on the thumbnail is at least ``min_tissue`` tissue
+   (:data:`MIN_TISSUE`).
+3. **Regions** are read from the coarsest pyramid level at least
+   :data:`~hiercls.slides.reading.LEVEL_OVERSAMPLING` times finer than the model's
+   resolution (else level 0), then resampled to ``tile_size`` px by the pipeline's own
+   antialiased Lanczos (:func:`~hiercls.features.resolution.resample_tile`), the kernel
+   the TCIA 512 px tiles were made with: a pyramid level at the model's resolution is
+   not passed on as it is, since whatever built the pyramid (a scanner's filter, a
+   subsampling that aliases) made its pixels. A slide whose level 0 is at the model's
+   resolution is read unchanged.
 4. **Batches** of tiles (:func:`iter_tile_batches`) are the usual ``X`` DataFrame: an
    ``image`` column of RGB arrays, plus ``x``, ``y`` (level-0 coordinates of the
    top-left corner), ``extent`` (the tile's side in level-0 pixels) and ``tissue`` (its
@@ -51,8 +57,7 @@ from ..features.resolution import DEFAULT_RESOLUTION, TCIA_ORIGINAL_RESOLUTION
 from .maps import plot_slide_heatmap, plot_slide_overlay, write_slide_report
 from .prediction import patient_necrosis, predict_slide, predict_slides, slide_necrosis
 from .reading import (
-                      GLASS_GRAY,
-                      SATURATION_RANGE,
+                      MIN_TISSUE,
                       TISSUE_THUMBNAIL,
                       ResolutionMismatchWarning,
                       SlideReadError,
@@ -65,19 +70,21 @@ from .reading import (
                       tile_grid,
                       tissue_mask,
 )
+from .tissue import detect_tissue, pen_mask
 
 __all__ = [
     "DEFAULT_RESOLUTION",
-    "GLASS_GRAY",
-    "SATURATION_RANGE",
+    "MIN_TISSUE",
     "ResolutionMismatchWarning",
     "SlideReadError",
     "TCIA_ORIGINAL_RESOLUTION",
     "TISSUE_THUMBNAIL",
+    "detect_tissue",
     "iter_tile_batches",
     "model_resolution",
     "open_slide",
     "patient_necrosis",
+    "pen_mask",
     "plot_slide_heatmap",
     "plot_slide_overlay",
     "predict_slide",

@@ -12,6 +12,7 @@ from ..data.labels import CLASS_NAMES, check_probabilities
 from ..evaluation.necrosis import GOOD_RESPONSE, MIN_TUMOR_TILES, necrosis_from_probabilities
 from ..features.resolution import MPP_COLUMN, TileResampler
 from .reading import (
+    MIN_TISSUE,
     ResolutionMismatchWarning,
     _level0_mpp,
     _mpp_known,
@@ -84,7 +85,7 @@ def _predict_batch(pipeline, batch, gates):
 
 
 def predict_slide(pipeline, slide, *, mpp=None, tile_size=None, batch_size=64, slide_mpp=None,
-                  min_tissue=0.5, gates=True, cache=None, verbose=1):
+                  min_tissue=MIN_TISSUE, gates=True, cache=None, verbose=1):
     """Classify every tissue tile of a slide.
 
     Parameters
@@ -103,7 +104,7 @@ def predict_slide(pipeline, slide, *, mpp=None, tile_size=None, batch_size=64, s
         Tiles read and predicted at a time.
     slide_mpp : float or None, default=None
         The slide's level-0 resolution, when the file does not declare it.
-    min_tissue : float, default=0.5
+    min_tissue : float, default=MIN_TISSUE
         As in :func:`tile_grid`.
     gates : bool, default=True
         Also return the gate weights (from the same pass of the network as the

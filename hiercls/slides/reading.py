@@ -7,25 +7,28 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from skimage.filters import threshold_otsu
 
 from ..data.images import read_tile
 from ..exceptions import ResolutionMismatchWarning, SlideReadError  # noqa: F401  (its home before)
 from ..features.resolution import DEFAULT_RESOLUTION, MPP_COLUMN, resample_tile
 from ..validation import check_number
+from .tissue import detect_tissue
 
 # The TCIA figures and where they come from: hiercls.features.resolution (one place).
 
 #: Long side (px) of the thumbnail tissue is detected on.
 TISSUE_THUMBNAIL = 1024
 
-#: Gray level (0..255) at or above which a thumbnail pixel is glass, never tissue.
-GLASS_GRAY = 235
+#: How many times finer than a tile's pixels the pyramid level it is read from is, at
+#: least (where the slide has one): the last factor of the downsampling is always the
+#: package's own (:func:`_level_for`).
+LEVEL_OVERSAMPLING = 2.0
 
-#: The range Otsu's threshold of the colour saturation (0..1) is held within: glass is
-#: nearly gray (saturation below about 0.05 on scanned slides), pale eosin well above 0.1.
-SATURATION_RANGE = (0.04, 0.10)
-
+#: Least tissue fraction of a tile's footprint for the tile to be read (``min_tissue``).
+#: Each of the 1,144 TCIA tiles, which pathologists chose as tissue, holds more (some are
+#: mostly fat or glass) but one, glass with a speck of dust; glass, specks and pen marks
+#: hold none once cleaned (tests/slides/test_tissue.py).
+MIN_TISSUE = 0.01
 
 
 
@@ -211,7 +214,7 @@ def resolve_model_resolution(pipeline, mpp=None, tile_size=None):
 # --------------------------------------------------------------------------------------
 # Tissue and the grid
 
-def tissue_mask(slide, *, size=TISSUE_THUMBNAIL):
+def tissue_mask(slide, *, size=TISSUE_THUMBNAIL, slide_mpp=None, tile_um=None):
     """The slide's tissue on a thumbnail.
 
     Parameters
@@ -219,13 +222,20 @@ def tissue_mask(slide, *, size=TISSUE_THUMBNAIL):
     slide : path or openslide.OpenSlide
     size : int, default=TISSUE_THUMBNAIL
         Long side of the thumbnail in pixels.
+    slide_mpp : float or None, default=None
+        The slide's level-0 resolution when the file does not declare it; it sets the
+        clean-up sizes in micrometres. Unknown, the thumbnail is taken at
+        :data:`~hiercls.slides.tissue.UNKNOWN_PICTURE_MPP`.
+    tile_um : float or None, default=None
+        The model tiles' side in micrometres, which bounds the clean-up sizes
+        (:func:`~hiercls.slides.tissue.detect_tissue`); :func:`tile_grid` passes it.
 
     Returns
     -------
     mask : ndarray of bool, shape (h, w)
-        True on tissue: a colour saturation above Otsu's threshold of the thumbnail's
-        saturation, that threshold held within :data:`SATURATION_RANGE`, and a gray level
-        below :data:`GLASS_GRAY`.
+        True on tissue (:func:`~hiercls.slides.tissue.detect_tissue`): stained pixels
+        against the glass's own colour, pen marks out, holes up to the size of fat cells
+        filled, specks removed.
     thumbnail : ndarray of uint8, shape (h, w, 3)
         The RGB thumbnail (background composited on white).
 
@@ -233,10 +243,12 @@ def tissue_mask(slide, *, size=TISSUE_THUMBNAIL):
     -----
     The ``"tissue"`` radiomics mask (Otsu of the gray level,
     :func:`hiercls.features.radiomics.masks.make_mask`) separates dark from light *within* a tile;
-    on a slide it also cuts away pale necrosis, whose gray level lies near the glass
-    (a generated Non-Viable-Tumor tile of mean gray 211 fell below Otsu's 202 on a test
-    slide), and losing necrosis would bias the necrotic fraction. Stained tissue, pale or
-    not, is coloured while glass is gray, so saturation separates them.
+    on a slide it also cuts away pale necrosis, whose gray level lies near the glass,
+    and losing necrosis would bias the necrotic fraction. Stained tissue, pale or not,
+    is coloured while glass is gray, so saturation separates them; a threshold that
+    follows the slide (Otsu of the saturation) rose with the dense tissue and, with the
+    former ``min_tissue=0.5``, lost 455 of the 1,144 TCIA tiles (pale necrosis, loose
+    stroma, fat) on slides assembled from them, so it is fixed.
     """
     slide = open_slide(slide)
     size = _check_positive(size, "size", integer=True)
@@ -246,17 +258,19 @@ def tissue_mask(slide, *, size=TISSUE_THUMBNAIL):
         raise SlideReadError(f"slide {_name(slide)!r}: reading its thumbnail failed: "
                              f"{' '.join(str(error).split())}") from None
     rgb = np.asarray(thumbnail, dtype=np.uint8)
-    gray = rgb.astype(float) @ np.array([0.299, 0.587, 0.114])
-    brightest = rgb.max(axis=2).astype(float)
-    saturation = np.divide(brightest - rgb.min(axis=2), brightest,
-                           out=np.zeros_like(brightest), where=brightest > 0)
-    low, high = SATURATION_RANGE
-    threshold = (high if saturation.min() == saturation.max()
-                 else float(np.clip(threshold_otsu(saturation), low, high)))
-    return (saturation > threshold) & (gray < GLASS_GRAY), rgb
+    try:
+        level0 = _level0_mpp(slide, slide_mpp)
+    except ValueError:
+        if slide_mpp is not None:   # given, and not a resolution: say so
+            raise
+        picture_mpp = None          # unknown: the clean-up takes a whole slide's thumbnail
+    else:
+        picture_mpp = level0 * max(slide.dimensions[0] / rgb.shape[1],
+                                   slide.dimensions[1] / rgb.shape[0])
+    return detect_tissue(rgb, mpp=picture_mpp, tile_um=tile_um), rgb
 
 
-def tile_grid(slide, *, mpp=None, tile_size=None, slide_mpp=None, min_tissue=0.5,
+def tile_grid(slide, *, mpp=None, tile_size=None, slide_mpp=None, min_tissue=MIN_TISSUE,
               pipeline=None):
     """The tissue tiles of a slide: where they lie, before any pixel is read.
 
@@ -268,7 +282,7 @@ def tile_grid(slide, *, mpp=None, tile_size=None, slide_mpp=None, min_tissue=0.5
         them from ``pipeline`` (:func:`model_resolution`) or :data:`DEFAULT_RESOLUTION`.
     slide_mpp : float or None, default=None
         The slide's level-0 resolution, if the file does not declare it.
-    min_tissue : float, default=0.5
+    min_tissue : float, default=MIN_TISSUE
         Least tissue fraction of a tile's footprint on the thumbnail, in (0, 1].
     pipeline : estimator or None, default=None
         Where ``mpp`` and ``tile_size`` come from when not given.
@@ -290,7 +304,7 @@ def tile_grid(slide, *, mpp=None, tile_size=None, slide_mpp=None, min_tissue=0.5
                           "extent": pd.Series(dtype=float), "tissue": pd.Series(dtype=float)})
     if columns == 0 or rows == 0:
         return empty
-    mask, _ = tissue_mask(slide)
+    mask, _ = tissue_mask(slide, slide_mpp=slide_mpp, tile_um=tile_size * mpp)
     scale_y, scale_x = mask.shape[0] / height, mask.shape[1] / width
     # Tissue fraction of every footprint from an integral image of the mask.
     integral = np.pad(mask.astype(np.int64).cumsum(0).cumsum(1), ((1, 0), (1, 0)))
@@ -298,9 +312,13 @@ def tile_grid(slide, *, mpp=None, tile_size=None, slide_mpp=None, min_tissue=0.5
     ys = np.round(np.arange(rows) * extent).astype(np.int64)
 
     def bounds(starts, scale, limit):
-        low = np.clip(np.floor(starts * scale), 0, limit - 1).astype(np.int64)
-        high = np.clip(np.ceil((starts + extent) * scale), low + 1, limit).astype(np.int64)
-        return low, high
+        low = np.clip(np.round(starts * scale), 0, limit - 1).astype(np.int64)
+        high = np.clip(np.round((starts + extent) * scale), low + 1, limit).astype(np.int64)
+        # The thumbnail's resampling smears a neighbour's tissue one pixel into a glass
+        # tile: a fortieth of a tile per side on a whole slide's thumbnail (about 40 px a
+        # tile), above MIN_TISSUE. So the footprint leaves out its outer pixel where wide.
+        wide = high - low >= 6
+        return low + wide, high - wide
 
     x0, x1 = bounds(xs, scale_x, mask.shape[1])
     y0, y1 = bounds(ys, scale_y, mask.shape[0])
@@ -319,10 +337,19 @@ def tile_grid(slide, *, mpp=None, tile_size=None, slide_mpp=None, min_tissue=0.5
 # Reading tiles
 
 def _level_for(slide, downsample):
-    """The coarsest level whose downsample does not exceed ``downsample``."""
+    """The level a tile of ``downsample`` (level-0 pixels per tile pixel) is read from:
+    the coarsest one at least :data:`LEVEL_OVERSAMPLING` times finer, else level 0.
+
+    A level at the model's own resolution is not read as it is: it was made by whatever
+    built the pyramid (a scanner's filter, a subsampling that aliases), not by the
+    antialiased Lanczos that made the training tiles and that resamples declared tiles.
+    Read finer and resampled by :func:`~hiercls.features.resolution.resample_tile`, a
+    slide's tiles are the ones a tile file at that resolution would give. A slide whose
+    level 0 is at the model's resolution is read unchanged.
+    """
     levels = np.asarray(slide.level_downsamples, dtype=float)
     # Scanners round their downsamples (4.0002 for a 4x level of an SVS): 1 % slack.
-    fine_enough = np.flatnonzero(levels <= downsample * (1 + 1e-2))
+    fine_enough = np.flatnonzero(levels <= downsample / LEVEL_OVERSAMPLING * (1 + 1e-2))
     return int(fine_enough[-1]) if fine_enough.size else 0
 
 
@@ -341,7 +368,7 @@ def _read_tile(slide, x, y, extent, tile_size):
 
 
 def iter_tile_batches(slide, *, mpp=None, tile_size=None, batch_size=64, slide_mpp=None,
-                      min_tissue=0.5, pipeline=None, grid=None):
+                      min_tissue=MIN_TISSUE, pipeline=None, grid=None):
     """Yield the slide's tissue tiles in batches, as ``X`` DataFrames.
 
     Parameters
@@ -378,7 +405,7 @@ def iter_tile_batches(slide, *, mpp=None, tile_size=None, batch_size=64, slide_m
         yield batch
 
 
-def slide_tiles(slide, *, mpp=None, tile_size=None, slide_mpp=None, min_tissue=0.5,
+def slide_tiles(slide, *, mpp=None, tile_size=None, slide_mpp=None, min_tissue=MIN_TISSUE,
                 pipeline=None):
     """All tissue tiles of a slide as one ``X`` DataFrame (for slides that fit in memory).
 
