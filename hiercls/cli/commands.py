@@ -346,11 +346,15 @@ def _check_parquet():
 # fit
 
 def _fit_necrosis_quantifier(args, pipeline, X, y, groups, say):
-    """The quantifier saved with the model: out-of-fold probabilities of the training tiles."""
+    """The quantifier saved with the model: out-of-fold probabilities of the training tiles.
+
+    None where the default (no --calibration given) cannot make 5 folds of these tiles:
+    the model is saved without one, and the message says so.
+    """
     from ..data.datasets import tcia_slide
     from ..evaluation.quantification import fit_quantifier
 
-    by, folds = args.calibration, None
+    by, folds = args.calibration or "slide", None
     if by == "patient":
         folds = groups.to_numpy()
     elif by == "slide":
@@ -365,9 +369,17 @@ def _fit_necrosis_quantifier(args, pipeline, X, y, groups, say):
                 by = "tiles"
     say(f"necrosis calibration: out-of-fold probabilities by {by} (5 more fits)")
     try:
-        return fit_quantifier(pipeline, X[["image"]], y, groups=folds, by=by,
-                              random_state=args.seed, verbose=0 if args.quiet else 1)
+        with warnings.catch_warnings():
+            # scikit-learn's note that a class has fewer members than folds: the fold
+            # check below says what matters, that a fold lacks a class.
+            warnings.simplefilter("ignore", UserWarning)
+            return fit_quantifier(pipeline, X[["image"]], y, groups=folds, by=by,
+                                  random_state=args.seed, verbose=0 if args.quiet else 1)
     except ValueError as error:
+        if args.calibration is None:
+            print(f"hiercls fit: no necrosis quantifier saved ({error}); necrosis of this "
+                  "model uses expected counts", file=sys.stderr)
+            return None
         raise CommandError(f"--calibration {args.calibration}: {error}") from None
 
 
@@ -387,8 +399,9 @@ def run_fit(args):
     started = time.perf_counter()
     pipeline.fit(X[["image"]], y, classifier__groups=groups.to_numpy())
     if args.calibration != "none":
-        pipeline.necrosis_quantifier_ = _fit_necrosis_quantifier(args, pipeline, X, y, groups,
-                                                                 say)
+        quantifier = _fit_necrosis_quantifier(args, pipeline, X, y, groups, say)
+        if quantifier is not None:
+            pipeline.necrosis_quantifier_ = quantifier
     # The saved model is quiet in Python; `hiercls predict` turns its progress bar back on.
     pipeline.set_params(radiomics__verbose=0, classifier__verbose=0)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -724,7 +737,7 @@ def _print_necrosis(table):
 
 def run_necrosis(args):
     """Necrotic fraction, interval and response of each group of tiles, as CSV and HTML."""
-    from ..evaluation.necrosis import necrosis_report
+    from ..evaluation.necrosis import UncalibratedNecrosisWarning, necrosis_report
     from ..reporting.html import write_necrosis_report
     from .parser import necrosis_options
 
@@ -746,9 +759,18 @@ def run_necrosis(args):
         + ("" if y is None else ", with the pathologists' labels"))
     started = time.perf_counter()
     try:
-        table = necrosis_report(model, X[columns], groups, y=y, **options)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", UncalibratedNecrosisWarning)
+            table = necrosis_report(model, X[columns], groups, y=y, **options)
     except ValueError as error:
         raise CommandError(_one_line(error)) from None
+    for warning in caught:
+        if issubclass(warning.category, UncalibratedNecrosisWarning):
+            say(f"note: {warning.message} (a model saved by 'hiercls fit' with --calibration "
+                "carries one)")
+        else:
+            warnings.warn_explicit(warning.message, warning.category, warning.filename,
+                                   warning.lineno)
     out.mkdir(parents=True, exist_ok=True)
     table.to_csv(out / "necrosis.csv")
     metadata = {"model": str(Path(args.model).expanduser().resolve()),

@@ -427,13 +427,15 @@ def build_parser():
                      help="where to save the fitted pipeline: .hiercls (safe to share), or "
                           ".joblib/.pkl (a pickle)")
     fit.add_argument("--calibration", choices=("slide", "tiles", "patient", "none"),
-                     default="slide",
+                     default=None,
                      help="the calibration set of the necrosis quantifier saved with the model: "
                           "out-of-fold probabilities of the training tiles from 5 folds of "
                           "whole slides (the slide of TCIA file names or a slide column), of "
                           "tiles, or of patients (each fold costs one more training); none "
                           "saves no quantifier, and necrosis falls back to expected counts "
-                          "(default: slide, or tiles where the tiles name no slide)")
+                          "(default: slide, else tiles where the tiles name no slide; where "
+                          "the data are too few for 5 folds, the model is saved without one "
+                          "and a message says so)")
     _add_training(fit)
 
     evaluate = commands.add_parser(

@@ -119,7 +119,10 @@ def save_model(pipeline, path):
         ``classifier`` of
         :func:`~hiercls.make_fusion_pipeline`.
     path : str or path-like
-        The file to write, ending in ``.hiercls``; its folder must exist.
+        The file to write, ending in ``.hiercls``; its folder must exist. A fitted
+        :class:`~hiercls.evaluation.quantification.PrevalenceQuantifier` set as
+        ``pipeline.necrosis_quantifier_`` (what ``hiercls fit --calibration`` does) is
+        saved with it: its calibration set, as JSON numbers.
 
     Raises
     ------
@@ -195,6 +198,11 @@ def save_model(pipeline, path):
             "data_config_": encode(classifier.data_config_, "classifier data_config_"),
         },
     }
+    quantifier = getattr(pipeline, "necrosis_quantifier_", None)
+    if quantifier is not None:
+        # The calibration set of the necrosis quantifier (hiercls fit --calibration): JSON
+        # numbers, refitted on loading. Readers that do not know the entry ignore it.
+        manifest["necrosis_quantifier"] = quantifier.get_fitted_state()
     states = {"module": _state_dict(classifier.module_),
               "criterion": _state_dict(classifier.criterion_)}
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
@@ -299,7 +307,10 @@ def load_model(path, *, device=None):
     Returns
     -------
     pipeline : sklearn.pipeline.Pipeline
-        The fitted pipeline; its ``predict_proba`` equals the saved one's.
+        The fitted pipeline; its ``predict_proba`` equals the saved one's. A file saved
+        with a necrosis quantifier (``hiercls fit --calibration``) gives it back as
+        ``pipeline.necrosis_quantifier_``, which
+        :func:`~hiercls.evaluation.necrosis.necrosis_report` uses.
 
     Raises
     ------
@@ -361,6 +372,11 @@ def load_model(path, *, device=None):
         pipeline.named_steps["radiomics"].set_fitted_state(_fitted(radiomics, "radiomics"))
         _restore_scale(pipeline.named_steps["scale"], scale)
         _restore_classifier(pipeline.named_steps["classifier"], classifier, states, path)
+        if "necrosis_quantifier" in manifest:
+            from ..evaluation.quantification import PrevalenceQuantifier
+
+            state = expect(manifest["necrosis_quantifier"], dict, "necrosis_quantifier")
+            pipeline.necrosis_quantifier_ = PrevalenceQuantifier().set_fitted_state(state)
     except ModelFileError:
         raise
     except KeyError as error:

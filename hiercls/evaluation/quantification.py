@@ -173,7 +173,8 @@ class PrevalenceQuantifier(BaseEstimator):
     classes_ : ndarray of shape (3,)
         The class codes 0, 1, 2.
     calibration_proba_ : ndarray of shape (n_calibration, 3)
-        The calibration posteriors (kept: the bootstrap resamples them).
+        The calibration posteriors as given, before any temperature (kept: the bootstrap
+        resamples them, and a model file saves them).
     calibration_labels_ : ndarray of shape (n_calibration,)
         Their class codes.
     training_prevalence_ : ndarray of shape (3,)
@@ -233,6 +234,9 @@ class PrevalenceQuantifier(BaseEstimator):
                 f"method={method!r} needs calibration tiles of every class; the calibration "
                 f"set has none of {missing}. Use a calibration set with all three classes, "
                 "or method='pcc'")
+        # The posteriors as given are kept (the bootstrap refits the temperature too); the
+        # adjustment learns from the rescaled ones.
+        self.calibration_proba_ = p
         self.temperature_ = 1.0
         if self.recalibrate == "temperature":
             self.temperature_ = fit_temperature(p, codes)
@@ -249,7 +253,6 @@ class PrevalenceQuantifier(BaseEstimator):
                     f"is singular (condition number {condition:.3g}): the classifier's "
                     "predictions do not tell the classes apart; use method='pcc' or 'emq'")
         self.classes_ = np.arange(len(CLASS_NAMES))
-        self.calibration_proba_ = p
         self.calibration_labels_ = codes
         self.training_prevalence_ = counts / counts.sum()
         self.rates_ = rates
@@ -276,6 +279,25 @@ class PrevalenceQuantifier(BaseEstimator):
     def _rescaled(self, p, temperature=None):
         temperature = self.temperature_ if temperature is None else temperature
         return p if temperature == 1.0 else apply_temperature(p, temperature)
+
+    def get_fitted_state(self):
+        """What a model file keeps of the fitted quantifier: its parameters and its
+        calibration set (plain lists; :meth:`set_fitted_state` refits from them, which
+        gives the same adjustment, since fitting is deterministic)."""
+        check_is_fitted(self, "quantifier_")
+        return {"method": self.method, "recalibrate": self.recalibrate,
+                "calibration_proba_": self.calibration_proba_.tolist(),
+                "calibration_labels_": self.calibration_labels_.tolist()}
+
+    def set_fitted_state(self, state):
+        """Restore a quantifier from :meth:`get_fitted_state`; returns ``self``."""
+        if not isinstance(state, dict) or not {"method", "recalibrate", "calibration_proba_",
+                                               "calibration_labels_"} <= set(state):
+            raise ValueError("the quantifier's state must be a dict with method, recalibrate, "
+                             "calibration_proba_ and calibration_labels_")
+        self.set_params(method=state["method"], recalibrate=state["recalibrate"])
+        return self.fit(np.asarray(state["calibration_proba_"], dtype=float),
+                        np.asarray(state["calibration_labels_"], dtype=np.int64))
 
     def necrotic_fraction(self, proba):
         """``NV / (NV + V)`` of :meth:`quantify` (NaN where it finds no tumor)."""

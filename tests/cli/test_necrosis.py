@@ -110,7 +110,9 @@ def test_image_files_given_one_by_one_are_grouped_by_their_folder(tiles, model, 
 
 def test_options_reach_necrosis_report(tiles, model, tmp_path, capsys):
     argv = [str(model), str(tiles / "tiles.csv"), "--by", "patient", "-q"]
-    argmax, _ = _run([*argv, "--n-bootstrap", "0", "--fraction", "argmax"], tmp_path / "a", capsys)
+    # The model carries a quantifier (hiercls fit's default): cc asks for the argmax count.
+    argmax, _ = _run([*argv, "--n-bootstrap", "0", "--necrosis-method", "cc"], tmp_path / "a",
+                     capsys)
     np.testing.assert_allclose(argmax["necrotic_fraction"], argmax["necrotic_fraction_argmax"])
     nothing, _ = _run([*argv, "--n-bootstrap", "0", "--min-tumor-tiles", "1000"], tmp_path / "b",
                       capsys)
@@ -221,3 +223,32 @@ def test_the_command_is_listed_in_the_help(capsys):
     with pytest.raises(SystemExit):
         main(["--help"])
     assert "necrosis" in capsys.readouterr().out
+
+
+def test_a_model_fitted_with_a_calibration_set_quantifies(tiles, tmp_path, capsys):
+    from hiercls import load_model
+    from hiercls.evaluation.quantification import DEFAULT_METHOD
+
+    path = tmp_path / "quantified.hiercls"
+    assert main(["fit", str(tiles / "tiles.csv"), "--model", str(path), *TINY, *FAST,
+                 "--cache", str(tmp_path / "cache"), "--calibration", "tiles", "--quiet"]) == 0
+    quantifier = load_model(path).necrosis_quantifier_
+    assert quantifier.method == DEFAULT_METHOD and quantifier.calibration_proba_.shape == (24, 3)
+    folders = [str(tiles / "Case-1"), str(tiles / "Case-2")]
+    table, _ = _run([str(path), *folders, "--n-bootstrap", "20", "-q"], tmp_path / "auto", capsys)
+    assert set(table["method"]) == {DEFAULT_METHOD} or table["necrotic_fraction"].isna().all()
+    counts, _ = _run([str(path), *folders, "--necrosis-method", "pcc", "--n-bootstrap", "20",
+                      "-q"], tmp_path / "pcc", capsys)
+    assert set(counts["method"]) == {"pcc"}
+    # With --calibration none the file carries no quantifier.
+    bare = tmp_path / "bare.hiercls"
+    assert main(["fit", str(tiles / "tiles.csv"), "--model", str(bare), *TINY, *FAST,
+                 "--cache", str(tmp_path / "cache"), "--calibration", "none", "--quiet"]) == 0
+    assert not hasattr(load_model(bare), "necrosis_quantifier_")
+
+
+def test_the_necrosis_methods_of_the_cli_are_the_package_s():
+    from hiercls.cli.parser import _NECROSIS_METHOD
+    from hiercls.evaluation.quantification import METHODS
+
+    assert _NECROSIS_METHOD[2]["choices"] == ("auto", *METHODS)

@@ -87,6 +87,34 @@ def test_bad_inputs_are_named(calibration):
         PrevalenceQuantifier().fit(calibration[0], calibration[1][:-1])
 
 
+def test_temperature_recalibration_rescales_calibration_and_bags(calibration):
+    proba, labels = calibration
+    sharp = np.exp(np.log(proba) * 3)                     # over-confident posteriors
+    sharp /= sharp.sum(axis=1, keepdims=True)
+    quantifier = PrevalenceQuantifier("emq", "temperature").fit(sharp, labels)
+    assert quantifier.temperature_ > 2                    # undoes most of the sharpening
+    np.testing.assert_array_equal(quantifier.calibration_proba_, sharp)   # kept as given
+    bag, _ = _bag([20, 70, 10], seed=14)
+    bag = np.exp(np.log(bag) * 3)
+    bag /= bag.sum(axis=1, keepdims=True)
+    plain = PrevalenceQuantifier("emq", None).fit(sharp, labels)
+    assert plain.temperature_ == 1.0
+    assert not np.allclose(quantifier.quantify(bag), plain.quantify(bag))
+    with pytest.raises(ValueError, match="recalibrate must be one of"):
+        PrevalenceQuantifier("emq", "platt").fit(sharp, labels)
+
+
+def test_fitted_state_round_trips(calibration):
+    quantifier = PrevalenceQuantifier("pacc", "temperature").fit(*calibration)
+    state = quantifier.get_fitted_state()
+    restored = PrevalenceQuantifier().set_fitted_state(state)
+    assert (restored.method, restored.recalibrate) == ("pacc", "temperature")
+    bag, _ = _bag([10, 60, 30], seed=15)
+    np.testing.assert_array_equal(restored.quantify(bag), quantifier.quantify(bag))
+    with pytest.raises(ValueError, match="state must be a dict"):
+        PrevalenceQuantifier().set_fitted_state({"method": "pacc"})
+
+
 def test_bootstrap_resamples_bag_and_calibration_reproducibly(calibration):
     bag, _ = _bag([10, 60, 30], seed=4)
     quantifier = PrevalenceQuantifier("pacc").fit(*calibration)
@@ -186,7 +214,9 @@ def test_criterion_tells_adjusted_from_counts_on_shifted_slides():
     proba = _posteriors(labels, 13)
     scores = quantification_scores(proba, labels, np.array(slides), methods=("pcc", "pacc"),
                                    app_folds=3, app_prevalences=6)
-    assert list(scores.index) == ["pcc", "pacc"]
-    assert scores.loc["pacc", "bag_mae"] < scores.loc["pcc", "bag_mae"] - 0.1
-    assert scores.loc["pacc", "app_mae"] < scores.loc["pcc", "app_mae"]
+    assert list(scores.index) == [("pcc", "none"), ("pcc", "temperature"), ("pacc", "none"),
+                                  ("pacc", "temperature")]
+    pacc, pcc = scores.loc[("pacc", "none")], scores.loc[("pcc", "none")]
+    assert pacc["bag_mae"] < pcc["bag_mae"] - 0.1
+    assert pacc["app_mae"] < pcc["app_mae"]
     assert (scores["n_bags"] == 6).all() and (scores["app_samples"] > 0).all()
