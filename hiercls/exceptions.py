@@ -16,15 +16,18 @@ from sklearn.exceptions import UndefinedMetricWarning as _SklearnUndefinedMetric
 
 __all__ = [
     "CommandError",
+    "FewPatientsWarning",
     "InvalidParameterError",
     "ModelFileError",
     "RadiomicsMaskWarning",
     "RandomFrozenBackboneWarning",
     "ResolutionMismatchWarning",
     "ResolutionUnknownWarning",
+    "SingularAdjustmentError",
     "SlideReadError",
     "StainNormalizationWarning",
     "TileSizeWarning",
+    "UncalibratedNecrosisWarning",
     "UndefinedMetricWarning",
     "UnreadableTileError",
 ]
@@ -132,6 +135,21 @@ class RadiomicsMaskWarning(UserWarning):
 
 class StainNormalizationWarning(UserWarning):
     """Tiles the method could not normalize (no tissue, a blank tile), passed unchanged."""
+
+
+class FewPatientsWarning(UserWarning):
+    """Too few held-out patients for an error margin to reach the coverage asked for."""
+
+
+class UncalibratedNecrosisWarning(UserWarning):
+    """A necrotic fraction asked for with ``method="auto"`` but estimated without a
+    calibration set, from expected counts that carry the training class mix."""
+
+
+class SingularAdjustmentError(ValueError):
+    """The calibration set cannot support a quantification method's adjustment: a class is
+    missing from it, or the classifier's rates for two classes are (nearly) the same, so
+    that the misclassification matrix has no usable inverse."""
 
 
 class RandomFrozenBackboneWarning(UserWarning):

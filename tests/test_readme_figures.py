@@ -152,3 +152,12 @@ def test_demo_time_quick_refuses_to_write_into_the_committed_results():
         demo_time.parse_args(["--quick"])
     args = demo_time.parse_args(["--quick", "--out", "/tmp/x", "--", "--seed", "3"])
     assert args.demo_args == [*demo_time.QUICK_DEMO, "--seed", "3"]
+
+
+def test_the_necrosis_line_quotes_the_benchmark():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    body = next(m.group("body") for m in readme_figures.MARKER.finditer(readme)
+                if m.group("name") == "necrosis")
+    payload = json.loads((RESULTS / "necrosis.json").read_text())
+    default = next(r for r in payload["summary"] if r["method"] == "default")
+    assert f"{default['mae']:.2f}" in body and "benchmarks/results/necrosis.md" in body

@@ -40,16 +40,17 @@ Three options address the two ways the default estimate fails on new patients (s
 """
 
 import math
-import numbers
 import warnings
 
 import numpy as np
 import pandas as pd
 from sklearn.pipeline import Pipeline
-from sklearn.utils import check_random_state, check_scalar
+from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from ..data.labels import CLASS_NAMES, check_probabilities, encode_labels
+from ..exceptions import FewPatientsWarning, UncalibratedNecrosisWarning
+from ..validation import check_number
 from .quantification import (
     ADJUSTED_METHODS,
     DEFAULT_METHOD,
@@ -86,13 +87,6 @@ NO_TUMOR = "no tumor"
 FRACTIONS = ("expected", "argmax")
 
 
-class FewPatientsWarning(UserWarning):
-    """Too few held-out patients for an error margin to reach the coverage asked for."""
-
-
-class UncalibratedNecrosisWarning(UserWarning):
-    """A necrotic fraction asked for with ``method="auto"`` but estimated without a
-    calibration set, from expected counts that carry the training class mix."""
 
 # Bootstrap replicates are drawn in chunks of at most this many resampled tiles, so memory
 # stays bounded for whole-slide sized groups.
@@ -104,20 +98,19 @@ _NEC, _VIA = 1, 2  # column codes of Non-Viable-Tumor (necrosis) and Viable-Tumo
 # --------------------------------------------------------------------------------------
 # Input checks
 
-def _check_real(value, name, **bounds):
-    """A finite real number within ``bounds`` (those of :func:`~sklearn.utils.check_scalar`)."""
-    if isinstance(value, bool):
-        raise TypeError(f"{name} must be a number; got the bool {value!r}")
-    check_scalar(value, name, numbers.Real, **bounds)
-    if not np.isfinite(value):
-        raise ValueError(f"{name} must be a finite number; got {value!r}")
-    return float(value)
+_CLOSED = {"both": "both", "neither": "neither", "left": "left", "right": "right"}
+
+
+def _check_real(value, name, *, min_val=None, max_val=None, include_boundaries="both"):
+    """A finite real number within the bounds (bools and NaN refused): the package's
+    :func:`~hiercls.validation.check_number`."""
+    return float(check_number(value, name, low=min_val, high=max_val,
+                              closed=_CLOSED[include_boundaries]))
 
 
 def _check_n_bootstrap(value):
-    if isinstance(value, bool):
-        raise TypeError(f"n_bootstrap must be an int >= 0 (0: no interval); got {value!r}")
-    return int(check_scalar(value, "n_bootstrap", numbers.Integral, min_val=0))
+    return check_number(value, "n_bootstrap", integer=True, low=0,
+                        expected="an int >= 0 (0: no interval)")
 
 
 def _check_options(fraction, tumor_threshold, error_margin):
