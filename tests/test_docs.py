@@ -10,9 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from .test_packaging import OLD_MODULES
-
 from .conftest import REAL_DATA_DIR
+from .test_packaging import OLD_MODULES
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted((ROOT / "examples").glob("*.py"))
