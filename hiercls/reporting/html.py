@@ -134,7 +134,7 @@ def _necrosis_section(necrosis):
     with_reference = "reference_necrotic_fraction" in necrosis.columns
     group = necrosis.index.name or "patient"
     header = [group, "tiles", "expected tumor tiles", "necrosis (estimate)", "interval",
-              "necrosis (argmax)", "response"]
+              "necrosis (argmax)", "response", "method"]
     if with_reference:
         header += ["tumor tiles (labels)", "necrosis (labels)", "response (labels)",
                    "absolute error"]
@@ -149,7 +149,8 @@ def _necrosis_section(necrosis):
                     if np.isfinite(low) and np.isfinite(high) else "n/a")
         row = [patient, int(line["n_tiles"]), _number(get(line, "expected_tumor_tiles"), 1),
                percent(get(line, "necrotic_fraction")), interval,
-               percent(get(line, "necrotic_fraction_argmax")), line.get("response", "")]
+               percent(get(line, "necrotic_fraction_argmax")), line.get("response", ""),
+               line.get("method", "pcc")]
         if with_reference:
             row += [int(line["reference_tumor_tiles"]),
                     percent(get(line, "reference_necrotic_fraction")),
@@ -158,10 +159,13 @@ def _necrosis_section(necrosis):
                     if np.isfinite(get(line, "absolute_error")) else "n/a"]
         rows.append(row)
     return html_table(header, rows) + (
-        '<p class="note">Necrosis is the non-viable share of the tumor tiles (Non-Tumor tiles '
-        "excluded), estimated as sum P(Non-Viable) / sum P(Non-Viable or Viable) over the "
-        f"{html.escape(group)}'s tiles; the interval is a percentile bootstrap over tiles. Good response: "
-        "necrosis &gt;= 90 %. pp: percentage points.</p>")
+        '<p class="note">Necrosis is the non-viable share of the tumor (Non-Tumor tiles '
+        "excluded). Method pcc: sum P(Non-Viable) / sum P(Non-Viable or Viable) over the "
+        f"{html.escape(group)}'s tiles, interval a percentile bootstrap over tiles; any other "
+        "method (acc, pacc, emq, dmy, kdey): the tumor prevalences quantified from the "
+        "posteriors with a calibration set of held-out tiles "
+        "(hiercls.evaluation.quantification), interval a bootstrap over the tiles and the "
+        "calibration set. Good response: necrosis &gt;= 90 %. pp: percentage points.</p>")
 
 
 def evaluation_figures(result, necrosis=None, *, threshold=GOOD_RESPONSE):

@@ -404,7 +404,10 @@ def plot_necrosis(necrosis, *, threshold=GOOD_RESPONSE):
                     yerr=[estimate[has_interval] - low[has_interval],
                           high[has_interval] - estimate[has_interval]],
                     fmt="none", ecolor="black", elinewidth=1.2, capsize=5)
-    ax.plot(x, estimate, "o", color="black", ms=7, label="estimate (expected fraction, CI)")
+    # The table says how its fraction was estimated (the expected counts, or a quantifier).
+    methods = sorted(set(necrosis["method"])) if "method" in necrosis.columns else ["pcc"]
+    how = "expected fraction" if methods == ["pcc"] else "method " + ", ".join(methods)
+    ax.plot(x, estimate, "o", color="black", ms=7, label=f"estimate ({how}, CI)")
     if np.isfinite(column("necrotic_fraction_argmax")).any():
         ax.plot(x + 0.18, column("necrotic_fraction_argmax"), "o", mfc="none", mec="0.45",
                 ms=7, label="estimate (argmax count)")
