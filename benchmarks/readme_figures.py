@@ -525,14 +525,15 @@ def necrosis_table(results):
     lines = ["", f"{payload['n_seeds']} seeds, {payload['wall_min']:.0f} min on 2 cores "
              "with warm feature caches; absolute error of the necrotic fraction, mean over "
              "seeds; the chosen method per fold and every other method under the same folds "
+             "(the tiles and patient groupings of the calibration set on the first seed only) "
              "([results](benchmarks/results/necrosis.md)):", "",
-             "| method | mean error | Case-3 | Case-4 | Case-48 | responses right | interval width |",
-             "|---|---|---|---|---|---|---|"]
+             "| method | seeds | mean error | Case-3 | Case-4 | Case-48 | responses right | interval width |",
+             "|---|---|---|---|---|---|---|---|"]
     order = sorted(payload["summary"], key=lambda r: (r["method"] != "default", r["mae"]))
     for row in order:
         errors = row["errors"]
         width = "n/a" if row["mean_width"] is None else f"{row['mean_width']:.2f}"
-        lines.append(f"| {row['method']} | {row['mae']:.3f} | "
+        lines.append(f"| {row['method']} | {row['n_seeds']} | {row['mae']:.3f} | "
                      + " | ".join(f"{errors.get(p, float('nan')):.3f}"
                                   for p in ("Case-3", "Case-4", "Case-48"))
                      + f" | {sum(row['responses_right'].values())} of "
