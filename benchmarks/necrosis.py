@@ -30,7 +30,6 @@ Writes benchmarks/results/necrosis.json and necrosis.md.
 """
 
 import argparse
-import json
 import time
 import warnings
 
@@ -141,6 +140,7 @@ def run_fold(X, y, codes, patient, seed, args, say):
     # Each tumor slide of the test patient, by the chosen quantifier.
     quantifier = PrevalenceQuantifier(method, None if recalibrate == "none" else recalibrate
                                       ).fit(calibration[grouping], codes[train])
+    counts = PrevalenceQuantifier("pcc").fit(calibration[grouping], codes[train])
     slides = []
     test_slides = X["slide"][~train].to_numpy()
     for slide in np.unique(test_slides):
@@ -149,10 +149,9 @@ def run_fold(X, y, codes, patient, seed, args, say):
         if np.isnan(slide_reference):
             continue
         estimate, low, high = _estimate(quantifier, proba[inside], args.n_bootstrap_slides, seed)
-        counts = _estimate(PrevalenceQuantifier("pcc").fit(calibration[grouping], codes[train]),
-                           proba[inside], 0, seed)[0]
+        pcc = counts.necrotic_fraction(proba[inside])
         slides.append({"slide": slide, "patient": patient, "seed": seed, "estimate": estimate,
-                       "low": low, "high": high, "pcc": counts, "reference": slide_reference,
+                       "low": low, "high": high, "pcc": pcc, "reference": slide_reference,
                        "n_tumor_tiles": int((test_codes[inside] > 0).sum())})
     criterion = (table.reset_index().round(4).to_dict(orient="records"))
     return runs, slides, {"test_patient": patient, "seed": seed, "grouping": grouping,
@@ -294,7 +293,6 @@ def main():
     say(f"default: LOPO MAE {default['mae']:.3f} (target <= {TARGETS['mae']}); expected "
         f"counts (pcc): {pcc['mae']:.3f}" if pcc else "")
     say("wrote " + ", ".join(map(str, paths)))
-    json.dumps(payload, default=str)
 
 
 if __name__ == "__main__":

@@ -98,14 +98,11 @@ _NEC, _VIA = 1, 2  # column codes of Non-Viable-Tumor (necrosis) and Viable-Tumo
 # --------------------------------------------------------------------------------------
 # Input checks
 
-_CLOSED = {"both": "both", "neither": "neither", "left": "left", "right": "right"}
-
-
 def _check_real(value, name, *, min_val=None, max_val=None, include_boundaries="both"):
     """A finite real number within the bounds (bools and NaN refused): the package's
     :func:`~hiercls.validation.check_number`."""
     return float(check_number(value, name, low=min_val, high=max_val,
-                              closed=_CLOSED[include_boundaries]))
+                              closed=include_boundaries))
 
 
 def _check_n_bootstrap(value):

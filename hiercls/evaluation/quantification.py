@@ -122,11 +122,6 @@ def _check_method(method):
     return method
 
 
-def _check_bag(proba, name="proba"):
-    p = check_probabilities(proba, name=name)
-    return p
-
-
 def necrotic_fraction(prevalence):
     """``NV / (NV + V)`` of three-class prevalences (rows of shape (..., 3)); NaN without tumor.
 
@@ -271,7 +266,7 @@ class PrevalenceQuantifier(BaseEstimator):
             Prevalences of Non-Tumor, Non-Viable-Tumor and Viable-Tumor, summing to 1.
         """
         check_is_fitted(self, "quantifier_")
-        p = self._rescaled(_check_bag(proba))
+        p = self._rescaled(check_probabilities(proba))
         return _aggregate(self.quantifier_, self.method, p)
 
     def _rescaled(self, p, temperature=None):
@@ -315,7 +310,7 @@ class PrevalenceQuantifier(BaseEstimator):
         ndarray of shape (n_bootstrap, 3)
         """
         check_is_fitted(self, "quantifier_")
-        p = _check_bag(proba)
+        p = check_probabilities(proba)
         rng = check_random_state(random_state)
         by_class = [np.flatnonzero(self.calibration_labels_ == c) for c in self.classes_]
         out = np.empty((n_bootstrap, 3))
