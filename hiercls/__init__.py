@@ -11,8 +11,9 @@ The folders are the layers, each using only those above it in this list:
 - :mod:`hiercls.features`: what is computed from a tile before learning (radiomics, stain
   normalization, resolution, frozen backbone features and their cache);
 - :mod:`hiercls.estimator`: how it is wrapped for scikit-learn (``HierarchicalFusionClassifier``,
-  its parameters, ``make_fusion_pipeline``, model files);
+  its parameters, ``make_fusion_pipeline``);
 - :mod:`hiercls.evaluation`: how it is scored by patient, and the clinical answer (necrosis);
+- :mod:`hiercls.persistence`: model files (the pipeline and its necrosis quantifier);
 - :mod:`hiercls.reporting`: what people look at (figures, HTML reports);
 - :mod:`hiercls.slides`: the same for whole slides (tiling, prediction, maps);
 - :mod:`hiercls.cli`: the ``hiercls`` command, thin handlers over the above.
@@ -35,13 +36,13 @@ if TYPE_CHECKING:  # what static tools (type checkers, the API docs) see; see _L
     from .data.images import UnreadableTileError, check_tiles  # noqa: F401
     from .data.labels import CLASS_NAMES  # noqa: F401
     from .estimator.classifier import HierarchicalFusionClassifier  # noqa: F401
-    from .estimator.persistence import load_model, save_model  # noqa: F401
     from .estimator.pipeline import make_fusion_pipeline  # noqa: F401
     from .evaluation import metrics  # noqa: F401
     from .evaluation.necrosis import necrosis_report  # noqa: F401
     from .features import resolution  # noqa: F401
     from .features.radiomics import RadiomicsTransformer  # noqa: F401
     from .features.stain_normalization import StainNormalizer  # noqa: F401
+    from .persistence import load_model, save_model  # noqa: F401
     from .slides import predict_slide  # noqa: F401
 
 # Imported on first use (PEP 562), so that ``import hiercls.features.radiomics`` (in a
@@ -53,11 +54,11 @@ _LAZY = {
     "StainNormalizer": ".features.stain_normalization",
     "UnreadableTileError": ".exceptions",
     "check_tiles": ".data.images",
-    "load_model": ".estimator.persistence",
+    "load_model": ".persistence",
     "make_fusion_pipeline": ".estimator.pipeline",
     "necrosis_report": ".evaluation.necrosis",
     "predict_slide": ".slides",
-    "save_model": ".estimator.persistence",
+    "save_model": ".persistence",
 }
 
 #: Submodules that are attributes of the package (``hiercls.metrics.paper_scorers()``).

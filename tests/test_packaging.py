@@ -34,7 +34,7 @@ def test_the_citation_names_this_version_the_paper_and_the_data():
 
 
 def test_torch_floor_is_the_one_model_files_need():
-    from hiercls.estimator import persistence
+    from hiercls.persistence import model_files as persistence
 
     floors = dict(_floor(r) for r in PROJECT["dependencies"] if r.startswith(("torch>", "torchvision>")))
     # .hiercls files are read with torch.load(weights_only=True), safe from torch 2.6 on.
@@ -59,7 +59,7 @@ def test_no_extra_repeats_a_core_dependency_and_all_covers_the_features():
 #: The flat module paths before the layered layout: gone, and named in CHANGELOG.md.
 OLD_MODULES = {"images", "datasets", "labels", "radiomics", "resolution", "cache",
                "frozen_features", "model", "loss", "backbones", "augmentation", "stain",
-               "classifier", "pipeline", "splits", "callbacks", "tile_dataset", "persistence",
+               "classifier", "pipeline", "splits", "callbacks", "tile_dataset",
                "metrics", "necrosis", "plots", "report"}
 
 

@@ -516,7 +516,7 @@ _MODEL_SUFFIXES = (".hiercls", ".joblib", ".pkl")
 
 def _save_model(pipeline, out):
     if out.suffix.lower() == ".hiercls":
-        from ..estimator.persistence import save_model
+        from ..persistence import save_model
 
         save_model(pipeline, out)
     else:
@@ -530,7 +530,7 @@ def _load_model(value):
     from sklearn.pipeline import Pipeline
 
     from ..estimator.classifier import HierarchicalFusionClassifier
-    from ..estimator.persistence import ModelFileError, load_model
+    from ..persistence import ModelFileError, load_model
 
     path = _existing_path(value, "MODEL",
                           "a model saved by 'hiercls fit' (.hiercls, .joblib or .pkl)")

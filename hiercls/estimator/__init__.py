@@ -4,6 +4,5 @@
 - :mod:`~hiercls.estimator.tile_dataset`, :mod:`~hiercls.estimator.splits`,
   :mod:`~hiercls.estimator.callbacks`: what it feeds skorch;
 - :mod:`~hiercls.estimator.pipeline`: ``make_fusion_pipeline``;
-- :mod:`~hiercls.estimator.ensemble`: ``SeedEnsemble``, one estimator fitted with several seeds;
-- :mod:`~hiercls.estimator.persistence`: ``.hiercls`` model files.
+- :mod:`~hiercls.estimator.ensemble`: ``SeedEnsemble``, one estimator fitted with several seeds.
 """

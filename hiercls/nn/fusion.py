@@ -44,6 +44,14 @@ class ImageEncoder(nn.Module):
             self.finetune_stages = int(finetune_stages)
         self.projection = nn.Linear(feature_width(self.backbone), embed_dim)
 
+    def freeze(self):
+        """Freeze the backbone, batch-norm statistics included (``train()`` keeps it so),
+        all but its last ``finetune_stages`` stages and head; returns self."""
+        self.backbone.requires_grad_(False).eval()
+        for module in top_modules(self.backbone, self.finetune_stages) if self.finetune_stages else ():
+            module.requires_grad_(True)
+        return self
+
     def cached_part(self):
         """The module whose outputs are cached: the backbone, or its trunk."""
         if self.finetune_stages:
@@ -130,11 +138,7 @@ class FusionNet(nn.Module):
                                                  mean=self.data_config["mean"],
                                                  std=self.data_config["std"])
         if use_image and freeze_backbone:
-            # Frozen from the start, batch-norm statistics included: train() keeps it so.
-            self.image_encoder.backbone.requires_grad_(False).eval()
-            for module in (top_modules(self.image_encoder.backbone, finetune_stages)
-                           if finetune_stages else ()):
-                module.requires_grad_(True)
+            self.image_encoder.freeze()  # from the start
         self.radiomics_encoder = (
             two_layer_mlp(n_radiomic_features, embed_dim, embed_dim) if use_radiomics else None
         )

@@ -75,7 +75,8 @@ def test_interval_covers_estimate_and_narrows_with_more_tiles():
         np.testing.assert_allclose(row["viable_fraction_low"], 1 - row["necrotic_fraction_high"])
     # Same fraction, ten times the tiles: about sqrt(10) times narrower.
     np.testing.assert_allclose(many["necrotic_fraction"], few["necrotic_fraction"])
-    width = lambda t: float(t["necrotic_fraction_high"].iloc[0] - t["necrotic_fraction_low"].iloc[0])
+    def width(t):
+        return float(t["necrotic_fraction_high"].iloc[0] - t["necrotic_fraction_low"].iloc[0])
     assert width(many) < 0.5 * width(few)
     # Higher confidence, wider interval; the same seed, the same interval.
     wide = necrosis_from_probabilities(proba, ["P"] * 40, n_bootstrap=500, confidence=0.99)

@@ -37,10 +37,10 @@ import timm
 import torch
 from torch.torch_version import TorchVersion
 
-from ..exceptions import ModelFileError  # noqa: F401  (its home before)
-from .codec import allowed_names, decode, encode, expect  # noqa: F401  (allowed_names: public here)
+from ..exceptions import ModelFileError
+from .codec import decode, encode, expect
 
-__all__ = ["FORMAT", "MODEL_SUFFIX", "ModelFileError", "allowed_names", "load_model", "save_model"]
+__all__ = ["FORMAT", "MODEL_SUFFIX", "load_model", "save_model"]
 
 #: Name of the format, recorded in the file.
 FORMAT = "hiercls-model"
@@ -66,11 +66,11 @@ def _check_structure(pipeline):
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import StandardScaler
 
+    from ..estimator.classifier import HierarchicalFusionClassifier
+    from ..estimator.pipeline import STEP_NAMES, make_radiomics_scaler
     from ..features.radiomics import RadiomicsTransformer
     from ..features.resolution import TileResampler
     from ..features.stain_normalization import StainNormalizer
-    from .classifier import HierarchicalFusionClassifier
-    from .pipeline import STEP_NAMES, make_radiomics_scaler
 
     if not isinstance(pipeline, Pipeline) or tuple(pipeline.named_steps) != STEP_NAMES:
         raise ValueError(f"save_model saves a pipeline of make_fusion_pipeline, with the steps "
@@ -325,7 +325,7 @@ def load_model(path, *, device=None):
     --------
     save_model : write one.
     """
-    from .pipeline import make_fusion_pipeline
+    from ..estimator.pipeline import make_fusion_pipeline
 
     path = Path(path)
     manifest, states = _read(path)
@@ -373,6 +373,7 @@ def load_model(path, *, device=None):
         _restore_scale(pipeline.named_steps["scale"], scale)
         _restore_classifier(pipeline.named_steps["classifier"], classifier, states, path)
         if "necrosis_quantifier" in manifest:
+            # Imported here: QuaPy takes seconds to import, and most files have no quantifier.
             from ..evaluation.quantification import PrevalenceQuantifier
 
             state = expect(manifest["necrosis_quantifier"], dict, "necrosis_quantifier")

@@ -3,7 +3,7 @@
 :func:`encode` turns a parameter's value into JSON data: numbers, strings, arrays, tuples,
 dicts, and classes or objects only from :func:`allowed_names` (an object as its class name
 and constructor parameters); :func:`decode` turns it back, building only the classes a
-file may build and refusing every other name. :mod:`hiercls.estimator.persistence` keeps
+file may build and refusing every other name. :mod:`hiercls.persistence.model_files` keeps
 the archive around it.
 """
 
@@ -26,9 +26,9 @@ def _allowed():
     import skorch.utils
     from torch.utils.data import DataLoader
 
+    from ..estimator.splits import GroupedValidSplit
     from ..nn.fusion import FusionNet
     from ..nn.loss import FlatLoss, HierarchicalLoss
-    from .splits import GroupedValidSplit
 
     names = {
         "hiercls.nn.fusion.FusionNet": FusionNet,
@@ -129,14 +129,14 @@ def encode(value, where):
         name = _name_of(value)
         if name is None:
             raise ValueError(f"cannot save {where}: the class {value.__module__}."
-                             f"{value.__qualname__} is not in hiercls.estimator.persistence's allow-list "
+                             f"{value.__qualname__} is not in hiercls.persistence's allow-list "
                              f"({', '.join(sorted(allowed_names()))}); save the pipeline with "
                              "joblib instead (loading that runs code from the file)")
         return {"class": name}
     name = _name_of(type(value))
     if name is None:
         raise ValueError(f"cannot save {where}: {value!r} (a {type(value).__module__}."
-                         f"{type(value).__qualname__}) is not in hiercls.estimator.persistence's "
+                         f"{type(value).__qualname__}) is not in hiercls.persistence's "
                          "allow-list; save the pipeline with joblib instead (loading that "
                          "runs code from the file)")
     return {"object": name, "params": {k: encode(v, f"{where}.{k}")
@@ -199,7 +199,7 @@ def _lookup(name, where):
     allowed_names()
     cls = _ALLOWED.get(name) if isinstance(name, str) else None
     if cls is None:
-        raise ModelFileError(f"{where} names {name!r}, which is not in hiercls.estimator.persistence's "
+        raise ModelFileError(f"{where} names {name!r}, which is not in hiercls.persistence's "
                              "allow-list; refusing to load it")
     return cls
 

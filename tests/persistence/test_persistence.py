@@ -13,7 +13,7 @@ from sklearn.exceptions import NotFittedError
 import hiercls
 from hiercls import load_model, make_fusion_pipeline, save_model
 from hiercls.cli import main
-from hiercls.estimator.persistence import ModelFileError
+from hiercls.persistence import ModelFileError
 
 from ..conftest import TINY_CLASSIFIER
 
