@@ -207,14 +207,8 @@ def sensitivity_at_specificity(y_binary, score, specificity=0.9):
     >>> sensitivity_at_specificity(y, score, specificity=0.95)  # threshold 0.8: FPR 0, TPR 3/4
     0.75
     """
-    y, s = _check_binary(y_binary, score)
-    specificity = _check_fraction(specificity, "specificity")
-    reason = _binary_undefined_reason(y)
-    if reason is not None:
-        warnings.warn(f"Sensitivity at specificity {specificity:g} is undefined and set to NaN: "
-                      f"{reason}.", UndefinedMetricWarning, stacklevel=2)
-        return float("nan")
-    return sensitivity_from_points(*_roc_points(y, s)[:2], specificity)
+    return _read_at(y_binary, score, specificity, "specificity", "Sensitivity",
+                    sensitivity_from_points)
 
 
 def specificity_at_sensitivity(y_binary, score, sensitivity=0.9):
@@ -247,11 +241,19 @@ def specificity_at_sensitivity(y_binary, score, sensitivity=0.9):
     >>> specificity_at_sensitivity(y, score)  # threshold 0.9: TPR 9/10, FPR 1/4
     0.75
     """
+    return _read_at(y_binary, score, sensitivity, "sensitivity", "Specificity",
+                    specificity_from_points)
+
+
+def _read_at(y_binary, score, target, name, figure, read):
+    """``read(fpr, tpr, target)`` on the checked inputs' ROC points; NaN with a warning
+    where the curve is undefined (a class absent)."""
     y, s = _check_binary(y_binary, score)
-    sensitivity = _check_fraction(sensitivity, "sensitivity")
+    target = _check_fraction(target, name)
     reason = _binary_undefined_reason(y)
     if reason is not None:
-        warnings.warn(f"Specificity at sensitivity {sensitivity:g} is undefined and set to NaN: "
-                      f"{reason}.", UndefinedMetricWarning, stacklevel=2)
+        # stacklevel 3: the caller of the public function.
+        warnings.warn(f"{figure} at {name} {target:g} is undefined and set to NaN: {reason}.",
+                      UndefinedMetricWarning, stacklevel=3)
         return float("nan")
-    return specificity_from_points(*_roc_points(y, s)[:2], sensitivity)
+    return read(*_roc_points(y, s)[:2], target)
