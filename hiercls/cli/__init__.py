@@ -7,14 +7,15 @@
 does not exist, a CSV without a needed column, an option out of range) ends the command
 with one line on stderr and exit status 2.
 
-:mod:`hiercls.cli.parser` builds the argument parser; :mod:`hiercls.cli.commands` holds
-one thin handler per command.
+:mod:`hiercls.cli.parser` builds the argument parser (with :mod:`hiercls.cli.options`);
+:mod:`hiercls.cli.commands` maps each command to its thin handler in
+:mod:`hiercls.cli.training` or :mod:`hiercls.cli.prediction`.
 """
 
 import sys
 
-from . import commands
-from .commands import CommandError
+from ..exceptions import CommandError
+from .commands import COMMANDS
 from .parser import build_parser
 
 __all__ = ["CommandError", "build_parser", "main"]
@@ -37,7 +38,7 @@ def main(argv=None):
 
     args = build_parser().parse_args(argv)
     args.argv = None if argv is None else list(argv)
-    handler = getattr(commands, f"run_{args.command}")
+    handler = COMMANDS[args.command]
     try:
         return handler(args)
     except CommandError as error:

@@ -85,6 +85,36 @@ def make_fusion_pipeline(preset="hiercls", **params):
         ("scale", make_radiomics_scaler()),
         ("classifier", HierarchicalFusionClassifier()),
     ])
+    return pipeline.set_params(**resolve_params(preset, **params))
+
+
+def resolve_params(preset="hiercls", **params):
+    """The parameters :func:`make_fusion_pipeline` sets: the preset's, then ``params``.
+
+    The one place where a preset meets what is given: the command line reads its defaults
+    from here instead of building a pipeline to read them back.
+
+    Parameters
+    ----------
+    preset : {"hiercls", "paper", "none"}, default="hiercls"
+    **params
+        As for :func:`make_fusion_pipeline`.
+
+    Returns
+    -------
+    params : dict
+        Names with their step prefix (``classifier__lr``, ``radiomics__mask``), ready for
+        :meth:`~sklearn.pipeline.Pipeline.set_params`; parameters neither the preset nor
+        ``params`` sets are absent (they keep the step's default).
+
+    Examples
+    --------
+    >>> from hiercls.estimator.pipeline import resolve_params
+    >>> resolve_params("paper", max_epochs=3)["classifier__max_epochs"]
+    3
+    >>> "classifier__pretrained" in resolve_params("paper", backbone="resnet18")
+    False
+    """
     start = preset_params(preset)
     if "backbone" in params and params["backbone"] != start.get("backbone"):
         # A preset's weights and input size are those of its backbone: another backbone
@@ -106,4 +136,4 @@ def make_fusion_pipeline(preset="hiercls", **params):
     for name, value in {**start, **params}.items():
         step = name.split("__", 1)[0] if "__" in name else None
         routed[name if step in STEP_NAMES else f"classifier__{name}"] = value
-    return pipeline.set_params(**routed)
+    return routed

@@ -28,7 +28,10 @@ def cross_validate_by_patient(estimator, X, y, groups, *, cv=None, verbose=1):
     parameter, as ``groups`` of such an estimator itself, or, with scikit-learn's metadata
     routing enabled, wherever ``set_fit_request(groups=True)`` asked for them. Each
     fold's test tiles go through the fitted pipeline once, for both the probabilities
-    and (for an estimator with ``predict_proba_and_gates``) the gate weights.
+    and (for an estimator with ``predict_proba_and_gates``) the gate weights. Every fold
+    fits the whole pipeline; its radiomics and frozen backbone features are cached on disk
+    by default (the steps' ``cache="auto"``), so the folds after the first read them
+    instead of computing them again.
 
     Parameters
     ----------

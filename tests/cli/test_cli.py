@@ -327,7 +327,7 @@ def test_demo_still_runs(capsys):
 def test_pretrained_accepts_every_offline_source(source):
     import argparse
 
-    from hiercls.cli.commands import CommandError, _check_model_options
+    from hiercls.cli.model_options import CommandError, _check_model_options
 
     backbone = f"tf_efficientnet_lite{source[len('efficientnet-lite')]}"
     args = argparse.Namespace(radiomics_only=False, backbone=backbone, pretrained=source,

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from hiercls.cli import build_parser, main
-from hiercls.cli.parser import NECROSIS_OPTIONS, necrosis_options
+from hiercls.cli.options import NECROSIS_OPTIONS, necrosis_options
 from hiercls.data.datasets import make_synthetic_tiles
 from hiercls.evaluation.necrosis import necrosis_report
 
@@ -250,7 +250,7 @@ def test_a_model_fitted_with_a_calibration_set_quantifies(tiles, tmp_path, capsy
 
 
 def test_the_necrosis_methods_of_the_cli_are_the_package_s():
-    from hiercls.cli.parser import _NECROSIS_METHOD
+    from hiercls.cli.options import _NECROSIS_METHOD
     from hiercls.evaluation.quantification import METHODS
 
     assert _NECROSIS_METHOD[2]["choices"] == ("auto", *METHODS)

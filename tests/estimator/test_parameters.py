@@ -6,7 +6,7 @@ import pickle
 import pytest
 
 from hiercls import HierarchicalFusionClassifier
-from hiercls.cli.commands import _make_pipeline
+from hiercls.cli.model_options import _make_pipeline
 from hiercls.cli.parser import build_parser
 from hiercls.estimator.parameters import (
     BY_NAME,

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from hiercls import make_fusion_pipeline
-from hiercls.cli.commands import resolve_preset
+from hiercls.cli.model_options import resolve_preset
 from hiercls.cli.parser import build_parser
 from hiercls.estimator.presets import PRESET_NAMES, preset_params
 from hiercls.estimator.splits import GroupedValidSplit
@@ -118,7 +118,7 @@ def test_the_command_line_fills_unset_options_from_its_preset(tmp_path):
 
 
 def test_the_command_line_split_follows_validation():
-    from hiercls.cli.commands import _make_pipeline
+    from hiercls.cli.model_options import _make_pipeline
 
     parser = build_parser()
     for flag, by in (("tiles", "tiles"), ("patients", "groups")):
@@ -127,3 +127,23 @@ def test_the_command_line_split_follows_validation():
         split = _make_pipeline(args, verbose=0, radiomics_verbose=0).named_steps[
             "classifier"].train_split
         assert isinstance(split, GroupedValidSplit) and split.by == by
+
+
+def test_the_command_line_builds_the_pipeline_python_builds():
+    """No round trip: the preset's values reach the command line from resolve_params, and
+    the pipeline it builds sets what make_fusion_pipeline sets for the same preset."""
+    from hiercls.cli.model_options import _make_pipeline
+    from hiercls.estimator.pipeline import resolve_params
+
+    parser = build_parser()
+    for name in PRESET_NAMES:
+        args = parser.parse_args(["fit", "data.csv", "--model", "m.hiercls", "--preset", name,
+                                  "--cache", "none"])
+        built = _make_pipeline(args, verbose=0, radiomics_verbose=0).get_params()
+        python = make_fusion_pipeline(preset=name).get_params()
+        for key, value in resolve_params(name).items():
+            assert repr(built[key]) == repr(python[key]) == repr(value), (name, key)
+    with pytest.raises(ValueError, match="freeze_backbone=True"):
+        resolve_params("hiercls", backbone="resnet18")
+    assert resolve_params("hiercls", backbone="resnet18", freeze_backbone=False)[
+        "classifier__backbone"] == "resnet18"

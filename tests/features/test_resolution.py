@@ -297,7 +297,7 @@ def test_tile_side_reads_float_tiffs_and_names_bad_files(tmp_path):
 
 def test_cli_fit_and_evaluate_pass_mpp_to_the_resolution_step():
     from hiercls.cli import build_parser
-    from hiercls.cli.commands import _make_pipeline
+    from hiercls.cli.model_options import _make_pipeline
 
     parser = build_parser()
     for command in (["fit", "data", "--model", "m.hiercls"], ["evaluate", "data", "--out", "o"]):
