@@ -10,6 +10,7 @@ line with exit status 2. The handlers live by what they do:
 """
 
 from ..exceptions import CommandError
+from .model_options import resolve_preset
 from .prediction import run_necrosis, run_predict, run_report, run_slide
 from .training import run_demo, run_evaluate, run_extract, run_fit
 
@@ -26,4 +27,4 @@ COMMANDS = {
 }
 
 __all__ = ["COMMANDS", "CommandError", "run_demo", "run_evaluate", "run_extract", "run_fit",
-           "run_necrosis", "run_predict", "run_report", "run_slide"]
+           "run_necrosis", "run_predict", "run_report", "run_slide", "resolve_preset"]

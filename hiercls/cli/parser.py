@@ -10,6 +10,7 @@ import textwrap
 from ..data.images import TILE_SUFFIXES
 from ..data.tables import LABELLED_TILES
 from .options import (
+    NECROSIS_OPTIONS,
     _add_necrosis_method,
     _add_necrosis_options,
     _add_quiet,
@@ -19,7 +20,11 @@ from .options import (
     _add_training,
     _n_jobs,
     _positive_int,
+    necrosis_options,
 )
+
+# NECROSIS_OPTIONS and necrosis_options: importable here, where they were.
+__all__ = ["NECROSIS_OPTIONS", "build_parser", "installed_version", "necrosis_options"]
 
 _DATA_HELP = LABELLED_TILES
 
