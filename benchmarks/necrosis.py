@@ -19,6 +19,11 @@ fold is not run) and each seed:
    bootstrap interval (tiles of the bag and the calibration set resampled, the adjustment
    refitted each time), and each of the test patient's tumor slides likewise.
 
+With ``--levers`` (all of :data:`LEVERS` by default) steps 1-4 run for each lever of the
+features as well (per-patient or per-slide standardization, HED stain jitter): the
+criterion then chooses the lever with the method, on the same out-of-fold scores, and
+each lever's own choice is a row of the table.
+
 The package's :data:`~hiercls.evaluation.quantification.DEFAULT_METHOD` is the method the
 criterion chose most often across the folds and seeds here; the per-fold choices (and
 their scores) are in the results file.
@@ -72,16 +77,28 @@ def _estimate(quantifier, proba, n_bootstrap, seed):
     return estimate, float(low), float(high)
 
 
-def run_fold(X, y, codes, patient, seed, args, say):
-    """Everything of one outer fold and seed: the runs, the choice, the slides."""
-    train = (X["patient"] != patient).to_numpy()
+#: The levers of item 4 measured beside the default pipeline: each a set of parameters of
+#: ``make_fusion_pipeline`` against what a patient's look gives all its tiles.
+LEVERS = {
+    "none": {},
+    # Each patient's (slide's) features standardized with its own tiles' statistics, in
+    # training and at prediction (hiercls.features.group_standardization).
+    "standardize-patient": {"standardize_by": "patient"},
+    "standardize-slide": {"standardize_by": "slide"},
+    # HED stain augmentation of every cached view (Tellez et al.'s "HED-light").
+    "stain-jitter": {"stain_jitter": 0.05},
+}
+
+
+def _lever_predictions(X, y, codes, train, seed, lever, args, timings):
+    """The outer fit's test probabilities and the calibration sets of one lever."""
+    params = LEVERS[lever]
+    make = lambda: hiercls.make_fusion_pipeline(random_state=seed, verbose=0, **params)  # noqa: E731
     t0 = time.perf_counter()
-    make = lambda: hiercls.make_fusion_pipeline(random_state=seed, verbose=0)  # noqa: E731
-    model = make().fit(X[train], y[train])
-    proba = model.predict_proba(X[~train])
-    fit_s = time.perf_counter() - t0
-    calibration, timings = {}, {"outer_fit_s": fit_s}
-    groupings = args.groupings if seed < args.grouping_seeds else ["slide"]
+    proba = make().fit(X[train], y[train]).predict_proba(X[~train])
+    timings[f"{lever}_outer_fit_s"] = time.perf_counter() - t0
+    calibration = {}
+    groupings = args.groupings if seed < args.grouping_seeds and lever == "none" else ["slide"]
     for by in groupings:
         t1 = time.perf_counter()
         groups = {"slide": X["slide"], "patient": X["patient"]}.get(by)
@@ -90,57 +107,84 @@ def run_fold(X, y, codes, patient, seed, args, say):
             calibration[by] = out_of_fold_proba(make(), X[train], y[train], groups=groups,
                                                 by=by, n_splits=5, random_state=seed)
         except ValueError as error:  # a patient fold without a class: recorded, not run
-            timings[f"oof_{by}_skipped"] = str(error)
+            timings[f"{lever}_oof_{by}_skipped"] = str(error)
             continue
-        timings[f"oof_{by}_s"] = time.perf_counter() - t1
-    t1 = time.perf_counter()
+        timings[f"{lever}_oof_{by}_s"] = time.perf_counter() - t1
+    return proba, calibration
+
+
+def run_fold(X, y, codes, patient, seed, args, say):
+    """Everything of one outer fold and seed: the runs, the choice, the slides."""
+    train = (X["patient"] != patient).to_numpy()
+    timings = {}
     slides_train = X["slide"][train].to_numpy()
     # APP samples the size of a training patient: the size of the bags to be predicted.
     app_size = int(round(train.sum() / X["patient"][train].nunique()))
-    # The choice is made on the slide grouping's scores (every seed has it); the other
-    # groupings' runs are measured beside it.
-    table = quantification_scores(calibration["slide"], codes[train], slides_train,
-                                  methods=METHODS, app_size=app_size, random_state=seed)
-    table["score"] = table[["bag_mae", "app_mae"]].mean(axis=1)
-    method, recalibrate = table["score"].idxmin()
+    probas, calibrations, tables = {}, {}, []
+    for lever in args.levers:
+        probas[lever], calibrations[lever] = _lever_predictions(X, y, codes, train, seed,
+                                                                lever, args, timings)
+        t1 = time.perf_counter()
+        # The choice is made on the slide grouping's scores (every seed and lever has it);
+        # the other groupings' runs are measured beside it.
+        table = quantification_scores(calibrations[lever]["slide"], codes[train], slides_train,
+                                      methods=METHODS, app_size=app_size, random_state=seed)
+        table["score"] = table[["bag_mae", "app_mae"]].mean(axis=1)
+        tables.append(table.assign(lever=lever).set_index("lever", append=True))
+        timings[f"{lever}_criterion_s"] = time.perf_counter() - t1
+    table = pd.concat(tables)
+    method, recalibrate, lever = table["score"].idxmin()
     grouping = "slide"
-    timings["criterion_s"] = time.perf_counter() - t1
-    say(f"  {patient} seed {seed}: chose {method} ({recalibrate}) on {grouping} "
-        f"(score {table['score'].min():.3f}); fits {fit_s:.0f} s, " +
+    say(f"  {patient} seed {seed}: chose {method} ({recalibrate}) with lever {lever} "
+        f"(score {table['score'].min():.3f}); " +
         ", ".join(f"{k} {v:.0f} s" if isinstance(v, float) else f"{k}: {v}"
-                  for k, v in timings.items() if k != "outer_fit_s"))
+                  for k, v in timings.items()))
 
     reference = _fraction(codes[~train])
     runs = []
     test_codes = codes[~train]
-    for by, p in calibration.items():
-        for name in METHODS:
-            for recal in RECALIBRATIONS:
-                if name == "cc" and recal:
-                    continue  # votes do not change with a temperature
-                label = recal or "none"
-                try:
-                    quantifier = PrevalenceQuantifier(name, recal).fit(p, codes[train])
-                    chosen = (by, name, label) == (grouping, method, recalibrate)
-                    n_boot = (args.n_bootstrap if chosen or (name == "pcc" and not recal)
-                              else args.n_bootstrap_others)
-                    estimate, low, high = _estimate(quantifier, proba, n_boot, seed)
-                except SingularAdjustmentError:
-                    estimate = low = high = float("nan")
-                runs.append({"test_patient": patient, "seed": seed, "grouping": by,
-                             "method": name, "recalibrate": label, "estimate": estimate,
-                             "low": low, "high": high, "reference": reference,
-                             "response_right": bool((estimate >= GOOD_RESPONSE)
-                                                    == (reference >= GOOD_RESPONSE))})
+    for run_lever in args.levers:
+        for by, p in calibrations[run_lever].items():
+            for name in METHODS:
+                for recal in RECALIBRATIONS:
+                    if name == "cc" and recal:
+                        continue  # votes do not change with a temperature
+                    label = recal or "none"
+                    chosen = (run_lever, by, name, label) == (lever, grouping, method, recalibrate)
+                    try:
+                        quantifier = PrevalenceQuantifier(name, recal).fit(p, codes[train])
+                        n_boot = (args.n_bootstrap if chosen or (name == "pcc" and not recal)
+                                  else args.n_bootstrap_others)
+                        estimate, low, high = _estimate(quantifier, probas[run_lever], n_boot,
+                                                        seed)
+                    except SingularAdjustmentError:
+                        estimate = low = high = float("nan")
+                    runs.append({"test_patient": patient, "seed": seed, "lever": run_lever,
+                                 "grouping": by, "method": name, "recalibrate": label,
+                                 "estimate": estimate, "low": low, "high": high,
+                                 "reference": reference,
+                                 "response_right": bool((estimate >= GOOD_RESPONSE)
+                                                        == (reference >= GOOD_RESPONSE))})
     default = next(dict(r) for r in runs
-                   if (r["grouping"], r["method"], r["recalibrate"]) == (grouping, method, recalibrate))
-    default.update(method="default", chosen=f"{method} ({recalibrate}, {grouping})")
+                   if (r["lever"], r["grouping"], r["method"], r["recalibrate"])
+                   == (lever, grouping, method, recalibrate))
+    default.update(method="default", chosen=f"{method} ({recalibrate}, {grouping}, {lever})")
+    # Each lever with the method its own scores choose: the levers compared on equal terms.
+    for run_lever in args.levers:
+        own_method, own_recal = table.xs(run_lever, level="lever")["score"].idxmin()
+        best = next(dict(r) for r in runs
+                    if (r["lever"], r["grouping"], r["method"], r["recalibrate"])
+                    == (run_lever, grouping, own_method, own_recal))
+        best.update(method="chosen", chosen=f"{own_method} ({own_recal})")
+        runs.append(best)
     runs.append(default)
 
-    # Each tumor slide of the test patient, by the chosen quantifier.
+    # Each tumor slide of the test patient, by the chosen lever and quantifier.
+    calibration = calibrations[lever][grouping]
     quantifier = PrevalenceQuantifier(method, None if recalibrate == "none" else recalibrate
-                                      ).fit(calibration[grouping], codes[train])
-    counts = PrevalenceQuantifier("pcc").fit(calibration[grouping], codes[train])
+                                      ).fit(calibration, codes[train])
+    counts = PrevalenceQuantifier("pcc").fit(calibration, codes[train])
+    proba = probas[lever]
     slides = []
     test_slides = X["slide"][~train].to_numpy()
     for slide in np.unique(test_slides):
@@ -155,8 +199,8 @@ def run_fold(X, y, codes, patient, seed, args, say):
                        "n_tumor_tiles": int((test_codes[inside] > 0).sum())})
     criterion = (table.reset_index().round(4).to_dict(orient="records"))
     return runs, slides, {"test_patient": patient, "seed": seed, "grouping": grouping,
-                          "method": method, "recalibrate": recalibrate, "app_size": app_size,
-                          "scores": criterion, **timings}
+                          "lever": lever, "method": method, "recalibrate": recalibrate,
+                          "app_size": app_size, "scores": criterion, **timings}
 
 
 def summarize(runs, slides):
@@ -166,10 +210,11 @@ def summarize(runs, slides):
     frame["error"] = (frame["estimate"] - frame["reference"]).abs()
     frame["covered"] = (frame["low"] <= frame["reference"]) & (frame["reference"] <= frame["high"])
     frame["width"] = frame["high"] - frame["low"]
-    frame["key"] = np.where(frame["method"] == "default", "default",
-                            frame["method"] + np.where(frame["recalibrate"] == "temperature",
-                                                       "+T", "")
-                            + " (" + frame["grouping"] + ")")
+    lever = np.where(frame["lever"] == "none", "", " [" + frame["lever"] + "]")
+    plain = (frame["method"] + np.where(frame["recalibrate"] == "temperature", "+T", "")
+             + " (" + frame["grouping"] + ")" + lever)
+    frame["key"] = np.select([frame["method"] == "default", frame["method"] == "chosen"],
+                             ["default", "criterion's method [" + frame["lever"] + "]"], plain)
     rows = []
     for key, group in frame.groupby("key", sort=False):
         per_patient = group.groupby("test_patient")
@@ -234,9 +279,11 @@ def markdown(payload):
                   f"the expected counts; interval coverage {slides['coverage']:.2f}, mean "
                   f"width {slides['mean_width']:.3f}.", ""]
     lines += ["Choices of the criterion per fold:", "",
-              "| test patient | seed | grouping | method | recalibrate |", "|---|---|---|---|---|"]
+              "| test patient | seed | lever | grouping | method | recalibrate |",
+              "|---|---|---|---|---|---|"]
     for choice in payload["choices"]:
-        lines.append(f"| {choice['test_patient']} | {choice['seed']} | {choice['grouping']} "
+        lines.append(f"| {choice['test_patient']} | {choice['seed']} | "
+                     f"{choice.get('lever', 'none')} | {choice['grouping']} "
                      f"| {choice['method']} | {choice['recalibrate']} |")
     lines += ["", "'+T': posteriors recalibrated by a temperature fitted on the calibration "
               "set. Groupings other than slide are measured on the first "
@@ -253,6 +300,9 @@ def main():
                              "choice is made on slide")
     parser.add_argument("--grouping-seeds", type=int, default=1,
                         help="seeds on which groupings other than slide are measured")
+    parser.add_argument("--levers", default=",".join(LEVERS),
+                        help=f"levers of item 4 to measure, of {list(LEVERS)}; the criterion "
+                             "chooses among them as among the methods")
     parser.add_argument("--n-bootstrap", type=int, default=200,
                         help="bootstrap replicates of the chosen method's and pcc's interval")
     parser.add_argument("--n-bootstrap-others", type=int, default=50,
@@ -262,6 +312,10 @@ def main():
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args()
     args.groupings = args.groupings.split(",")
+    args.levers = args.levers.split(",")
+    unknown = sorted(set(args.levers) - set(LEVERS))
+    if unknown:
+        parser.error(f"--levers: unknown {unknown}; expected some of {list(LEVERS)}")
     say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, flush=True))
     warnings.filterwarnings("ignore", category=UserWarning)
     info = run_info()
@@ -277,11 +331,14 @@ def main():
             choices.append(choice)
     summary, slides_summary = summarize(runs, slides)
     chosen = pd.Series([f"{c['method']} ({c['recalibrate']})" for c in choices]).value_counts()
+    levers_chosen = pd.Series([c["lever"] for c in choices]).value_counts()
     payload = {"run": info, "load_average_start": info["load_average"],
                "wall_min": (time.perf_counter() - started) / 60, "n_seeds": args.seeds,
                "targets": TARGETS, "settings": {k: str(v) for k, v in vars(args).items()},
                "most_chosen_method": str(chosen.index[0]),
                "choice_counts": {str(k): int(v) for k, v in chosen.items()},
+               "most_chosen_lever": str(levers_chosen.index[0]),
+               "lever_counts": {str(k): int(v) for k, v in levers_chosen.items()},
                "summary": summary, "slides_summary": slides_summary,
                "choices": choices, "runs": runs, "slides": slides}
     text = markdown(payload)

@@ -10,6 +10,7 @@ from ..data.labels import encode_labels, tumor_target, viable_target
 from ..exceptions import RandomFrozenBackboneWarning  # noqa: F401  (re-exported here)
 from ..features.cache import resolve_cache_dir
 from ..features.frozen import FrozenFeatures
+from ..features.group_standardization import group_labels, standardize_within_groups
 from ..nn.fusion import FusionNet
 from ..nn.loss import HierarchicalLoss, inverse_frequency_weights
 from ..nn.seeding import seeded
@@ -101,6 +102,14 @@ class HierarchicalFusionClassifier(PredictionMixin, PatientRoutingMixin, Network
         ``fit`` keeps all 8): 1 the tile as it is, 2 with its mirror image, 4 with the
         half-turns of both, 8 all (the paper's test-time averaging). Fewer views cost
         proportionally less backbone time on tiles not yet cached.
+    standardize_by : str or None, default=None
+        The column of ``X`` naming each tile's group (``"patient"``, ``"slide"``): the
+        frozen backbone's features and the radiomics are standardized within each group,
+        with that group's own mean and standard deviation, in training and in prediction
+        (:mod:`hiercls.features.group_standardization`), against what a patient's stain
+        and scanner give all its tiles. Predicting, the group's tiles must be predicted
+        together (a case, a slide); groups of one tile are refused. Needs
+        ``freeze_backbone`` (or ``use_image=False``). None is off.
     cache : "auto", path or None, default="auto"
         Where a frozen pretrained backbone's features are kept between fits (keyed by
         tile content, backbone, weights and preprocessing); None keeps them in memory.
@@ -193,7 +202,7 @@ class HierarchicalFusionClassifier(PredictionMixin, PatientRoutingMixin, Network
                  hierarchical=True, use_image=True, use_radiomics=True, radiomic_columns="auto",
                  image_size=None, augment=True, stain_jitter=0.0, view_blur=0.0, view_jpeg=None,
                  freeze_backbone=False, predict_views=8, backbone_stages=1, finetune_stages=0,
-                 cache="auto", eta=0.2,
+                 standardize_by=None, cache="auto", eta=0.2,
                  lr=1e-4, batch_size=16, max_epochs=10,
                  patience=5, train_split=GroupedValidSplit(0.2), device="auto", random_state=None,
                  verbose=1, module=FusionNet, criterion=HierarchicalLoss,
@@ -219,6 +228,7 @@ class HierarchicalFusionClassifier(PredictionMixin, PatientRoutingMixin, Network
         self.predict_views = predict_views
         self.backbone_stages = backbone_stages
         self.finetune_stages = finetune_stages
+        self.standardize_by = standardize_by
         self.cache = cache
         self.eta = eta
         self.patience = patience
@@ -382,11 +392,25 @@ class HierarchicalFusionClassifier(PredictionMixin, PatientRoutingMixin, Network
             part = encoder.cached_part() if hasattr(encoder, "cached_part") else encoder.backbone
             image_features = frozen.compute(part, TileDataset(X, use_radiomics=False, **options),
                                             predict_views=predict_views)
+        if self.standardize_by is not None:
+            X, image_features = self._standardize_within_groups(X, image_features)
         return TileDataset(
             X, y, radiomic_columns=self.radiomic_columns_ if self.use_radiomics else (),
             use_image=self.use_image, use_radiomics=self.use_radiomics,
             image_features=image_features, **options,
         )
+
+    def _standardize_within_groups(self, X, image_features):
+        """X's radiomics and the image features, standardized within each group of tiles."""
+        groups = group_labels(X, self.standardize_by)
+        if image_features is not None:
+            # The features' axis: (tiles, views, F) or a trunk's (tiles, views, C, h, w).
+            image_features = standardize_within_groups(image_features, groups, feature_axis=2)
+        if self.use_radiomics and self.radiomic_columns_:
+            X = X.copy()
+            X[self.radiomic_columns_] = standardize_within_groups(
+                X[self.radiomic_columns_].to_numpy(dtype=np.float64), groups, feature_axis=1)
+        return X, image_features
 
     def get_loss(self, y_pred, y_true, X=None, training=False):
         logits = y_pred[0] if isinstance(y_pred, tuple) else y_pred

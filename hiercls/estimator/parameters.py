@@ -143,6 +143,10 @@ PARAMETERS = (
               "stages on cached maps of the stages before (EfficientNet, MobileNetV3)",
               Number(integer=True, low=0), module="finetune_stages", module_if_set=True,
               cache_key=True, cli=Option("int", "K")),
+    Parameter("standardize_by", None, "standardize the image features and radiomics within "
+              "each group of tiles named by this column of X (patient, slide), with the "
+              "group's own statistics, in training and prediction",
+              cli=Option("str", "COLUMN")),
     Parameter("cache", "auto", "feature cache folder", cli="--cache"),
     Parameter("eta", 0.2, "weight of the log-variance regularizer of the hierarchical loss",
               Number(low=0), cli=Option("float")),
@@ -187,6 +191,16 @@ def check_parameters(estimator):
         raise ValueError(f"{name} perturbs the frozen backbone's cached views and needs "
                          "freeze_backbone=True")
     check_predict_views(estimator)
+    column = estimator.standardize_by
+    if column is not None:
+        if not isinstance(column, str) or not column:
+            raise ValueError(f"standardize_by must be None or the name of a column of X "
+                             f"(such as 'patient'); got {column!r}")
+        if estimator.use_image and not estimator.freeze_backbone:
+            # A trainable backbone's features change with every step: no fixed statistics.
+            raise ValueError(f"standardize_by={column!r} standardizes the frozen backbone's "
+                             "cached features and needs freeze_backbone=True (or "
+                             "use_image=False)")
     if estimator.use_image and estimator.freeze_backbone and not estimator.pretrained:
         warnings.warn(
             f"freeze_backbone=True with pretrained={estimator.pretrained!r} freezes a randomly "
