@@ -18,14 +18,6 @@ from hiercls.nn.stain_jitter import hed_jitter
 from ..conftest import TINY_CLASSIFIER
 
 
-@pytest.fixture(scope="module")
-def weights_file(tmp_path_factory):
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("weights") / "test_efficientnet.pth"
-    torch.save(timm.create_model("test_efficientnet", num_classes=0).state_dict(), path)
-    return path
-
-
 def frozen(weights_file, **params):
     return HierarchicalFusionClassifier(**{**TINY_CLASSIFIER, "pretrained": str(weights_file),
                                            "freeze_backbone": True, **params})

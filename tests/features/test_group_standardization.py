@@ -1,21 +1,11 @@
 import numpy as np
 import pandas as pd
 import pytest
-import timm
-import torch
 
 from hiercls import HierarchicalFusionClassifier
 from hiercls.features.group_standardization import group_labels, standardize_within_groups
 
 from ..conftest import TINY_CLASSIFIER
-
-
-@pytest.fixture(scope="module")
-def weights_file(tmp_path_factory):
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("weights") / "test_efficientnet.pth"
-    torch.save(timm.create_model("test_efficientnet", num_classes=0).state_dict(), path)
-    return path
 
 
 def test_each_group_gets_zero_mean_and_unit_std_per_feature_over_tiles_and_views():
