@@ -20,9 +20,9 @@ fold is not run) and each seed:
    refitted each time), and each of the test patient's tumor slides likewise.
 
 With ``--levers`` (all of :data:`LEVERS` by default) steps 1-4 run for each lever of the
-features as well (per-patient or per-slide standardization, HED stain jitter): the
-criterion then chooses the lever with the method, on the same out-of-fold scores, and
-each lever's own choice is a row of the table.
+features as well (per-patient or per-slide standardization, HED stain jitter, a patient
+adversary): the criterion then chooses the lever with the method, on the same out-of-fold
+scores, and each lever's own choice is a row of the table.
 
 The package's :data:`~hiercls.evaluation.quantification.DEFAULT_METHOD` is the method the
 criterion chose most often across the folds and seeds here; the per-fold choices (and
@@ -87,6 +87,9 @@ LEVERS = {
     "standardize-slide": {"standardize_by": "slide"},
     # HED stain augmentation of every cached view (Tellez et al.'s "HED-light").
     "stain-jitter": {"stain_jitter": 0.05},
+    # A head guessing the patient from the fused embedding through a gradient reversal
+    # (hiercls.nn.adversary; Ganin et al.'s domain-adversarial training).
+    "adversary-patient": {"adversary_by": "patient"},
 }
 
 

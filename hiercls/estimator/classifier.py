@@ -3,6 +3,7 @@
 import numpy as np
 import pandas as pd
 import torch
+import torch.nn.functional as F
 from skorch import NeuralNetClassifier
 from skorch.utils import is_dataset, to_tensor
 
@@ -110,6 +111,16 @@ class HierarchicalFusionClassifier(PredictionMixin, PatientRoutingMixin, Network
         and scanner give all its tiles. Predicting, the group's tiles must be predicted
         together (a case, a slide); groups of one tile are refused. Needs
         ``freeze_backbone`` (or ``use_image=False``). None is off.
+    adversary_by : str or None, default=None
+        The column of ``X`` naming each tile's group (``"patient"``, ``"slide"``) for
+        patient-adversarial training: a head guesses the group from the fused embedding
+        and, through a gradient reversal (:mod:`hiercls.nn.adversary`), teaches the
+        layers below an embedding it cannot read the group from. Its cross-entropy joins
+        the training loss (not the validation loss, whose patients it never saw); in
+        prediction the column is not needed. None is off.
+    adversary_weight : float, default=1.0
+        The gradient reversal's scale (Ganin et al.'s lambda); ignored without
+        ``adversary_by``.
     cache : "auto", path or None, default="auto"
         Where a frozen pretrained backbone's features are kept between fits (keyed by
         tile content, backbone, weights and preprocessing); None keeps them in memory.
@@ -168,6 +179,9 @@ class HierarchicalFusionClassifier(PredictionMixin, PatientRoutingMixin, Network
         Per-epoch losses, validation accuracy and task weights.
     random_seed_ : int or None
         The seed drawn from ``random_state`` for this fit (None without one).
+    adversary_domains_ : ndarray or None
+        With ``adversary_by``, the groups the adversary tells apart (the training tiles'
+        values of that column, sorted); None without.
     module_ : FusionNet
         The trained network.
     criterion_ : HierarchicalLoss or FlatLoss
@@ -202,7 +216,8 @@ class HierarchicalFusionClassifier(PredictionMixin, PatientRoutingMixin, Network
                  hierarchical=True, use_image=True, use_radiomics=True, radiomic_columns="auto",
                  image_size=None, augment=True, stain_jitter=0.0, view_blur=0.0, view_jpeg=None,
                  freeze_backbone=False, predict_views=8, backbone_stages=1, finetune_stages=0,
-                 standardize_by=None, cache="auto", eta=0.2,
+                 standardize_by=None, adversary_by=None, adversary_weight=1.0, cache="auto",
+                 eta=0.2,
                  lr=1e-4, batch_size=16, max_epochs=10,
                  patience=5, train_split=GroupedValidSplit(0.2), device="auto", random_state=None,
                  verbose=1, module=FusionNet, criterion=HierarchicalLoss,
@@ -229,6 +244,8 @@ class HierarchicalFusionClassifier(PredictionMixin, PatientRoutingMixin, Network
         self.backbone_stages = backbone_stages
         self.finetune_stages = finetune_stages
         self.standardize_by = standardize_by
+        self.adversary_by = adversary_by
+        self.adversary_weight = adversary_weight
         self.cache = cache
         self.eta = eta
         self.patience = patience
@@ -335,6 +352,7 @@ class HierarchicalFusionClassifier(PredictionMixin, PatientRoutingMixin, Network
                 self.feature_names_in_ = names
             elif hasattr(self, "feature_names_in_"):
                 del self.feature_names_in_
+            self.adversary_domains_ = self._fit_adversary_domains(X)
             self.class_weights_ = {
                 "tumor": inverse_frequency_weights(tumor_target(codes), 2),
                 "viable": inverse_frequency_weights(viable_target(codes)[tumor_target(codes) == 1], 2),
@@ -342,6 +360,22 @@ class HierarchicalFusionClassifier(PredictionMixin, PatientRoutingMixin, Network
             }
         y_values = y.to_numpy() if isinstance(y, pd.Series) else np.asarray(y)
         return y_values, fit_params
+
+    def _fit_adversary_domains(self, X):
+        if self.adversary_by is None:
+            return None
+        domains = np.unique(group_labels(X, self.adversary_by, "adversary_by").astype(str))
+        if len(domains) < 2:
+            raise ValueError(f"adversary_by={self.adversary_by!r} needs tiles of at least 2 "
+                             f"groups in that column of X to tell apart; got {len(domains)}")
+        return domains
+
+    def _domain_codes(self, X):
+        """Each tile's index in ``adversary_domains_``; -1 for a group fit did not see."""
+        labels = group_labels(X, self.adversary_by, "adversary_by").astype(str)
+        index = np.searchsorted(self.adversary_domains_, labels)
+        index = np.clip(index, 0, len(self.adversary_domains_) - 1)
+        return np.where(self.adversary_domains_[index] == labels, index, -1)
 
     def check_data(self, X, y):
         if y is None:
@@ -394,11 +428,18 @@ class HierarchicalFusionClassifier(PredictionMixin, PatientRoutingMixin, Network
                                             predict_views=predict_views)
         if self.standardize_by is not None:
             X, image_features = self._standardize_within_groups(X, image_features)
+        # Training data tell the adversary each tile's group; prediction needs none.
+        domains = (self._domain_codes(X) if y is not None and self._has_adversary() else None)
         return TileDataset(
             X, y, radiomic_columns=self.radiomic_columns_ if self.use_radiomics else (),
             use_image=self.use_image, use_radiomics=self.use_radiomics,
-            image_features=image_features, **options,
+            image_features=image_features, domains=domains, **options,
         )
+
+    def _has_adversary(self):
+        return (self.adversary_by is not None
+                and getattr(self, "adversary_domains_", None) is not None
+                and getattr(self.module_, "adversary", None) is not None)
 
     def _standardize_within_groups(self, X, image_features):
         """X's radiomics and the image features, standardized within each group of tiles."""
@@ -413,5 +454,15 @@ class HierarchicalFusionClassifier(PredictionMixin, PatientRoutingMixin, Network
         return X, image_features
 
     def get_loss(self, y_pred, y_true, X=None, training=False):
+        """skorch's hook: the criterion's loss, plus in training the adversary's
+        cross-entropy over the tiles of groups it knows (``adversary_by``)."""
         logits = y_pred[0] if isinstance(y_pred, tuple) else y_pred
-        return self.criterion_(logits, to_tensor(y_true, device=self.device_))
+        loss = self.criterion_(logits, to_tensor(y_true, device=self.device_))
+        if training and isinstance(y_pred, tuple) and len(y_pred) > 2 and isinstance(X, dict):
+            domain = X.get("domain")
+            if domain is not None:
+                domain = to_tensor(domain, device=self.device_)
+                known = domain >= 0
+                if bool(known.any()):
+                    loss = loss + F.cross_entropy(y_pred[2][known], domain[known])
+        return loss

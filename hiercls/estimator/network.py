@@ -34,6 +34,8 @@ class NetworkMixin:
                                       else list(self.radiomic_columns))
         if not hasattr(self, "class_weights_"):
             self.class_weights_ = None
+        if not hasattr(self, "adversary_domains_"):
+            self.adversary_domains_ = None
         with seeded(self.random_seed_):
             return super().initialize()
 

@@ -147,6 +147,13 @@ PARAMETERS = (
               "each group of tiles named by this column of X (patient, slide), with the "
               "group's own statistics, in training and prediction",
               cli=Option("str", "COLUMN")),
+    Parameter("adversary_by", None, "train against a head that guesses each tile's group "
+              "named by this column of X (patient, slide) from the fused embedding, through a "
+              "gradient reversal", module="n_domains", module_if_set=True,
+              cli=Option("str", "COLUMN")),
+    Parameter("adversary_weight", 1.0, "with --adversary-by, the gradient reversal's scale",
+              Number(low=0, closed="neither", expected="a finite number > 0"),
+              module="adversary_weight", module_if_set=True, cli=Option("float", "LAMBDA")),
     Parameter("cache", "auto", "feature cache folder", cli="--cache"),
     Parameter("eta", 0.2, "weight of the log-variance regularizer of the hierarchical loss",
               Number(low=0), cli=Option("float")),
@@ -201,6 +208,10 @@ def check_parameters(estimator):
             raise ValueError(f"standardize_by={column!r} standardizes the frozen backbone's "
                              "cached features and needs freeze_backbone=True (or "
                              "use_image=False)")
+    column = estimator.adversary_by
+    if column is not None and (not isinstance(column, str) or not column):
+        raise ValueError(f"adversary_by must be None or the name of a column of X (such as "
+                         f"'patient'); got {column!r}")
     if estimator.use_image and estimator.freeze_backbone and not estimator.pretrained:
         warnings.warn(
             f"freeze_backbone=True with pretrained={estimator.pretrained!r} freezes a randomly "
@@ -241,7 +252,14 @@ def module_arguments(estimator):
         if parameter.module_if_set:
             if value == parameter.default:
                 continue
-            value = int(value)
+            if parameter.name.startswith("adversary_"):
+                domains = getattr(estimator, "adversary_domains_", None)
+                if estimator.adversary_by is None or domains is None:
+                    continue
+                if parameter.name == "adversary_by":
+                    # The network needs how many groups fit found, not their column.
+                    value = len(domains)
+            value = float(value) if isinstance(parameter.default, float) else int(value)
         arguments[parameter.module] = value
     return arguments
 

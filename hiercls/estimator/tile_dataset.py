@@ -33,6 +33,9 @@ class TileDataset(torch.utils.data.Dataset):
     image_features : ndarray of shape (n, ...) or None
         Backbone features computed beforehand (a frozen backbone); given, they replace
         the image.
+    domains : ndarray of shape (n,) or None
+        Each tile's group index for a patient adversary (-1: unknown), handed over as the
+        input ``domain``; None leaves it out.
 
     Attributes
     ----------
@@ -43,7 +46,7 @@ class TileDataset(torch.utils.data.Dataset):
 
     def __init__(self, X, y=None, *, radiomic_columns=(), image_size=224, mean=(0.5, 0.5, 0.5),
                  std=(0.5, 0.5, 0.5), interpolation="bilinear", use_image=True, use_radiomics=True,
-                 image_features=None):
+                 image_features=None, domains=None):
         self.X = X
         self.y = y
         self.codes = None if y is None else torch.as_tensor(encode_labels(y)[0])
@@ -58,6 +61,7 @@ class TileDataset(torch.utils.data.Dataset):
         self.resampling = self._RESAMPLING.get(interpolation, Image.BILINEAR)
         self.mean = torch.as_tensor(mean, dtype=torch.float32).view(3, 1, 1)
         self.std = torch.as_tensor(std, dtype=torch.float32).view(3, 1, 1)
+        self.domains = None if domains is None else torch.as_tensor(domains, dtype=torch.int64)
         self._decoded = {}
 
     def __len__(self):
@@ -105,5 +109,7 @@ class TileDataset(torch.utils.data.Dataset):
             inputs["image_features"] = self.image_features[index]
         if self.radiomics is not None:
             inputs["radiomics"] = self.radiomics[index]
+        if self.domains is not None:
+            inputs["domain"] = self.domains[index]
         label = self.codes[index] if self.codes is not None else torch.tensor(-1)
         return inputs, label

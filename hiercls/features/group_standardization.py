@@ -25,7 +25,7 @@ MIN_GROUP_SIZE = 2
 _EPS = 1e-6
 
 
-def group_labels(X, column):
+def group_labels(X, column, parameter="standardize_by"):
     """The groups of the rows of ``X``: the values of its column ``column``.
 
     Parameters
@@ -33,6 +33,8 @@ def group_labels(X, column):
     X : DataFrame
     column : str
         The column naming each tile's group (``"patient"``, ``"slide"``).
+    parameter : str, default="standardize_by"
+        The parameter that named the column, for the errors.
 
     Returns
     -------
@@ -40,14 +42,14 @@ def group_labels(X, column):
     """
     if column not in X.columns:
         raise ValueError(
-            f"standardize_by={column!r} standardizes the features within each {column}, but "
+            f"{parameter}={column!r} reads each tile's {column}, but "
             f"X has no {column!r} column; give each tile's {column} in that column (all rows "
             "one value when the tiles are one case)")
     groups = X[column].to_numpy()
     missing = [i for i, value in enumerate(groups) if value is None or value != value]
     if missing:
         raise ValueError(f"column {column!r} of X has no value in rows {missing[:5]}; "
-                         f"standardize_by={column!r} needs each tile's {column}")
+                         f"{parameter}={column!r} needs each tile's {column}")
     return groups
 
 

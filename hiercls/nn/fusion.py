@@ -5,6 +5,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data.labels import compose_probabilities
+from .adversary import DomainAdversary
 from .augmentation import TileAugmentation
 from .backbones import backbone_data_config, create_backbone, feature_width
 from .partial_finetune import (
@@ -110,12 +111,18 @@ class FusionNet(nn.Module):
         anyway, on the cached feature maps of the frozen stages before them
         (:mod:`hiercls.nn.partial_finetune`); their batch norms keep the pretrained
         statistics. 0 trains none.
+    n_domains : int, default=0
+        With 2 or more, a patient adversary (:class:`hiercls.nn.adversary.DomainAdversary`)
+        guesses each tile's domain (patient, slide) from ``z`` through a gradient reversal,
+        and ``forward`` returns its logits third; 0 is none.
+    adversary_weight : float, default=1.0
+        The gradient reversal's scale.
     """
 
     def __init__(self, backbone="efficientnet_b0", pretrained=False, n_radiomic_features=29,
                  embed_dim=256, hierarchical=True, use_image=True, use_radiomics=True,
                  augment=True, freeze_backbone=False, stain_jitter=0.0, backbone_stages=1,
-                 finetune_stages=0):
+                 finetune_stages=0, n_domains=0, adversary_weight=1.0):
         super().__init__()
         if not (use_image or use_radiomics):
             raise ValueError("use_image and use_radiomics cannot both be False")
@@ -144,9 +151,13 @@ class FusionNet(nn.Module):
         )
         self.gate = two_layer_mlp(2 * embed_dim, embed_dim, 2) if (use_image and use_radiomics) else None
         self.head = nn.Linear(embed_dim, 4 if hierarchical else 3)
+        if n_domains and int(n_domains) < 2:
+            raise ValueError(f"n_domains must be 0 (no adversary) or at least 2; got {n_domains!r}")
+        self.adversary = (DomainAdversary(two_layer_mlp(embed_dim, embed_dim, int(n_domains)),
+                                          adversary_weight) if n_domains else None)
 
-    def forward(self, image=None, radiomics=None, image_features=None):
-        """Logits and gate weights of a batch.
+    def forward(self, image=None, radiomics=None, image_features=None, domain=None):
+        """Logits and gate weights of a batch (and the adversary's domain logits).
 
         Parameters
         ----------
@@ -164,6 +175,8 @@ class FusionNet(nn.Module):
             ``[A0, A1, B0, B1]`` for the hierarchical model, 3 classes for the flat one.
         gate : Tensor of shape (n, 2)
             The weights (a_img, a_rad) of each tile.
+        domain_logits : Tensor of shape (n, n_domains)
+            Only with an adversary: its guess of each tile's domain.
         """
         embeddings = []
         if self.use_image:
@@ -181,6 +194,8 @@ class FusionNet(nn.Module):
             z_img, z_rad = embeddings
             gate = F.softmax(self.gate(torch.cat([z_img, z_rad], dim=1)), dim=1)
             z = gate[:, :1] * z_img + gate[:, 1:] * z_rad
+        if self.adversary is not None:
+            return self.head(z), gate, self.adversary(z)
         return self.head(z), gate
 
     def train(self, mode=True):

@@ -198,6 +198,10 @@ def save_model(pipeline, path):
             "data_config_": encode(classifier.data_config_, "classifier data_config_"),
         },
     }
+    domains = getattr(classifier, "adversary_domains_", None)
+    if domains is not None:
+        # The groups a patient adversary tells apart: its head's width (adversary_by).
+        manifest["classifier"]["adversary_domains_"] = [str(d) for d in domains]
     quantifier = getattr(pipeline, "necrosis_quantifier_", None)
     if quantifier is not None:
         # The calibration set of the necrosis quantifier (hiercls fit --calibration): JSON
@@ -422,6 +426,9 @@ def _restore_classifier(clf, saved, states, path):
     clf.radiomic_columns_ = [str(c) for c in expect(saved["radiomic_columns_"], list,
                                                      "radiomic_columns_")]
     clf.class_weights_ = decode(saved["class_weights_"], "classifier class_weights_")
+    domains = saved.get("adversary_domains_")
+    clf.adversary_domains_ = (None if domains is None else np.asarray(
+        [str(d) for d in expect(domains, list, "adversary_domains_")]))
     data_config = decode(saved["data_config_"], "classifier data_config_")
     pretrained = clf.pretrained
     # Random weights, loaded over below: nothing is downloaded or read from the source of
