@@ -546,16 +546,16 @@ def necrosis_table(results):
     return "\n".join(lines) + "\n"
 
 
-def standardize_lever(results):
-    """Per-patient standardization beside none, both under the criterion's method per fold
-    (benchmarks/necrosis.py --levers none,standardize-patient)."""
-    payload = results("necrosis-levers/necrosis")
+def _necrosis_lever(results, lever, folder):
+    """One lever of the features beside none, both under the criterion's method per fold
+    (``benchmarks/necrosis.py --levers none,LEVER --out benchmarks/results/FOLDER``)."""
+    payload = results(f"{folder}/necrosis")
     if payload is None:
-        return ("(not measured yet: `python benchmarks/necrosis.py --levers "
-                "none,standardize-patient --out benchmarks/results/necrosis-levers`)")
+        return (f"(not measured yet: `python benchmarks/necrosis.py --levers none,{lever} "
+                f"--out benchmarks/results/{folder}`)")
     rows = {row["method"]: row for row in payload["summary"]}
-    on, off = rows["criterion's method [standardize-patient]"], rows["criterion's method [none]"]
-    best = min((r for r in payload["summary"] if r["method"].endswith("[standardize-patient]")
+    on, off = rows[f"criterion's method [{lever}]"], rows["criterion's method [none]"]
+    best = min((r for r in payload["summary"] if r["method"].endswith(f"[{lever}]")
                 and not r["method"].startswith("criterion")), key=lambda r: r["mae"])
     counts = payload.get("lever_counts") or {}
     folds = sum(counts.values())
@@ -564,8 +564,8 @@ def standardize_lever(results):
             f"{off['mae']:.3f} without (largest patient's error {on['max_error']:.2f} against "
             f"{off['max_error']:.2f}); its best single method, {best['method']}, "
             f"{best['mae']:.3f}. Asked to choose, the criterion took it in "
-            f"{counts.get('standardize-patient', 0)} of {folds} folds "
-            "([results](benchmarks/results/necrosis-levers/necrosis.md))")
+            f"{counts.get(lever, 0)} of {folds} folds "
+            f"([results](benchmarks/results/{folder}/necrosis.md))")
 
 
 BLOCKS = {"demo": demo, "seeds": seeds, "radiomics-speed": radiomics_speed, "protocol-a": protocol_a,
@@ -579,7 +579,8 @@ BLOCKS = {"demo": demo, "seeds": seeds, "radiomics-speed": radiomics_speed, "pro
           "bottom-line": bottom_line, "quickstart-time": quickstart_time,
           "split-cost": split_cost, "levers-choice": levers_choice, "stain-jitter": stain_jitter,
           "view-cost": view_cost, "necrosis": necrosis, "necrosis-table": necrosis_table,
-          "standardize-lever": standardize_lever}
+          "standardize-lever": lambda results: _necrosis_lever(results, "standardize-patient", "necrosis-levers"),
+          "adversary-lever": lambda results: _necrosis_lever(results, "adversary-patient", "necrosis-adversary")}
 
 
 def _field(payload, path):
