@@ -54,6 +54,18 @@ class DomainAdversary(nn.Module):
     weight : float, default=1.0
         The reversal's scale: how strongly the layers below are pushed away from what the
         head reads (the head itself learns at full strength).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from torch import nn
+    >>> adversary = DomainAdversary(nn.Linear(8, 3), weight=0.5)
+    >>> z = torch.randn(4, 8, requires_grad=True)
+    >>> adversary(z).shape  # one logit per domain
+    torch.Size([4, 3])
+    >>> adversary(z).sum().backward()  # z's gradient: the head's, reversed and halved
+    >>> torch.allclose(z.grad, -0.5 * adversary.head.weight.sum(0).expand(4, 8))
+    True
     """
 
     def __init__(self, head, weight=1.0):
