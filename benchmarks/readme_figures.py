@@ -580,7 +580,8 @@ BLOCKS = {"demo": demo, "seeds": seeds, "radiomics-speed": radiomics_speed, "pro
           "split-cost": split_cost, "levers-choice": levers_choice, "stain-jitter": stain_jitter,
           "view-cost": view_cost, "necrosis": necrosis, "necrosis-table": necrosis_table,
           "standardize-lever": lambda results: _necrosis_lever(results, "standardize-patient", "necrosis-levers"),
-          "adversary-lever": lambda results: _necrosis_lever(results, "adversary-patient", "necrosis-adversary")}
+          "adversary-lever": lambda results: _necrosis_lever(results, "adversary-patient", "necrosis-adversary"),
+          "stain-jitter-lever": lambda results: _necrosis_lever(results, "stain-jitter", "necrosis-stain-jitter")}
 
 
 def _field(payload, path):
