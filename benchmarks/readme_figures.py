@@ -508,7 +508,12 @@ def necrosis(results):
     default, pcc = _necrosis_rows(payload)
     right = sum(default["responses_right"].values())
     covered = sum(v >= 0.5 for v in default["covered"].values())
-    return (f"leave-one-patient-out, every choice made on the training patients, the "
+    counts = payload.get("lever_counts") or {}
+    levers = ", ".join(f"{lever} in {n}" for lever, n in
+                       sorted(counts.items(), key=lambda item: -item[1]))
+    levers = (f" (the feature lever among them: {levers} of {sum(counts.values())} folds)"
+              if counts else "")
+    return (f"leave-one-patient-out, every choice made on the training patients{levers}, the "
             f"necrotic fraction is off by {default['mae']:.2f} on average "
             f"({payload['n_seeds']} seeds; the largest patient's error "
             f"{default['max_error']:.2f}; the expected counts: {pcc['mae']:.2f}), the response "
