@@ -14,15 +14,19 @@ fold is not run) and each seed:
    leave-one-slide-out over the training patients' slides (real bags with their own
    fractions) and the artificial prevalence protocol (QuaPy's APP, bags of 100 held-out
    tiles over the simplex). The score is the mean of the two errors; the lowest is the
-   fold's ``"default"`` choice. Nothing the test patient holds enters it;
+   fold's ``"default"`` choice. Nothing the test patient holds enters it. The *patient
+   criterion* (``--criterion patient``; always measured, its choice a row beside the
+   default) adds the inner patient replica: each training patient with tumor whose
+   companions hold every class is estimated by a model and quantifier fitted on those
+   companions alone, the one test of the criterion that meets an unseen patient;
 4. every method (and the choice) estimates the test patient's necrotic fraction and a 95 %
    bootstrap interval (tiles of the bag and the calibration set resampled, the adjustment
    refitted each time), and each of the test patient's tumor slides likewise.
 
 With ``--levers`` (all of :data:`LEVERS` by default) steps 1-4 run for each lever of the
 features as well (per-patient or per-slide standardization, HED stain jitter, a patient
-adversary): the criterion then chooses the lever with the method, on the same out-of-fold
-scores, and each lever's own choice is a row of the table.
+adversary, the radiomic features alone): the criterion then chooses the lever with the
+method, on the same out-of-fold scores, and each lever's own choice is a row of the table.
 
 The package's :data:`~hiercls.evaluation.quantification.DEFAULT_METHOD` is the method the
 criterion chose most often across the folds and seeds here; the per-fold choices (and
@@ -90,6 +94,8 @@ LEVERS = {
     # A head guessing the patient from the fused embedding through a gradient reversal
     # (hiercls.nn.adversary; Ganin et al.'s domain-adversarial training).
     "adversary-patient": {"adversary_by": "patient"},
+    # No image branch: the 29 radiomic features alone, which carry less of a patient's look.
+    "radiomics-only": {"use_image": False},
 }
 
 
@@ -116,6 +122,55 @@ def _lever_predictions(X, y, codes, train, seed, lever, args, timings):
     return proba, calibration
 
 
+#: An inner patient is replayed only where its companions hold this many tiles of every
+#: class: a model that has (almost) never seen a class cannot tell one setting from another.
+#: Fixed before any replica ran; every value from 5 to 89 selects the same inner folds.
+MIN_CLASS_TILES = 20
+
+
+def _patient_replica(X, y, codes, train, seed, lever, timings):
+    """The outer fold replayed inside the training patients: ``patient_mae`` per method.
+
+    Each training patient with tumor whose companions hold every class (at least
+    :data:`MIN_CLASS_TILES` tiles each) is held out in turn; the lever's pipeline is fitted
+    on the companions, their slide-grouped out-of-fold posteriors calibrate every method,
+    and the error of its necrotic fraction is recorded. This is the only part of the
+    criterion that meets a patient no model has seen, which is what a lever acts on; the
+    leave-one-slide-out bags and the APP draw tiles of patients the models were fitted on.
+    """
+    make = lambda: hiercls.make_fusion_pipeline(random_state=seed, verbose=0,  # noqa: E731
+                                                **LEVERS[lever])
+    patients = X["patient"].to_numpy()
+    errors, held_out = {}, []
+    for held in sorted(set(patients[train])):
+        inner = train & (patients != held)
+        outer = train & (patients == held)
+        reference = _fraction(codes[outer])
+        if np.isnan(reference) or np.bincount(codes[inner], minlength=3).min() < MIN_CLASS_TILES:
+            continue
+        t0 = time.perf_counter()
+        proba = make().fit(X[inner], y[inner]).predict_proba(X[outer])
+        calibration = out_of_fold_proba(make(), X[inner], y[inner],
+                                        groups=X["slide"][inner].to_numpy(), by="slide",
+                                        n_splits=5, random_state=seed)
+        for name in METHODS:
+            for recal in RECALIBRATIONS:
+                try:
+                    estimate = PrevalenceQuantifier(name, recal).fit(
+                        calibration, codes[inner]).necrotic_fraction(proba)
+                except SingularAdjustmentError:
+                    estimate = float("nan")
+                errors.setdefault((name, recal or "none"), []).append(abs(estimate - reference))
+        held_out.append(held)
+        timings[f"{lever}_replica_{held}_s"] = time.perf_counter() - t0
+    timings["replica_patients"] = ",".join(held_out) or "none"
+    if not errors:
+        return None
+    index = pd.MultiIndex.from_tuples(list(errors), names=["method", "recalibrate"])
+    return pd.Series([float(np.nanmean(e)) for e in errors.values()], index=index,
+                     name="patient_mae")
+
+
 def run_fold(X, y, codes, patient, seed, args, say):
     """Everything of one outer fold and seed: the runs, the choice, the slides."""
     train = (X["patient"] != patient).to_numpy()
@@ -132,12 +187,21 @@ def run_fold(X, y, codes, patient, seed, args, say):
         # the other groupings' runs are measured beside it.
         table = quantification_scores(calibrations[lever]["slide"], codes[train], slides_train,
                                       methods=METHODS, app_size=app_size, random_state=seed)
-        table["score"] = table[["bag_mae", "app_mae"]].mean(axis=1)
+        table["slide_score"] = table[["bag_mae", "app_mae"]].mean(axis=1)
+        replica = _patient_replica(X, y, codes, train, seed, lever, timings)
+        table["patient_mae"] = np.nan if replica is None else replica
+        # The mean of the errors the fold has: without an inner patient to replay (every
+        # companion set lacks a class), the slide criterion alone.
+        table["patient_score"] = table[["bag_mae", "app_mae", "patient_mae"]].mean(axis=1)
         tables.append(table.assign(lever=lever).set_index("lever", append=True))
         timings[f"{lever}_criterion_s"] = time.perf_counter() - t1
     table = pd.concat(tables)
+    # --criterion's choice is the default; the other criterion's is a row beside it.
+    other = "patient" if args.criterion == "slide" else "slide"
+    table["score"] = table[f"{args.criterion}_score"]
     method, recalibrate, lever = table["score"].idxmin()
     grouping = "slide"
+    other_choice = table[f"{other}_score"].idxmin()
     say(f"  {patient} seed {seed}: chose {method} ({recalibrate}) with lever {lever} "
         f"(score {table['score'].min():.3f}); " +
         ", ".join(f"{k} {v:.0f} s" if isinstance(v, float) else f"{k}: {v}"
@@ -172,6 +236,12 @@ def run_fold(X, y, codes, patient, seed, args, say):
                    if (r["lever"], r["grouping"], r["method"], r["recalibrate"])
                    == (lever, grouping, method, recalibrate))
     default.update(method="default", chosen=f"{method} ({recalibrate}, {grouping}, {lever})")
+    other_default = next(dict(r) for r in runs
+                         if (r["lever"], r["grouping"], r["method"], r["recalibrate"])
+                         == (other_choice[2], grouping, other_choice[0], other_choice[1]))
+    other_default.update(method=f"{other} criterion", chosen="{} ({}, {}, {})".format(
+        other_choice[0], other_choice[1], grouping, other_choice[2]))
+    runs.append(other_default)
     # Each lever with the method its own scores choose: the levers compared on equal terms.
     for run_lever in args.levers:
         own_method, own_recal = table.xs(run_lever, level="lever")["score"].idxmin()
@@ -203,6 +273,9 @@ def run_fold(X, y, codes, patient, seed, args, say):
     criterion = (table.reset_index().round(4).to_dict(orient="records"))
     return runs, slides, {"test_patient": patient, "seed": seed, "grouping": grouping,
                           "lever": lever, "method": method, "recalibrate": recalibrate,
+                          "other_criterion": {"criterion": other, "lever": other_choice[2],
+                                              "method": other_choice[0],
+                                              "recalibrate": other_choice[1]},
                           "app_size": app_size, "scores": criterion, **timings}
 
 
@@ -216,8 +289,11 @@ def summarize(runs, slides):
     lever = np.where(frame["lever"] == "none", "", " [" + frame["lever"] + "]")
     plain = (frame["method"] + np.where(frame["recalibrate"] == "temperature", "+T", "")
              + " (" + frame["grouping"] + ")" + lever)
-    frame["key"] = np.select([frame["method"] == "default", frame["method"] == "chosen"],
-                             ["default", "criterion's method [" + frame["lever"] + "]"], plain)
+    frame["key"] = np.select(
+        [frame["method"] == "default", frame["method"].str.endswith(" criterion"),
+         frame["method"] == "chosen"],
+        ["default", frame["method"] + "'s choice", "criterion's method [" + frame["lever"] + "]"],
+        plain)
     rows = []
     for key, group in frame.groupby("key", sort=False):
         per_patient = group.groupby("test_patient")
@@ -281,13 +357,24 @@ def markdown(payload):
                   f"MAE {slides['mae']:.3f} by the chosen method, {slides['pcc_mae']:.3f} by "
                   f"the expected counts; interval coverage {slides['coverage']:.2f}, mean "
                   f"width {slides['mean_width']:.3f}.", ""]
-    lines += ["Choices of the criterion per fold:", "",
-              "| test patient | seed | lever | grouping | method | recalibrate |",
-              "|---|---|---|---|---|---|"]
+    criterion = payload["settings"].get("criterion", "slide")
+    lines += [f"Choices of the {criterion} criterion (the default) per fold, the other "
+              "criterion's beside them. The slide criterion scores leave-one-slide-out bags "
+              "and APP samples of the training patients' out-of-fold posteriors; the patient "
+              "criterion adds the inner patient replica (each training patient with tumor "
+              "estimated by a model and quantifier fitted on the others, where those hold "
+              f"at least {MIN_CLASS_TILES} tiles of every class).", "",
+              "| test patient | seed | lever | grouping | method | recalibrate "
+              "| inner patients replayed | other criterion's choice |",
+              "|---|---|---|---|---|---|---|---|"]
     for choice in payload["choices"]:
+        other = choice.get("other_criterion") or {}
         lines.append(f"| {choice['test_patient']} | {choice['seed']} | "
                      f"{choice.get('lever', 'none')} | {choice['grouping']} "
-                     f"| {choice['method']} | {choice['recalibrate']} |")
+                     f"| {choice['method']} | {choice['recalibrate']} "
+                     f"| {choice.get('replica_patients', 'none')} "
+                     f"| {other.get('criterion', '')}: {other.get('method', '')} "
+                     f"({other.get('recalibrate', '')}), {other.get('lever', '')} |")
     lines += ["", "'+T': posteriors recalibrated by a temperature fitted on the calibration "
               "set. Groupings other than slide are measured on the first "
               f"{payload['settings'].get('grouping_seeds')} seed(s) only.", ""]
@@ -306,6 +393,11 @@ def main():
     parser.add_argument("--levers", default=",".join(LEVERS),
                         help=f"levers of item 4 to measure, of {list(LEVERS)}; the criterion "
                              "chooses among them as among the methods")
+    parser.add_argument("--criterion", choices=("slide", "patient"), default="slide",
+                        help="the criterion whose choice is the default (the other's is "
+                             "reported beside it): slide, leave-one-slide-out and APP; "
+                             "patient, those and the inner patient replica where a fold "
+                             "allows one")
     parser.add_argument("--n-bootstrap", type=int, default=200,
                         help="bootstrap replicates of the chosen method's and pcc's interval")
     parser.add_argument("--n-bootstrap-others", type=int, default=50,
