@@ -2,31 +2,31 @@
 
 For each outer test patient (leave one patient out over Case-3, Case-4 and Case-48, the
 three with tumor; P9 has none, so there is nothing to score when it is held out, and its
-fold is not run) and each seed:
+fold is not run) and each seed, for each lever of the features (:data:`LEVERS`: the
+default pipeline, per-patient or per-slide standardization, HED stain jitter, a patient
+adversary, the radiomic features alone):
 
-1. the default pipeline (``make_fusion_pipeline()``, ``random_state=seed``) is fitted on
+1. the lever's pipeline (``make_fusion_pipeline(random_state=seed, **lever)``) is fitted on
    the three other patients and predicts the test patient's tiles;
 2. the *calibration set* is made from the training patients only: out-of-fold
    probabilities of their tiles (:func:`~hiercls.evaluation.quantification.out_of_fold_proba`,
-   5 folds), by whole slides and, where ``--groupings`` asks, by tiles;
-3. the *criterion* (:func:`~hiercls.evaluation.quantification.quantification_scores`)
-   scores every method and grouping on those out-of-fold probabilities alone:
-   leave-one-slide-out over the training patients' slides (real bags with their own
-   fractions) and the artificial prevalence protocol (QuaPy's APP, bags of 100 held-out
-   tiles over the simplex). The score is the mean of the two errors; the lowest is the
-   fold's ``"default"`` choice. Nothing the test patient holds enters it. The *patient
-   criterion* (``--criterion patient``; always measured, its choice a row beside the
-   default) adds the inner patient replica: each training patient with tumor whose
-   companions hold every class is estimated by a model and quantifier fitted on those
-   companions alone, the one test of the criterion that meets an unseen patient;
-4. every method (and the choice) estimates the test patient's necrotic fraction and a 95 %
+   5 folds), by whole slides and, where ``--groupings`` asks, by tiles or patients;
+3. :func:`~hiercls.evaluation.quantification.quantification_scores` scores every method on
+   those out-of-fold probabilities alone: leave-one-slide-out over the training patients'
+   slides (real bags with their own fractions) and the artificial prevalence protocol
+   (QuaPy's APP, bags the size of a patient over the simplex), beside the trivial
+   estimator (the training mix); :func:`~hiercls.evaluation.quantification.patient_shift`
+   measures how far the fitted pipeline's fused embedding tells the training patients
+   apart within a class;
+4. the *criterion* (:func:`~hiercls.evaluation.quantification.choose_setting`) chooses the
+   lever, the method and the recalibration: by default (``--criterion shift``) the lever
+   with the least patient shift among those that beat the training mix on their own
+   slides, then its method with the lowest score; ``--criterion slide`` takes the lowest
+   slide score of all (the earlier criterion), whose choice is always a row beside it.
+   Nothing the test patient holds enters either;
+5. every method (and each choice) estimates the test patient's necrotic fraction and a 95 %
    bootstrap interval (tiles of the bag and the calibration set resampled, the adjustment
    refitted each time), and each of the test patient's tumor slides likewise.
-
-With ``--levers`` (all of :data:`LEVERS` by default) steps 1-4 run for each lever of the
-features as well (per-patient or per-slide standardization, HED stain jitter, a patient
-adversary, the radiomic features alone): the criterion then chooses the lever with the
-method, on the same out-of-fold scores, and each lever's own choice is a row of the table.
 
 The package's :data:`~hiercls.evaluation.quantification.DEFAULT_METHOD` is the method the
 criterion chose most often across the folds and seeds here; the per-fold choices (and
@@ -51,12 +51,15 @@ from hiercls.data.datasets import load_osteosarcoma_ut
 from hiercls.data.labels import encode_labels
 from hiercls.evaluation.necrosis import GOOD_RESPONSE
 from hiercls.evaluation.quantification import (
+    BASELINE,
     METHODS,
     RECALIBRATIONS,
     PrevalenceQuantifier,
     SingularAdjustmentError,
+    choose_setting,
     necrotic_fraction,
     out_of_fold_proba,
+    patient_shift,
     quantification_scores,
 )
 
@@ -100,12 +103,18 @@ LEVERS = {
 
 
 def _lever_predictions(X, y, codes, train, seed, lever, args, timings):
-    """The outer fit's test probabilities and the calibration sets of one lever."""
+    """The outer fit's test probabilities, its patient shift and the calibration sets of
+    one lever."""
     params = LEVERS[lever]
     make = lambda: hiercls.make_fusion_pipeline(random_state=seed, verbose=0, **params)  # noqa: E731
     t0 = time.perf_counter()
-    proba = make().fit(X[train], y[train]).predict_proba(X[~train])
+    pipeline = make().fit(X[train], y[train])
+    proba = pipeline.predict_proba(X[~train])
     timings[f"{lever}_outer_fit_s"] = time.perf_counter() - t0
+    # The training patients' tiles in the representation the heads read: how far it
+    # tells them apart within a class (the test patient's tiles take no part).
+    shift = patient_shift(pipeline, X[train], codes[train], X["patient"][train].to_numpy(),
+                          random_state=seed)
     calibration = {}
     groupings = args.groupings if seed < args.grouping_seeds and lever == "none" else ["slide"]
     for by in groupings:
@@ -119,93 +128,36 @@ def _lever_predictions(X, y, codes, train, seed, lever, args, timings):
             timings[f"{lever}_oof_{by}_skipped"] = str(error)
             continue
         timings[f"{lever}_oof_{by}_s"] = time.perf_counter() - t1
-    return proba, calibration
-
-
-#: An inner patient is replayed only where its companions hold this many tiles of every
-#: class: a model that has (almost) never seen a class cannot tell one setting from another.
-#: Fixed before any replica ran; every value from 5 to 89 selects the same inner folds.
-MIN_CLASS_TILES = 20
-
-
-def _patient_replica(X, y, codes, train, seed, lever, timings):
-    """The outer fold replayed inside the training patients: ``patient_mae`` per method.
-
-    Each training patient with tumor whose companions hold every class (at least
-    :data:`MIN_CLASS_TILES` tiles each) is held out in turn; the lever's pipeline is fitted
-    on the companions, their slide-grouped out-of-fold posteriors calibrate every method,
-    and the error of its necrotic fraction is recorded. This is the only part of the
-    criterion that meets a patient no model has seen, which is what a lever acts on; the
-    leave-one-slide-out bags and the APP draw tiles of patients the models were fitted on.
-    """
-    make = lambda: hiercls.make_fusion_pipeline(random_state=seed, verbose=0,  # noqa: E731
-                                                **LEVERS[lever])
-    patients = X["patient"].to_numpy()
-    errors, held_out = {}, []
-    for held in sorted(set(patients[train])):
-        inner = train & (patients != held)
-        outer = train & (patients == held)
-        reference = _fraction(codes[outer])
-        if np.isnan(reference) or np.bincount(codes[inner], minlength=3).min() < MIN_CLASS_TILES:
-            continue
-        t0 = time.perf_counter()
-        proba = make().fit(X[inner], y[inner]).predict_proba(X[outer])
-        calibration = out_of_fold_proba(make(), X[inner], y[inner],
-                                        groups=X["slide"][inner].to_numpy(), by="slide",
-                                        n_splits=5, random_state=seed)
-        for name in METHODS:
-            for recal in RECALIBRATIONS:
-                try:
-                    estimate = PrevalenceQuantifier(name, recal).fit(
-                        calibration, codes[inner]).necrotic_fraction(proba)
-                except SingularAdjustmentError:
-                    estimate = float("nan")
-                errors.setdefault((name, recal or "none"), []).append(abs(estimate - reference))
-        held_out.append(held)
-        timings[f"{lever}_replica_{held}_s"] = time.perf_counter() - t0
-    timings["replica_patients"] = ",".join(held_out) or "none"
-    if not errors:
-        return None
-    index = pd.MultiIndex.from_tuples(list(errors), names=["method", "recalibrate"])
-    return pd.Series([float(np.nanmean(e)) for e in errors.values()], index=index,
-                     name="patient_mae")
+    return proba, shift, calibration
 
 
 def run_fold(X, y, codes, patient, seed, args, say):
-    """Everything of one outer fold and seed: the runs, the choice, the slides."""
+    """Everything of one outer fold and seed: the runs, the choices, the slides."""
     train = (X["patient"] != patient).to_numpy()
     timings = {}
     slides_train = X["slide"][train].to_numpy()
     # APP samples the size of a training patient: the size of the bags to be predicted.
     app_size = int(round(train.sum() / X["patient"][train].nunique()))
-    probas, calibrations, tables = {}, {}, []
+    probas, calibrations, tables, shifts = {}, {}, {}, {}
     for lever in args.levers:
-        probas[lever], calibrations[lever] = _lever_predictions(X, y, codes, train, seed,
-                                                                lever, args, timings)
+        probas[lever], shifts[lever], calibrations[lever] = _lever_predictions(
+            X, y, codes, train, seed, lever, args, timings)
         t1 = time.perf_counter()
         # The choice is made on the slide grouping's scores (every seed and lever has it);
         # the other groupings' runs are measured beside it.
-        table = quantification_scores(calibrations[lever]["slide"], codes[train], slides_train,
-                                      methods=METHODS, app_size=app_size, random_state=seed)
-        table["slide_score"] = table[["bag_mae", "app_mae"]].mean(axis=1)
-        replica = _patient_replica(X, y, codes, train, seed, lever, timings)
-        table["patient_mae"] = np.nan if replica is None else replica
-        # The mean of the errors the fold has: without an inner patient to replay (every
-        # companion set lacks a class), the slide criterion alone.
-        table["patient_score"] = table[["bag_mae", "app_mae", "patient_mae"]].mean(axis=1)
-        tables.append(table.assign(lever=lever).set_index("lever", append=True))
+        tables[lever] = quantification_scores(calibrations[lever]["slide"], codes[train],
+                                              slides_train, methods=METHODS,
+                                              app_size=app_size, random_state=seed)
         timings[f"{lever}_criterion_s"] = time.perf_counter() - t1
-    table = pd.concat(tables)
     # --criterion's choice is the default; the other criterion's is a row beside it.
-    other = "patient" if args.criterion == "slide" else "slide"
-    table["score"] = table[f"{args.criterion}_score"]
-    method, recalibrate, lever = table["score"].idxmin()
+    choices = {"slide": choose_setting(tables), "shift": choose_setting(tables, shifts)}
+    other = "slide" if args.criterion == "shift" else "shift"
+    lever, method, recalibrate = choices[args.criterion]
     grouping = "slide"
-    other_choice = table[f"{other}_score"].idxmin()
-    say(f"  {patient} seed {seed}: chose {method} ({recalibrate}) with lever {lever} "
-        f"(score {table['score'].min():.3f}); " +
-        ", ".join(f"{k} {v:.0f} s" if isinstance(v, float) else f"{k}: {v}"
-                  for k, v in timings.items()))
+    say(f"  {patient} seed {seed}: chose {method} ({recalibrate}) with lever {lever}; "
+        "patient shift " + ", ".join(f"{k} {v:.3f}" for k, v in shifts.items()) + "; "
+        + ", ".join(f"{k} {v:.0f} s" if isinstance(v, float) else f"{k}: {v}"
+                    for k, v in timings.items()))
 
     reference = _fraction(codes[~train])
     runs = []
@@ -232,25 +184,29 @@ def run_fold(X, y, codes, patient, seed, args, say):
                                  "reference": reference,
                                  "response_right": bool((estimate >= GOOD_RESPONSE)
                                                         == (reference >= GOOD_RESPONSE))})
-    default = next(dict(r) for r in runs
+    # The trivial estimator: the training patients' mix, whatever the bag (and the lever).
+    mix = _fraction(codes[train])
+    runs.append({"test_patient": patient, "seed": seed, "lever": args.levers[0],
+                 "grouping": "slide", "method": BASELINE, "recalibrate": "none",
+                 "estimate": mix, "low": float("nan"), "high": float("nan"),
+                 "reference": reference,
+                 "response_right": bool((mix >= GOOD_RESPONSE) == (reference >= GOOD_RESPONSE))})
+
+    def run_of(choice, label, chosen):
+        """A copy of the run of (lever, method, recalibrate), relabelled."""
+        row = next(dict(r) for r in runs
                    if (r["lever"], r["grouping"], r["method"], r["recalibrate"])
-                   == (lever, grouping, method, recalibrate))
-    default.update(method="default", chosen=f"{method} ({recalibrate}, {grouping}, {lever})")
-    other_default = next(dict(r) for r in runs
-                         if (r["lever"], r["grouping"], r["method"], r["recalibrate"])
-                         == (other_choice[2], grouping, other_choice[0], other_choice[1]))
-    other_default.update(method=f"{other} criterion", chosen="{} ({}, {}, {})".format(
-        other_choice[0], other_choice[1], grouping, other_choice[2]))
-    runs.append(other_default)
+                   == (choice[0], grouping, choice[1], choice[2]))
+        return {**row, "method": label, "chosen": chosen}
+
+    runs.append(run_of(choices[other], f"{other} criterion",
+                       "{1} ({2}, slide, {0})".format(*choices[other])))
     # Each lever with the method its own scores choose: the levers compared on equal terms.
     for run_lever in args.levers:
-        own_method, own_recal = table.xs(run_lever, level="lever")["score"].idxmin()
-        best = next(dict(r) for r in runs
-                    if (r["lever"], r["grouping"], r["method"], r["recalibrate"])
-                    == (run_lever, grouping, own_method, own_recal))
-        best.update(method="chosen", chosen=f"{own_method} ({own_recal})")
-        runs.append(best)
-    runs.append(default)
+        own = choose_setting({run_lever: tables[run_lever]})
+        runs.append(run_of(own, "chosen", f"{own[1]} ({own[2]})"))
+    runs.append(run_of(choices[args.criterion], "default",
+                       f"{method} ({recalibrate}, {grouping}, {lever})"))
 
     # Each tumor slide of the test patient, by the chosen lever and quantifier.
     calibration = calibrations[lever][grouping]
@@ -270,13 +226,17 @@ def run_fold(X, y, codes, patient, seed, args, say):
         slides.append({"slide": slide, "patient": patient, "seed": seed, "estimate": estimate,
                        "low": low, "high": high, "pcc": pcc, "reference": slide_reference,
                        "n_tumor_tiles": int((test_codes[inside] > 0).sum())})
-    criterion = (table.reset_index().round(4).to_dict(orient="records"))
+    scores = pd.concat({k: t for k, t in tables.items()}, names=["lever"]).reset_index()
+    other_lever, other_method, other_recalibrate = choices[other]
     return runs, slides, {"test_patient": patient, "seed": seed, "grouping": grouping,
-                          "lever": lever, "method": method, "recalibrate": recalibrate,
-                          "other_criterion": {"criterion": other, "lever": other_choice[2],
-                                              "method": other_choice[0],
-                                              "recalibrate": other_choice[1]},
-                          "app_size": app_size, "scores": criterion, **timings}
+                          "criterion": args.criterion, "lever": lever, "method": method,
+                          "recalibrate": recalibrate,
+                          "other_criterion": {"criterion": other, "lever": other_lever,
+                                              "method": other_method,
+                                              "recalibrate": other_recalibrate},
+                          "patient_shift": {k: round(v, 4) for k, v in shifts.items()},
+                          "app_size": app_size, "scores": scores.round(4).to_dict(orient="records"),
+                          **timings}
 
 
 def summarize(runs, slides):
@@ -357,24 +317,27 @@ def markdown(payload):
                   f"MAE {slides['mae']:.3f} by the chosen method, {slides['pcc_mae']:.3f} by "
                   f"the expected counts; interval coverage {slides['coverage']:.2f}, mean "
                   f"width {slides['mean_width']:.3f}.", ""]
-    criterion = payload["settings"].get("criterion", "slide")
+    criterion = payload["settings"].get("criterion", "shift")
+    levers = list(payload["choices"][0]["patient_shift"]) if payload["choices"] else []
     lines += [f"Choices of the {criterion} criterion (the default) per fold, the other "
-              "criterion's beside them. The slide criterion scores leave-one-slide-out bags "
-              "and APP samples of the training patients' out-of-fold posteriors; the patient "
-              "criterion adds the inner patient replica (each training patient with tumor "
-              "estimated by a model and quantifier fitted on the others, where those hold "
-              f"at least {MIN_CLASS_TILES} tiles of every class).", "",
-              "| test patient | seed | lever | grouping | method | recalibrate "
-              "| inner patients replayed | other criterion's choice |",
-              "|---|---|---|---|---|---|---|---|"]
+              "criterion's beside them, and each lever's patient shift (mean within-class "
+              "AUC of telling the training patients apart from the fused embedding; 0.5: "
+              "not at all). The slide criterion takes the lowest score (leave-one-slide-out "
+              "bags and APP samples of the training patients' out-of-fold posteriors) of "
+              "every lever and method; the shift criterion takes, among the levers whose "
+              "best method beats the training mix on those bags, the one with the least "
+              "patient shift, then its method with the lowest score.", "",
+              "| test patient | seed | lever | method | recalibrate | other criterion's "
+              "choice | " + " | ".join(f"shift {lever}" for lever in levers) + " |",
+              "|---|---|---|---|---|---|" + "---|" * len(levers)]
     for choice in payload["choices"]:
-        other = choice.get("other_criterion") or {}
-        lines.append(f"| {choice['test_patient']} | {choice['seed']} | "
-                     f"{choice.get('lever', 'none')} | {choice['grouping']} "
+        other = choice["other_criterion"]
+        shift = choice["patient_shift"]
+        lines.append(f"| {choice['test_patient']} | {choice['seed']} | {choice['lever']} "
                      f"| {choice['method']} | {choice['recalibrate']} "
-                     f"| {choice.get('replica_patients', 'none')} "
-                     f"| {other.get('criterion', '')}: {other.get('method', '')} "
-                     f"({other.get('recalibrate', '')}), {other.get('lever', '')} |")
+                     f"| {other['criterion']}: {other['method']} ({other['recalibrate']}), "
+                     f"{other['lever']} | "
+                     + " | ".join(f"{shift[lever]:.3f}" for lever in levers) + " |")
     lines += ["", "'+T': posteriors recalibrated by a temperature fitted on the calibration "
               "set. Groupings other than slide are measured on the first "
               f"{payload['settings'].get('grouping_seeds')} seed(s) only.", ""]
@@ -393,11 +356,11 @@ def main():
     parser.add_argument("--levers", default=",".join(LEVERS),
                         help=f"levers of item 4 to measure, of {list(LEVERS)}; the criterion "
                              "chooses among them as among the methods")
-    parser.add_argument("--criterion", choices=("slide", "patient"), default="slide",
+    parser.add_argument("--criterion", choices=("shift", "slide"), default="shift",
                         help="the criterion whose choice is the default (the other's is "
-                             "reported beside it): slide, leave-one-slide-out and APP; "
-                             "patient, those and the inner patient replica where a fold "
-                             "allows one")
+                             "reported beside it): shift, the least patient shift among the "
+                             "levers that beat the training mix, then the best method; "
+                             "slide, the lowest leave-one-slide-out and APP score of all")
     parser.add_argument("--n-bootstrap", type=int, default=200,
                         help="bootstrap replicates of the chosen method's and pcc's interval")
     parser.add_argument("--n-bootstrap-others", type=int, default=50,

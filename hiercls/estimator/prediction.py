@@ -7,7 +7,8 @@ mean features of the ``predict_views`` views it averages.
 
 import numpy as np
 import pandas as pd
-from skorch.utils import to_numpy
+import torch
+from skorch.utils import to_device, to_numpy
 
 from ..nn.fusion import class_probabilities
 from .parameters import check_predict_views
@@ -96,6 +97,40 @@ class PredictionMixin:
             gates.append(to_numpy(output[1]))
         return (np.concatenate(probas),
                 pd.DataFrame(np.concatenate(gates), columns=["image", "radiomics"], index=X.index))
+
+    def embed(self, X):
+        """Each tile's fused embedding ``z``: what the heads read.
+
+        ``z = a_img * z_img + a_rad * z_rad`` (the image or radiomic embedding alone in
+        the ablations), computed as :meth:`predict_proba` computes it (a frozen backbone's
+        views averaged). For looking at what the model makes of tiles (a UMAP, a linear
+        probe) and for :func:`hiercls.evaluation.quantification.patient_shift`.
+
+        Returns
+        -------
+        z : ndarray of shape (n_samples, embed_dim), float32
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from hiercls import HierarchicalFusionClassifier
+        >>> from hiercls.data.synthetic import make_synthetic_tiles
+        >>> X, y, _ = make_synthetic_tiles(12, size=32, random_state=0)
+        >>> X = X.assign(firstorder_Mean=np.linspace(-1, 1, len(X)))
+        >>> clf = HierarchicalFusionClassifier(use_image=False, embed_dim=8, max_epochs=1,
+        ...                                    verbose=0, random_state=0).fit(X, y)
+        >>> clf.embed(X).shape
+        (12, 8)
+        """
+        self.check_is_fitted()
+        dataset = self.get_dataset(X, predict_views=check_predict_views(self))
+        self.module_.eval()
+        out = []
+        with torch.no_grad():
+            for inputs, _ in self.get_iterator(dataset, training=False):
+                z, _ = self.module_.embed(**to_device(inputs, self.device_))
+                out.append(to_numpy(z))
+        return np.concatenate(out).astype(np.float32)
 
     @property
     def task_weights_(self):

@@ -178,6 +178,22 @@ class FusionNet(nn.Module):
         domain_logits : Tensor of shape (n, n_domains)
             Only with an adversary: its guess of each tile's domain.
         """
+        z, gate = self.embed(image, radiomics, image_features)
+        if self.adversary is not None:
+            return self.head(z), gate, self.adversary(z)
+        return self.head(z), gate
+
+    def embed(self, image=None, radiomics=None, image_features=None, domain=None):
+        """The fused embedding ``z = a_img * z_img + a_rad * z_rad`` and the gate weights.
+
+        What the heads (and an adversary) read; the arguments are :meth:`forward`'s
+        (``domain`` is accepted and ignored, so that a training batch can be passed whole).
+
+        Returns
+        -------
+        z : Tensor of shape (n, embed_dim)
+        gate : Tensor of shape (n, 2)
+        """
         embeddings = []
         if self.use_image:
             if image_features is not None:
@@ -189,14 +205,10 @@ class FusionNet(nn.Module):
         if self.gate is None:
             z = embeddings[0]
             fixed = [1.0, 0.0] if self.use_image else [0.0, 1.0]
-            gate = z.new_tensor(fixed).expand(z.shape[0], 2)
-        else:
-            z_img, z_rad = embeddings
-            gate = F.softmax(self.gate(torch.cat([z_img, z_rad], dim=1)), dim=1)
-            z = gate[:, :1] * z_img + gate[:, 1:] * z_rad
-        if self.adversary is not None:
-            return self.head(z), gate, self.adversary(z)
-        return self.head(z), gate
+            return z, z.new_tensor(fixed).expand(z.shape[0], 2)
+        z_img, z_rad = embeddings
+        gate = F.softmax(self.gate(torch.cat([z_img, z_rad], dim=1)), dim=1)
+        return gate[:, :1] * z_img + gate[:, 1:] * z_rad, gate
 
     def train(self, mode=True):
         # skorch sets the mode before every batch; walking the backbone's hundreds of

@@ -95,6 +95,25 @@ def test_gate_weights_are_one_row_per_tile_summing_to_one(fitted, synthetic):
     np.testing.assert_allclose(gates.sum(axis=1), 1.0, rtol=1e-6)
 
 
+def test_embed_is_what_the_heads_read(fitted, synthetic):
+    X, _, _ = synthetic
+    z = fitted.embed(X)
+    assert z.shape == (len(X), TINY_CLASSIFIER["embed_dim"]) and z.dtype == np.float32
+    with torch.no_grad():
+        proba = class_probabilities(fitted.module_.head(torch.from_numpy(z))).numpy()
+    np.testing.assert_allclose(proba, fitted.predict_proba(X), rtol=1e-5, atol=1e-6)
+
+
+def test_embed_of_the_radiomics_only_model_is_the_radiomic_embedding(synthetic):
+    X, y, _ = synthetic
+    radiomics = X.drop(columns="image")
+    model = tiny(use_image=False, max_epochs=1).fit(radiomics, y)
+    inputs = torch.tensor(radiomics[model.radiomic_columns_].to_numpy(), dtype=torch.float32)
+    with torch.no_grad():
+        expected = model.module_.radiomics_encoder(inputs).numpy()
+    np.testing.assert_allclose(model.embed(radiomics), expected, rtol=1e-5, atol=1e-6)
+
+
 def test_same_random_state_gives_identical_probabilities(synthetic):
     X, y, groups = synthetic
     first = tiny(random_state=7).fit(X, y, groups=groups).predict_proba(X)

@@ -7,11 +7,13 @@ from sklearn.linear_model import LogisticRegression
 
 from hiercls.evaluation.necrosis import necrosis_from_probabilities
 from hiercls.evaluation.quantification import (
+    BASELINE,
     DEFAULT_METHOD,
     DEFAULT_RECALIBRATE,
     METHODS,
     PrevalenceQuantifier,
     SingularAdjustmentError,
+    choose_setting,
     fit_quantifier,
     necrotic_fraction,
     out_of_fold_proba,
@@ -215,8 +217,54 @@ def test_criterion_tells_adjusted_from_counts_on_shifted_slides():
     scores = quantification_scores(proba, labels, np.array(slides), methods=("pcc", "pacc"),
                                    app_folds=3, app_prevalences=6)
     assert list(scores.index) == [("pcc", "none"), ("pcc", "temperature"), ("pacc", "none"),
-                                  ("pacc", "temperature")]
+                                  ("pacc", "temperature"), (BASELINE, "none")]
     pacc, pcc = scores.loc[("pacc", "none")], scores.loc[("pcc", "none")]
     assert pacc["bag_mae"] < pcc["bag_mae"] - 0.1
     assert pacc["app_mae"] < pcc["app_mae"]
     assert (scores["n_bags"] == 6).all() and (scores["app_samples"] > 0).all()
+    np.testing.assert_allclose(scores["score"], scores[["bag_mae", "app_mae"]].mean(axis=1))
+    # The training mix answers every slide alike: far off slides of 0.05 and 0.95.
+    mlpe = scores.loc[(BASELINE, "none")]
+    assert mlpe["bag_mae"] > pacc["bag_mae"] + 0.2
+
+
+def test_the_baseline_answers_the_other_bags_mix():
+    labels = np.array([1, 1, 2, 2] * 5 + [1, 1, 1, 2] * 5)   # slide 0: 0.5, slide 1: 0.75
+    slides = np.repeat([0, 1], 20)
+    scores = quantification_scores(_posteriors(labels, 5), labels, slides, methods=("pcc",),
+                                   app_folds=0)
+    # Each slide is scored with the other's mix: |0.75 - 0.5| both ways.
+    assert scores.loc[(BASELINE, "none"), "bag_mae"] == pytest.approx(0.25)
+    assert np.isnan(scores.loc[(BASELINE, "none"), "app_mae"])
+    assert scores.loc[(BASELINE, "none"), "score"] == pytest.approx(0.25)
+
+
+def _scores(**settings):
+    index = pd.MultiIndex.from_tuples([("acc", "none"), ("emq", "temperature"), (BASELINE, "none")],
+                                      names=["method", "recalibrate"])
+    return {name: pd.DataFrame({"score": values}, index=index) for name, values in settings.items()}
+
+
+def test_choose_setting_without_shift_takes_the_lowest_score():
+    scores = _scores(image=[0.03, 0.02, 0.3], radiomics=[0.05, 0.06, 0.3])
+    assert choose_setting(scores) == ("image", "emq", "temperature")
+
+
+def test_choose_setting_with_shift_takes_the_least_shifted_setting_that_beats_the_mix():
+    scores = _scores(image=[0.03, 0.02, 0.3], radiomics=[0.05, 0.06, 0.3],
+                     useless=[0.4, 0.5, 0.3])
+    shift = {"image": 0.9, "radiomics": 0.75, "useless": 0.5}
+    # "useless" is the least shifted but no better than the training mix: not eligible.
+    assert choose_setting(scores, shift) == ("radiomics", "acc", "none")
+    # Where no setting beats its mix, the lowest score of all.
+    flat = _scores(a=[0.4, 0.5, 0.3], b=[0.35, 0.6, 0.3])
+    assert choose_setting(flat, {"a": 0.5, "b": 0.9}) == ("b", "acc", "none")
+
+
+def test_choose_setting_refuses_what_it_cannot_use():
+    with pytest.raises(ValueError, match="scores is empty"):
+        choose_setting({})
+    with pytest.raises(ValueError, match=r"no value for the settings \['radiomics'\]"):
+        choose_setting(_scores(image=[0.1, 0.1, 0.3], radiomics=[0.1, 0.1, 0.3]), {"image": 0.8})
+    with pytest.raises(ValueError, match="every fit failed"):
+        choose_setting(_scores(image=[np.nan, np.nan, 0.3]))

@@ -26,6 +26,10 @@ QuaPy through a pass-through classifier, so no model is refitted. :func:`out_of_
 makes the calibration set, :func:`fit_quantifier` both steps at once, and
 :func:`quantification_scores` is the criterion that chooses a method without the patients
 to be predicted (leave-one-slide-out bags and the artificial prevalence protocol).
+Where several models compete (the feature levers of ``benchmarks/necrosis.py``),
+:func:`patient_shift` measures how far each one's representation gives the patient away
+within a class (:func:`within_class_separability`: the label-shift assumption, checked
+on the training patients), and :func:`choose_setting` chooses among them.
 
 References: Forman, "Quantifying counts and costs via classification", Data Min. Knowl.
 Disc. 17, 2008 (CC, ACC); Bella et al., "Quantification via probability estimators",
@@ -45,10 +49,18 @@ from .quantifier import (
     PrevalenceQuantifier,
     necrotic_fraction,
 )
-from .selection import fit_quantifier, out_of_fold_proba, quantification_scores
+from .selection import (
+    BASELINE,
+    choose_setting,
+    fit_quantifier,
+    out_of_fold_proba,
+    quantification_scores,
+)
+from .shift import patient_shift, within_class_separability
 
 __all__ = [
     "ADJUSTED_METHODS",
+    "BASELINE",
     "CALIBRATION_GROUPINGS",
     "DEFAULT_METHOD",
     "DEFAULT_RECALIBRATE",
@@ -56,8 +68,11 @@ __all__ = [
     "RECALIBRATIONS",
     "PrevalenceQuantifier",
     "SingularAdjustmentError",
+    "choose_setting",
     "fit_quantifier",
     "necrotic_fraction",
     "out_of_fold_proba",
+    "patient_shift",
     "quantification_scores",
+    "within_class_separability",
 ]

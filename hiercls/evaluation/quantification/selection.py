@@ -5,6 +5,8 @@ see it (grouped by tiles, slide or patient), :func:`fit_quantifier` fits a
 :class:`~hiercls.evaluation.quantification.PrevalenceQuantifier` on them, and
 :func:`quantification_scores` scores methods on bags drawn from them: leave-one-slide-out
 bags and QuaPy's artificial prevalence protocol, with no tile of the patients to predict.
+:func:`choose_setting` turns those scores, and where several models (settings) compete
+their :func:`~hiercls.evaluation.quantification.patient_shift`, into one choice.
 """
 
 import itertools
@@ -125,6 +127,23 @@ def fit_quantifier(estimator, X, y, *, method=DEFAULT_METHOD, groups=None, by="s
 # --------------------------------------------------------------------------------------
 # The criterion
 
+#: The trivial quantifier's row in :func:`quantification_scores` (QuaPy's name, MLPE, the
+#: maximum likelihood prevalence estimator): every bag gets the calibration set's class
+#: mix. A setting whose methods cannot beat it quantifies nothing.
+BASELINE = "mlpe"
+
+
+class _TrainingMix:
+    """MLPE: the class mix of the tiles it was fitted on, whatever the bag."""
+
+    def fit(self, proba, y):
+        self.prevalence_ = np.bincount(y, minlength=len(CLASS_NAMES)) / len(y)
+        return self
+
+    def necrotic_fraction(self, proba):
+        return float(necrotic_fraction(self.prevalence_))
+
+
 def quantification_scores(proba, y, bags, *, methods=METHODS, recalibrations=RECALIBRATIONS,
                           app_folds=5, app_size=100, app_prevalences=11, random_state=0):
     """Error of each method's necrotic fraction on held-out bags of calibration tiles.
@@ -166,9 +185,11 @@ def quantification_scores(proba, y, bags, *, methods=METHODS, recalibrations=REC
     -------
     DataFrame
         One row per method and recalibration (index ``method``, ``recalibrate``, the
-        latter ``"none"`` or ``"temperature"``): ``bag_mae``, ``bag_max`` (the largest
-        leave-one-bag-out error), ``n_bags``, ``app_mae``, ``app_samples`` and ``n_failed``
-        (fits whose adjustment was singular; their bags are left out of the means).
+        latter ``"none"`` or ``"temperature"``), and one for the trivial :data:`BASELINE`:
+        ``bag_mae``, ``bag_max`` (the largest leave-one-bag-out error), ``n_bags``,
+        ``app_mae``, ``app_samples``, ``n_failed`` (fits whose adjustment was singular;
+        their bags are left out of the means) and ``score``, the mean of ``bag_mae`` and
+        ``app_mae`` (of the one measured where the other is not), lower is better.
     """
     from quapy.data import LabelledCollection
     from quapy.protocol import APP
@@ -184,9 +205,12 @@ def quantification_scores(proba, y, bags, *, methods=METHODS, recalibrations=REC
         n = min(app_folds, len(np.unique(bags)))
         folds = [test for _, test in GroupKFold(n_splits=n).split(p, codes, bags)]
     rows = []
-    for method, recalibrate in itertools.product(methods, recalibrations):
+    for method in methods:
         _check_method(method)
-        make = lambda: PrevalenceQuantifier(method, recalibrate)  # noqa: E731
+    settings = [*itertools.product(methods, recalibrations), (BASELINE, None)]
+    for method, recalibrate in settings:
+        make = (_TrainingMix if method == BASELINE  # noqa: E731
+                else lambda: PrevalenceQuantifier(method, recalibrate))
         errors, app_errors, failed = [], [], 0
         for bag in np.unique(bags):
             inside = bags == bag
@@ -228,4 +252,74 @@ def quantification_scores(proba, y, bags, *, methods=METHODS, recalibrations=REC
                      "n_bags": int(errors.size),
                      "app_mae": float(np.nanmean(app_errors)) if app_errors.size else np.nan,
                      "app_samples": int(app_errors.size), "n_failed": failed})
-    return pd.DataFrame(rows).set_index(["method", "recalibrate"])
+    table = pd.DataFrame(rows).set_index(["method", "recalibrate"])
+    table["score"] = table[["bag_mae", "app_mae"]].mean(axis=1)
+    return table
+
+
+def choose_setting(scores, shift=None):
+    """The criterion's choice of a setting (a model), a method and a recalibration.
+
+    Parameters
+    ----------
+    scores : mapping of str to DataFrame
+        Each setting's :func:`quantification_scores` (on its own calibration set), with
+        their ``score`` column and the :data:`BASELINE` row.
+    shift : mapping of str to float, optional
+        Each setting's :func:`~hiercls.evaluation.quantification.patient_shift` on the
+        training patients. Without it, the lowest ``score`` of all settings wins.
+
+    Returns
+    -------
+    setting, method, recalibrate : str
+        ``recalibrate`` as in the tables (``"none"`` or ``"temperature"``).
+
+    Notes
+    -----
+    With ``shift``, the settings whose best method beats their own baseline (they
+    quantify their training patients' bags better than the training mix does) compete on
+    ``shift``: the lowest wins, since its classes look most alike across patients, which
+    is what every quantifier assumes of the patient to be predicted. Its method is then
+    the one with the lowest ``score``. Leave-one-slide-out and the APP draw their bags
+    from patients the calibration models were fitted on, so they measure the quantifier,
+    not how a representation carries to a new patient; ``shift`` measures the latter.
+    Where no setting beats its baseline, the lowest ``score`` of all wins.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from hiercls.evaluation.quantification import choose_setting
+    >>> def table(acc, mlpe):
+    ...     index = pd.MultiIndex.from_tuples([("acc", "none"), ("mlpe", "none")],
+    ...                                       names=["method", "recalibrate"])
+    ...     return pd.DataFrame({"score": [acc, mlpe]}, index=index)
+    >>> scores = {"image": table(0.02, 0.30), "radiomics": table(0.05, 0.30),
+    ...           "flat": table(0.31, 0.30)}
+    >>> choose_setting(scores)
+    ('image', 'acc', 'none')
+    >>> choose_setting(scores, shift={"image": 0.9, "radiomics": 0.75, "flat": 0.5})
+    ('radiomics', 'acc', 'none')
+    """
+    if not scores:
+        raise ValueError("scores is empty; expected one quantification_scores table per setting")
+    best = {}
+    for setting, table in scores.items():
+        methods = table.drop(index=BASELINE, level="method", errors="ignore")["score"].dropna()
+        if methods.empty:
+            continue
+        baseline = (table.xs(BASELINE, level="method")["score"].min()
+                    if BASELINE in table.index.get_level_values("method") else np.inf)
+        method, recalibrate = methods.idxmin()
+        best[setting] = (float(methods.min()), float(baseline), method, recalibrate)
+    if not best:
+        raise ValueError("no setting has a method with a score; every fit failed")
+    if shift is not None:
+        missing = sorted(set(best) - set(shift))
+        if missing:
+            raise ValueError(f"shift has no value for the settings {missing}")
+        useful = [s for s, (score, baseline, *_) in best.items() if score < baseline]
+        if useful:
+            setting = min(useful, key=lambda s: (shift[s], best[s][0]))
+            return (setting, *best[setting][2:])
+    setting = min(best, key=lambda s: best[s][0])
+    return (setting, *best[setting][2:])

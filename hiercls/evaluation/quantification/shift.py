@@ -1,0 +1,153 @@
+"""How much a representation gives a tile's patient away within its class.
+
+Every quantifier here assumes *label shift*: a class looks the same in the bag to be
+quantified as in the calibration set (``P(x | y)`` fixed), only the class mix changes.
+Between patients that fails wherever the representation carries a patient's look (its
+stain, its scanner, its tumour's subtype) beside its class, and then no adjustment of
+the class mix can repair the estimate. :func:`within_class_separability` measures that
+on labelled tiles of several patients, the unseen patient not needed: for each class and
+each pair of patients with enough tiles of it, the cross-validated ROC AUC of a linear
+probe that tells the two patients apart from the representation alone (0.5: they cannot
+be told apart; 1: every tile gives its patient away). :func:`patient_shift` does it on a
+fitted model's fused embedding, the representation its heads read.
+"""
+
+import itertools
+
+import numpy as np
+import pandas as pd
+from sklearn.decomposition import PCA
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
+from sklearn.model_selection import StratifiedKFold, cross_val_predict
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from ...data.labels import CLASS_NAMES, encode_labels
+from ...validation import check_number
+
+
+def within_class_separability(features, y, groups, *, min_tiles=20, n_components=10,
+                              n_splits=5, random_state=0):
+    """Cross-validated AUC of telling two groups apart within each class.
+
+    Parameters
+    ----------
+    features : array-like of shape (n_tiles, n_features)
+        The representation (e.g. :meth:`~hiercls.HierarchicalFusionClassifier.embed`).
+    y : array-like of shape (n_tiles,)
+        The tiles' classes.
+    groups : array-like of shape (n_tiles,)
+        Their patients (or slides).
+    min_tiles : int, default=20
+        A group takes part in a class's pairs only with at least this many tiles of it
+        (fewer give an AUC of noise).
+    n_components : int, default=10
+        The probe (standardization, PCA to this many components, logistic regression)
+        sees the representation's main axes only, so that representations of different
+        widths are probed alike.
+    n_splits : int, default=5
+        Stratified folds of the probe's out-of-fold predictions.
+    random_state : int, default=0
+        Seed of the folds and the PCA.
+
+    Returns
+    -------
+    DataFrame
+        One row per class and pair of groups: ``class``, ``group_a``, ``group_b``,
+        ``n_a``, ``n_b`` and ``auc``.
+
+    Raises
+    ------
+    ValueError
+        If the lengths differ, the features are not finite, or no class has
+        ``min_tiles`` tiles in two groups.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from hiercls.evaluation.quantification import within_class_separability
+    >>> rng = np.random.default_rng(0)
+    >>> y = np.tile([0, 1], 100)
+    >>> groups = np.repeat(["a", "b"], 100)
+    >>> same = rng.normal(size=(200, 5)) + y[:, None]          # the class, not the patient
+    >>> table = within_class_separability(same, y, groups)
+    >>> bool(table["auc"].max() < 0.7)
+    True
+    >>> shifted = same + (groups == "b")[:, None] * 2.0        # each patient its own look
+    >>> bool(within_class_separability(shifted, y, groups)["auc"].min() > 0.9)
+    True
+    """
+    values = np.asarray(features, dtype=np.float64)
+    if values.ndim != 2:
+        raise ValueError(f"features must be 2-D (n_tiles, n_features); got shape {values.shape}")
+    if not np.isfinite(values).all():
+        raise ValueError("features contain NaN or infinite values; expected finite numbers")
+    codes, _ = encode_labels(y)
+    groups = np.asarray(groups)
+    if not (codes.size == groups.size == len(values)):
+        raise ValueError(f"features has {len(values)} rows, y {codes.size} labels and groups "
+                         f"{groups.size} entries; expected one of each per tile")
+    n_splits = check_number(n_splits, "n_splits", integer=True, low=2)
+    min_tiles = check_number(min_tiles, "min_tiles", integer=True, low=n_splits)
+    n_components = check_number(n_components, "n_components", integer=True, low=1)
+    rows = []
+    for code in np.unique(codes):
+        in_class = codes == code
+        members, counts = np.unique(groups[in_class], return_counts=True)
+        eligible = members[counts >= min_tiles]
+        for a, b in itertools.combinations(eligible, 2):
+            pair = in_class & np.isin(groups, (a, b))
+            target = (groups[pair] == b).astype(int)
+            # The PCA fits on each fold's training part: no wider than its smallest one.
+            n_b = int(target.sum())
+            n_a = target.size - n_b
+            smallest = target.size - -(-n_a // n_splits) - -(-n_b // n_splits)
+            width = max(1, min(n_components, values.shape[1], smallest - 1))
+            probe = make_pipeline(StandardScaler(), PCA(width, random_state=random_state),
+                                  LogisticRegression(max_iter=2000))
+            folds = StratifiedKFold(n_splits, shuffle=True, random_state=random_state)
+            scores = cross_val_predict(probe, values[pair], target, cv=folds,
+                                       method="predict_proba")[:, 1]
+            rows.append({"class": CLASS_NAMES[code], "group_a": a, "group_b": b,
+                         "n_a": n_a, "n_b": n_b,
+                         "auc": float(roc_auc_score(target, scores))})
+    if not rows:
+        raise ValueError(f"no class has at least min_tiles={min_tiles} tiles in two groups; "
+                         "expected tiles of one class from two patients or more")
+    return pd.DataFrame(rows)
+
+
+def patient_shift(estimator, X, y, groups, **options):
+    """Mean within-class separability of the patients in a fitted model's fused embedding.
+
+    How far the representation that a model's heads read tells the patients of its
+    training tiles apart beyond their classes; lower is closer to the label-shift
+    assumption that the quantifiers make. Measured on labelled tiles only, for instance
+    the training patients', so it can choose among models (the feature levers of
+    ``benchmarks/necrosis.py``) without the patient to be predicted.
+
+    Parameters
+    ----------
+    estimator : fitted HierarchicalFusionClassifier, or a Pipeline ending in one
+        A pipeline's steps before the classifier transform ``X`` first.
+    X : DataFrame
+        The tiles, as the estimator takes them.
+    y, groups : array-like of shape (n_tiles,)
+        Their classes and patients.
+    **options
+        Passed to :func:`within_class_separability`.
+
+    Returns
+    -------
+    float
+        The mean AUC over classes and pairs of patients.
+    """
+    if isinstance(estimator, Pipeline):
+        X = estimator[:-1].transform(X)
+        estimator = estimator[-1]
+    if not hasattr(estimator, "embed"):
+        raise TypeError(f"estimator must be a HierarchicalFusionClassifier (or a Pipeline "
+                        f"ending in one), with embed(); got {type(estimator).__name__}")
+    table = within_class_separability(estimator.embed(X), y, groups, **options)
+    return float(table["auc"].mean())
