@@ -256,6 +256,10 @@ def test_choose_setting_with_shift_takes_the_least_shifted_setting_that_beats_th
     shift = {"image": 0.9, "radiomics": 0.75, "useless": 0.5}
     # "useless" is the least shifted but no better than the training mix: not eligible.
     assert choose_setting(scores, shift) == ("radiomics", "acc", "none")
+    # A setting without a shift (one standardized with its bag's statistics) is not
+    # chosen by shift, however low its score.
+    scores["standardized"] = scores["image"].assign(score=[0.01, 0.01, 0.3])
+    assert choose_setting(scores, shift) == ("radiomics", "acc", "none")
     # Where no setting beats its mix, the lowest score of all.
     flat = _scores(a=[0.4, 0.5, 0.3], b=[0.35, 0.6, 0.3])
     assert choose_setting(flat, {"a": 0.5, "b": 0.9}) == ("b", "acc", "none")
@@ -264,7 +268,7 @@ def test_choose_setting_with_shift_takes_the_least_shifted_setting_that_beats_th
 def test_choose_setting_refuses_what_it_cannot_use():
     with pytest.raises(ValueError, match="scores is empty"):
         choose_setting({})
-    with pytest.raises(ValueError, match=r"no value for the settings \['radiomics'\]"):
-        choose_setting(_scores(image=[0.1, 0.1, 0.3], radiomics=[0.1, 0.1, 0.3]), {"image": 0.8})
+    with pytest.raises(ValueError, match=r"settings without scores: \['radiomics'\]"):
+        choose_setting(_scores(image=[0.1, 0.1, 0.3]), {"image": 0.8, "radiomics": 0.7})
     with pytest.raises(ValueError, match="every fit failed"):
         choose_setting(_scores(image=[np.nan, np.nan, 0.3]))

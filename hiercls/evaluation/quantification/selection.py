@@ -266,8 +266,12 @@ def choose_setting(scores, shift=None):
         Each setting's :func:`quantification_scores` (on its own calibration set), with
         their ``score`` column and the :data:`BASELINE` row.
     shift : mapping of str to float, optional
-        Each setting's :func:`~hiercls.evaluation.quantification.patient_shift` on the
-        training patients. Without it, the lowest ``score`` of all settings wins.
+        The :func:`~hiercls.evaluation.quantification.patient_shift` on the training
+        patients of the settings it may choose among. Without it, the lowest ``score`` of
+        all settings wins. A setting left out of it is not chosen by shift: give none for
+        settings that represent a tile with statistics of its bag (``standardize_by``),
+        since those depend on the bag's class mix, the quantity being estimated, and a
+        low shift there says nothing about a new patient.
 
     Returns
     -------
@@ -276,14 +280,14 @@ def choose_setting(scores, shift=None):
 
     Notes
     -----
-    With ``shift``, the settings whose best method beats their own baseline (they
-    quantify their training patients' bags better than the training mix does) compete on
-    ``shift``: the lowest wins, since its classes look most alike across patients, which
+    With ``shift``, the settings it names whose best method beats their own baseline
+    (they quantify their training patients' bags better than the training mix does)
+    compete on ``shift``: the lowest wins, since its classes look most alike across patients, which
     is what every quantifier assumes of the patient to be predicted. Its method is then
     the one with the lowest ``score``. Leave-one-slide-out and the APP draw their bags
     from patients the calibration models were fitted on, so they measure the quantifier,
     not how a representation carries to a new patient; ``shift`` measures the latter.
-    Where no setting beats its baseline, the lowest ``score`` of all wins.
+    Where no setting it names beats its baseline, the lowest ``score`` of all wins.
 
     Examples
     --------
@@ -314,10 +318,11 @@ def choose_setting(scores, shift=None):
     if not best:
         raise ValueError("no setting has a method with a score; every fit failed")
     if shift is not None:
-        missing = sorted(set(best) - set(shift))
-        if missing:
-            raise ValueError(f"shift has no value for the settings {missing}")
-        useful = [s for s, (score, baseline, *_) in best.items() if score < baseline]
+        unknown = sorted(set(shift) - set(scores))
+        if unknown:
+            raise ValueError(f"shift names settings without scores: {unknown}")
+        useful = [s for s, (score, baseline, *_) in best.items()
+                  if s in shift and score < baseline]
         if useful:
             setting = min(useful, key=lambda s: (shift[s], best[s][0]))
             return (setting, *best[setting][2:])
