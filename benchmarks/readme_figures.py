@@ -27,6 +27,7 @@ import difflib
 import json
 import re
 import sys
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -551,14 +552,16 @@ def necrosis_table(results):
     return "\n".join(lines) + "\n"
 
 
-def _necrosis_lever(results, lever, folder):
+def _necrosis_lever(results, lever, folder=None):
     """One lever of the features beside none, both under the criterion's method per fold
-    (``benchmarks/necrosis.py --levers none,LEVER --out benchmarks/results/FOLDER``)."""
-    payload = results(f"{folder}/necrosis")
-    if payload is None:
-        return (f"(not measured yet: `python benchmarks/necrosis.py --levers none,{lever} "
-                f"--out benchmarks/results/{folder}`)")
-    rows = {row["method"]: row for row in payload["summary"]}
+    (``benchmarks/necrosis.py --levers none,LEVER --out benchmarks/results/FOLDER``; with
+    no folder, the headline run of every lever)."""
+    name = "necrosis" if folder is None else f"{folder}/necrosis"
+    payload = results(name)
+    rows = {row["method"]: row for row in (payload or {}).get("summary", [])}
+    if f"criterion's method [{lever}]" not in rows:
+        command = "" if folder is None else f" --levers none,{lever} --out benchmarks/results/{folder}"
+        return f"(not measured yet: `python benchmarks/necrosis.py{command}`)"
     on, off = rows[f"criterion's method [{lever}]"], rows["criterion's method [none]"]
     best = min((r for r in payload["summary"] if r["method"].endswith(f"[{lever}]")
                 and not r["method"].startswith("criterion")), key=lambda r: r["mae"])
@@ -570,7 +573,34 @@ def _necrosis_lever(results, lever, folder):
             f"{off['max_error']:.2f}); its best single method, {best['method']}, "
             f"{best['mae']:.3f}. Asked to choose, the criterion took it in "
             f"{counts.get(lever, 0)} of {folds} folds "
-            f"([results](benchmarks/results/{folder}/necrosis.md))")
+            f"([results](benchmarks/results/{name}.md))")
+
+
+def necrosis_criteria(results):
+    """The two criteria's choices and each lever's patient shift (benchmarks/necrosis.py)."""
+    payload = results("necrosis")
+    rows = {row["method"]: row for row in (payload or {}).get("summary", [])}
+    key = next((key for key in rows if key.endswith(" criterion's choice")), None)
+    choices = (payload or {}).get("choices", [])
+    if key is None or not choices or "patient_shift" not in choices[0]:
+        return "(not measured yet: `python benchmarks/necrosis.py`)"
+    other, default = rows[key], rows["default"]
+    name = key.removesuffix(" criterion's choice")
+    criterion = payload["settings"].get("criterion", "shift")
+    levers = Counter(c["lever"] for c in choices).most_common()
+    others = Counter(c["other_criterion"]["lever"] for c in choices).most_common()
+    shifts = {lever: np.mean([c["patient_shift"][lever] for c in choices])
+              for lever in choices[0]["patient_shift"]}
+    return (f"{payload['n_seeds']} seeds, {len(choices)} folds: the {criterion} criterion "
+            "(the default) chose " + ", ".join(f"{lever} in {n}" for lever, n in levers)
+            + f" and is off by {default['mae']:.3f} (largest patient's error "
+            f"{default['max_error']:.2f}); the {name} criterion chose "
+            + ", ".join(f"{lever} in {n}" for lever, n in others)
+            + f" and is off by {other['mae']:.3f} ({other['max_error']:.2f}). The patient "
+            "shift of each lever, mean over the folds: "
+            + ", ".join(f"{lever} {value:.3f}" for lever, value in
+                        sorted(shifts.items(), key=lambda item: item[1]))
+            + " ([results](benchmarks/results/necrosis.md))")
 
 
 BLOCKS = {"demo": demo, "seeds": seeds, "radiomics-speed": radiomics_speed, "protocol-a": protocol_a,
@@ -586,7 +616,9 @@ BLOCKS = {"demo": demo, "seeds": seeds, "radiomics-speed": radiomics_speed, "pro
           "view-cost": view_cost, "necrosis": necrosis, "necrosis-table": necrosis_table,
           "standardize-lever": lambda results: _necrosis_lever(results, "standardize-patient", "necrosis-levers"),
           "adversary-lever": lambda results: _necrosis_lever(results, "adversary-patient", "necrosis-adversary"),
-          "stain-jitter-lever": lambda results: _necrosis_lever(results, "stain-jitter", "necrosis-stain-jitter")}
+          "stain-jitter-lever": lambda results: _necrosis_lever(results, "stain-jitter", "necrosis-stain-jitter"),
+          "radiomics-only-lever": lambda results: _necrosis_lever(results, "radiomics-only"),
+          "necrosis-criteria": necrosis_criteria}
 
 
 def _field(payload, path):

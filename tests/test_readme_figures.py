@@ -161,3 +161,17 @@ def test_the_necrosis_line_quotes_the_benchmark():
     payload = json.loads((RESULTS / "necrosis.json").read_text())
     default = next(r for r in payload["summary"] if r["method"] == "default")
     assert f"{default['mae']:.2f}" in body and "benchmarks/results/necrosis.md" in body
+
+
+def test_the_criteria_block_quotes_both_criteria_and_every_levers_shift():
+    page = (ROOT / "docs" / "evaluation.md").read_text(encoding="utf-8")
+    body = next(m.group("body") for m in readme_figures.MARKER.finditer(page)
+                if m.group("name") == "necrosis-criteria")
+    payload = json.loads((RESULTS / "necrosis.json").read_text())
+    rows = {r["method"]: r for r in payload["summary"]}
+    other = next(key for key in rows if key.endswith(" criterion's choice"))
+    assert f"{rows[other]['mae']:.3f}" in body and f"{rows['default']['mae']:.3f}" in body
+    chosen = sum(c["lever"] == "radiomics-only" for c in payload["choices"])
+    assert f"radiomics-only in {chosen}" in body or chosen == 0
+    for lever in payload["choices"][0]["patient_shift"]:
+        assert lever in body
