@@ -46,6 +46,13 @@ def test_groups_with_too_few_tiles_of_a_class_take_no_part():
     assert len(table) == 4
 
 
+def test_a_representation_that_does_not_vary_within_a_class_tells_no_patient_apart():
+    _, labels, patients = _tiles(0.0)
+    constant = np.repeat(labels[:, None].astype(float), 4, axis=1)   # the class, nothing else
+    table = within_class_separability(constant, labels, patients)
+    assert (table["auc"] == 0.5).all()
+
+
 def test_bad_inputs_are_named():
     features, labels, patients = _tiles(1.0)
     with pytest.raises(ValueError, match="expected one of each per tile"):

@@ -104,18 +104,26 @@ def within_class_separability(features, y, groups, *, min_tiles=20, n_components
             n_a = target.size - n_b
             smallest = target.size - -(-n_a // n_splits) - -(-n_b // n_splits)
             width = max(1, min(n_components, values.shape[1], smallest - 1))
-            probe = make_pipeline(StandardScaler(), PCA(width, random_state=random_state),
-                                  LogisticRegression(max_iter=2000))
-            folds = StratifiedKFold(n_splits, shuffle=True, random_state=random_state)
-            scores = cross_val_predict(probe, values[pair], target, cv=folds,
-                                       method="predict_proba")[:, 1]
             rows.append({"class": CLASS_NAMES[code], "group_a": a, "group_b": b,
                          "n_a": n_a, "n_b": n_b,
-                         "auc": float(roc_auc_score(target, scores))})
+                         "auc": _probe_auc(values[pair], target, width, n_splits, random_state)})
     if not rows:
         raise ValueError(f"no class has at least min_tiles={min_tiles} tiles in two groups; "
                          "expected tiles of one class from two patients or more")
     return pd.DataFrame(rows)
+
+
+def _probe_auc(values, target, width, n_splits, random_state):
+    """Out-of-fold ROC AUC of the linear probe telling ``target`` 0 from 1."""
+    if np.ptp(values, axis=0).max() == 0:
+        return 0.5  # one point for every tile: nothing tells the groups apart
+    probe = make_pipeline(StandardScaler(), PCA(width, random_state=random_state),
+                          LogisticRegression(max_iter=2000))
+    folds = StratifiedKFold(n_splits, shuffle=True, random_state=random_state)
+    # A fold in which some axes do not vary gives PCA zero variances to divide by.
+    with np.errstate(divide="ignore", invalid="ignore"):
+        scores = cross_val_predict(probe, values, target, cv=folds, method="predict_proba")
+    return float(roc_auc_score(target, scores[:, 1]))
 
 
 def patient_shift(estimator, X, y, groups, **options):
@@ -142,6 +150,21 @@ def patient_shift(estimator, X, y, groups, **options):
     -------
     float
         The mean AUC over classes and pairs of patients.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from hiercls import HierarchicalFusionClassifier
+    >>> from hiercls.data.synthetic import make_synthetic_tiles
+    >>> from hiercls.evaluation.quantification import patient_shift
+    >>> X, y, groups = make_synthetic_tiles(48, size=32, random_state=0)
+    >>> rng = np.random.default_rng(0)
+    >>> X = X.assign(firstorder_Mean=y + rng.normal(size=len(y)))  # a radiomic column
+    >>> clf = HierarchicalFusionClassifier(use_image=False, embed_dim=8, max_epochs=2,
+    ...                                    verbose=0, random_state=0).fit(X, y)
+    >>> shift = patient_shift(clf, X, y, groups, min_tiles=4, n_splits=2)
+    >>> 0.0 <= shift <= 1.0
+    True
     """
     if isinstance(estimator, Pipeline):
         X = estimator[:-1].transform(X)
