@@ -124,7 +124,9 @@ def resolve_params(preset="hiercls", **params):
         # starts from the classifier's defaults for them unless they are given too.
         dropped = start.pop("pretrained", None)
         start.pop("image_size", None)
-        if (dropped and start.get("freeze_backbone") and params.get("use_image", True)
+        # A preset without the image branch (necrosis) has no backbone to leave random.
+        uses_image = {**start, **params}.get("use_image", True)
+        if (dropped and start.get("freeze_backbone") and uses_image
                 and "pretrained" not in params and "freeze_backbone" not in params):
             # Frozen without weights the image branch is a fixed random projection: the
             # run finishes and scores, and nothing says the images went unused.

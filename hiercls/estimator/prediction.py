@@ -106,6 +106,12 @@ class PredictionMixin:
         views averaged). For looking at what the model makes of tiles (a UMAP, a linear
         probe) and for :func:`hiercls.evaluation.quantification.patient_shift`.
 
+        Parameters
+        ----------
+        X : DataFrame
+            The tiles as :meth:`predict_proba` takes them (the columns the model was
+            fitted on).
+
         Returns
         -------
         z : ndarray of shape (n_samples, embed_dim), float32

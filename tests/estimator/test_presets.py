@@ -112,6 +112,9 @@ def test_the_necrosis_preset_is_the_lever_the_necrosis_criterion_chose():
     necrosis, hiercls = preset_params("necrosis"), preset_params("hiercls")
     assert necrosis.pop("use_image") is False
     assert repr(necrosis) == repr(hiercls)
+    # And the default method is the one it chose most often with that lever.
+    from hiercls.evaluation.quantification import DEFAULT_METHOD, DEFAULT_RECALIBRATE
+    assert payload["most_chosen_method"] == f"{DEFAULT_METHOD} ({DEFAULT_RECALIBRATE or 'none'})"
 
 
 def test_the_command_line_takes_a_presets_modality_unless_one_is_given():
@@ -171,3 +174,7 @@ def test_the_command_line_builds_the_pipeline_python_builds():
         resolve_params("hiercls", backbone="resnet18")
     assert resolve_params("hiercls", backbone="resnet18", freeze_backbone=False)[
         "classifier__backbone"] == "resnet18"
+    # Without the image branch no backbone is left random, whichever is named.
+    assert resolve_params("necrosis", backbone="resnet18")["classifier__use_image"] is False
+    with pytest.raises(ValueError, match="freeze_backbone=True"):
+        resolve_params("necrosis", backbone="resnet18", use_image=True)

@@ -272,3 +272,14 @@ def test_choose_setting_refuses_what_it_cannot_use():
         choose_setting(_scores(image=[0.1, 0.1, 0.3]), {"image": 0.8, "radiomics": 0.7})
     with pytest.raises(ValueError, match="every fit failed"):
         choose_setting(_scores(image=[np.nan, np.nan, 0.3]))
+    with pytest.raises(ValueError, match=r"non-finite values \{'image': nan\}"):
+        choose_setting(_scores(image=[0.1, 0.1, 0.3], text=[0.2, 0.2, 0.3]),
+                       {"image": np.nan, "text": 0.7})
+    with pytest.raises(ValueError, match="no 'score' column"):
+        choose_setting({"image": pd.DataFrame({"bag_mae": [0.1]})})
+
+
+def test_choose_setting_without_a_measured_baseline_has_nothing_to_beat():
+    # The baseline's fits failed (NaN): the setting competes on shift, not on score alone.
+    scores = _scores(image=[0.03, 0.02, 0.3], radiomics=[0.05, 0.06, np.nan])
+    assert choose_setting(scores, {"image": 0.9, "radiomics": 0.7}) == ("radiomics", "acc", "none")

@@ -65,8 +65,16 @@ def test_bad_inputs_are_named():
         within_class_separability(broken, labels, patients)
     with pytest.raises(ValueError, match="min_tiles=100"):
         within_class_separability(features, labels, patients, min_tiles=100)
-    with pytest.raises(ValueError, match="min_tiles"):
-        within_class_separability(features, labels, patients, min_tiles=2)  # < n_splits
+    with pytest.raises(ValueError, match="below n_splits=5"):
+        within_class_separability(features, labels, patients, min_tiles=2)
+    with pytest.raises(ValueError, match="one feature or more"):
+        within_class_separability(features[:, :0], labels, patients)
+    with pytest.raises(ValueError, match="groups must be 1-D"):
+        within_class_separability(features, labels, patients[:, None])
+    missing = patients.astype(object)
+    missing[3] = None
+    with pytest.raises(ValueError, match="groups has 1 missing"):
+        within_class_separability(features, labels, missing)
 
 
 def test_patient_shift_probes_the_fused_embedding(synthetic):

@@ -22,15 +22,15 @@ ADJUSTED_METHODS = ("acc", "pacc", "emq", "dmy", "kdey")
 #: The method the criterion (:func:`choose_setting` on :func:`quantification_scores`:
 #: leave-one-slide-out and the artificial prevalence protocol on the training patients'
 #: out-of-fold predictions) chose most often over the folds and seeds of
-#: ``benchmarks/necrosis.py``: DMy in 9 of 15, on the radiomic features alone
-#: (``preset="necrosis"``) every time; ``benchmarks/results/necrosis.md`` has every fold's
-#: choice and what each method scored on the unseen patient.
+#: ``benchmarks/necrosis.py``, on the radiomic features alone (``preset="necrosis"``);
+#: ``benchmarks/results/necrosis.md`` has every fold's choice and what each method scored
+#: on the unseen patient (tests/estimator/test_presets.py holds the two together).
 DEFAULT_METHOD = "dmy"
 
 #: Whether posteriors are recalibrated before quantifying (:class:`PrevalenceQuantifier`).
 RECALIBRATIONS = (None, "temperature")
 
-#: The recalibration the criterion chose with :data:`DEFAULT_METHOD` most often (5 of 9).
+#: The recalibration the criterion chose with :data:`DEFAULT_METHOD` most often.
 DEFAULT_RECALIBRATE = None
 
 #: How :func:`out_of_fold_proba` splits the training tiles into folds.

@@ -308,19 +308,30 @@ def choose_setting(scores, shift=None):
         raise ValueError("scores is empty; expected one quantification_scores table per setting")
     best = {}
     for setting, table in scores.items():
+        if "score" not in getattr(table, "columns", ()):
+            raise ValueError(f"scores[{setting!r}] has no 'score' column; expected a "
+                             "quantification_scores table")
         methods = table.drop(index=BASELINE, level="method", errors="ignore")["score"].dropna()
         if methods.empty:
             continue
         baseline = (table.xs(BASELINE, level="method")["score"].min()
-                    if BASELINE in table.index.get_level_values("method") else np.inf)
+                    if BASELINE in table.index.get_level_values("method") else np.nan)
+        # No baseline measured: nothing to beat (a NaN would beat nothing).
+        baseline = np.inf if np.isnan(baseline) else float(baseline)
         method, recalibrate = methods.idxmin()
-        best[setting] = (float(methods.min()), float(baseline), method, recalibrate)
+        best[setting] = (float(methods.min()), baseline, method, recalibrate)
     if not best:
-        raise ValueError("no setting has a method with a score; every fit failed")
+        raise ValueError("no setting in scores has a method with a score (every fit "
+                         "failed); expected at least one finite score")
     if shift is not None:
         unknown = sorted(set(shift) - set(scores))
         if unknown:
-            raise ValueError(f"shift names settings without scores: {unknown}")
+            raise ValueError(f"shift names settings without scores: {unknown}; expected "
+                             f"some of {sorted(scores)}")
+        odd = {s: v for s, v in shift.items() if not np.isfinite(v)}
+        if odd:
+            raise ValueError(f"shift has non-finite values {odd}; expected a finite "
+                             "patient_shift per setting (leave a setting out instead)")
         useful = [s for s, (score, baseline, *_) in best.items()
                   if s in shift and score < baseline]
         if useful:

@@ -60,8 +60,9 @@ def within_class_separability(features, y, groups, *, min_tiles=20, n_components
     Raises
     ------
     ValueError
-        If the lengths differ, the features are not finite, or no class has
-        ``min_tiles`` tiles in two groups.
+        If the lengths differ, ``groups`` is not 1-D or misses entries, the features
+        are not finite, ``min_tiles < n_splits``, or no class has ``min_tiles`` tiles in
+        two groups.
 
     Examples
     --------
@@ -79,17 +80,27 @@ def within_class_separability(features, y, groups, *, min_tiles=20, n_components
     True
     """
     values = np.asarray(features, dtype=np.float64)
-    if values.ndim != 2:
-        raise ValueError(f"features must be 2-D (n_tiles, n_features); got shape {values.shape}")
+    if values.ndim != 2 or values.shape[1] == 0:
+        raise ValueError("features must be 2-D (n_tiles, n_features) with one feature or "
+                         f"more; got shape {values.shape}")
     if not np.isfinite(values).all():
         raise ValueError("features contain NaN or infinite values; expected finite numbers")
     codes, _ = encode_labels(y)
     groups = np.asarray(groups)
+    if groups.ndim != 1:
+        raise ValueError(f"groups must be 1-D, one group (patient) per tile; got shape "
+                         f"{groups.shape}")
+    if pd.isna(groups).any():
+        raise ValueError(f"groups has {int(pd.isna(groups).sum())} missing entries; expected "
+                         "the group (patient) of every tile")
     if not (codes.size == groups.size == len(values)):
         raise ValueError(f"features has {len(values)} rows, y {codes.size} labels and groups "
                          f"{groups.size} entries; expected one of each per tile")
     n_splits = check_number(n_splits, "n_splits", integer=True, low=2)
-    min_tiles = check_number(min_tiles, "min_tiles", integer=True, low=n_splits)
+    min_tiles = check_number(min_tiles, "min_tiles", integer=True, low=1)
+    if min_tiles < n_splits:
+        raise ValueError(f"min_tiles={min_tiles} is below n_splits={n_splits}; expected "
+                         "min_tiles >= n_splits, so that every fold holds tiles of both groups")
     n_components = check_number(n_components, "n_components", integer=True, low=1)
     rows = []
     for code in np.unique(codes):
@@ -150,6 +161,14 @@ def patient_shift(estimator, X, y, groups, **options):
     -------
     float
         The mean AUC over classes and pairs of patients.
+
+    Raises
+    ------
+    TypeError
+        If ``estimator`` has no ``embed`` (not a fitted HierarchicalFusionClassifier or a
+        Pipeline ending in one).
+    ValueError
+        As :func:`within_class_separability` raises it.
 
     Examples
     --------
