@@ -75,6 +75,12 @@ def _fraction(codes):
     return float(np.mean(tumor == 1)) if tumor.size else float("nan")
 
 
+def _scored(estimate, low, high, reference):
+    """A run's estimate beside its reference, and whether it gets the response right."""
+    return {"estimate": estimate, "low": low, "high": high, "reference": reference,
+            "response_right": bool((estimate >= GOOD_RESPONSE) == (reference >= GOOD_RESPONSE))}
+
+
 def _estimate(quantifier, proba, n_bootstrap, seed):
     """Point estimate and percentile interval of a bag's necrotic fraction."""
     estimate = quantifier.necrotic_fraction(proba)
@@ -194,17 +200,11 @@ def run_fold(X, y, codes, patient, seed, args, say):
                         estimate = low = high = float("nan")
                     runs.append({"test_patient": patient, "seed": seed, "lever": run_lever,
                                  "grouping": by, "method": name, "recalibrate": label,
-                                 "estimate": estimate, "low": low, "high": high,
-                                 "reference": reference,
-                                 "response_right": bool((estimate >= GOOD_RESPONSE)
-                                                        == (reference >= GOOD_RESPONSE))})
+                                 **_scored(estimate, low, high, reference)})
     # The trivial estimator: the training patients' mix, whatever the bag (and the lever).
-    mix = _fraction(codes[train])
     runs.append({"test_patient": patient, "seed": seed, "lever": args.levers[0],
                  "grouping": "slide", "method": BASELINE, "recalibrate": "none",
-                 "estimate": mix, "low": float("nan"), "high": float("nan"),
-                 "reference": reference,
-                 "response_right": bool((mix >= GOOD_RESPONSE) == (reference >= GOOD_RESPONSE))})
+                 **_scored(_fraction(codes[train]), float("nan"), float("nan"), reference)})
 
     def run_of(choice, label, chosen):
         """A copy of the run of (lever, method, recalibrate), relabelled."""
@@ -240,7 +240,7 @@ def run_fold(X, y, codes, patient, seed, args, say):
         slides.append({"slide": slide, "patient": patient, "seed": seed, "estimate": estimate,
                        "low": low, "high": high, "pcc": pcc, "reference": slide_reference,
                        "n_tumor_tiles": int((test_codes[inside] > 0).sum())})
-    scores = pd.concat({k: t for k, t in tables.items()}, names=["lever"]).reset_index()
+    scores = pd.concat(tables, names=["lever"]).reset_index()
     other_lever, other_method, other_recalibrate = choices[other]
     return runs, slides, {"test_patient": patient, "seed": seed, "grouping": grouping,
                           "criterion": args.criterion, "lever": lever, "method": method,

@@ -125,8 +125,7 @@ def resolve_params(preset="hiercls", **params):
         dropped = start.pop("pretrained", None)
         start.pop("image_size", None)
         # A preset without the image branch (necrosis) has no backbone to leave random.
-        uses_image = {**start, **params}.get("use_image", True)
-        if (dropped and start.get("freeze_backbone") and uses_image
+        if (dropped and start.get("freeze_backbone") and {**start, **params}.get("use_image", True)
                 and "pretrained" not in params and "freeze_backbone" not in params):
             # Frozen without weights the image branch is a fixed random projection: the
             # run finishes and scores, and nothing says the images went unused.

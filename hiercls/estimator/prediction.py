@@ -24,14 +24,17 @@ class PredictionMixin:
             return class_probabilities
         return chosen if chosen is not None else (lambda logits: logits)
 
-    def _outputs(self, X):
-        """The network's (logits, gates) per batch, on the CPU."""
+    def _predict_dataset(self, X):
+        """The dataset every answer iterates over."""
         self.check_is_fitted()
         # predict_views may have been set (set_params) after fit: checked here.
-        dataset = self.get_dataset(X, predict_views=check_predict_views(self))
+        return self.get_dataset(X, predict_views=check_predict_views(self))
+
+    def _outputs(self, X):
+        """The network's (logits, gates) per batch, on the CPU."""
         # device given: the scoring callbacks' cached forward_iter would default to
         # `device`, which may be "auto".
-        return self.forward_iter(dataset, training=False, device="cpu")
+        return self.forward_iter(self._predict_dataset(X), training=False, device="cpu")
 
     def predict_proba(self, X):
         """Class probabilities, columns Non-Tumor, Non-Viable-Tumor, Viable-Tumor.
@@ -128,8 +131,7 @@ class PredictionMixin:
         >>> clf.embed(X).shape
         (12, 8)
         """
-        self.check_is_fitted()
-        dataset = self.get_dataset(X, predict_views=check_predict_views(self))
+        dataset = self._predict_dataset(X)
         self.module_.eval()
         out = []
         with torch.no_grad():

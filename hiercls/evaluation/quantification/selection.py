@@ -134,7 +134,12 @@ BASELINE = "mlpe"
 
 
 class _TrainingMix:
-    """MLPE: the class mix of the tiles it was fitted on, whatever the bag."""
+    """MLPE: the class mix of the tiles it was fitted on, whatever the bag.
+
+    Not QuaPy's ``MaximumLikelihoodPrevalenceEstimation``: that one takes its classes from
+    the labels present, so a calibration set missing a class (as patient folds here do)
+    would give a prevalence vector of the wrong length.
+    """
 
     def fit(self, proba, y):
         self.prevalence_ = np.bincount(y, minlength=len(CLASS_NAMES)) / len(y)
@@ -209,7 +214,7 @@ def quantification_scores(proba, y, bags, *, methods=METHODS, recalibrations=REC
         _check_method(method)
     settings = [*itertools.product(methods, recalibrations), (BASELINE, None)]
     for method, recalibrate in settings:
-        make = (_TrainingMix if method == BASELINE  # noqa: E731
+        make = (_TrainingMix if method == BASELINE
                 else lambda: PrevalenceQuantifier(method, recalibrate))
         errors, app_errors, failed = [], [], 0
         for bag in np.unique(bags):

@@ -13,6 +13,7 @@ fitted model's fused embedding, the representation its heads read.
 """
 
 import itertools
+import math
 
 import numpy as np
 import pandas as pd
@@ -90,9 +91,10 @@ def within_class_separability(features, y, groups, *, min_tiles=20, n_components
     if groups.ndim != 1:
         raise ValueError(f"groups must be 1-D, one group (patient) per tile; got shape "
                          f"{groups.shape}")
-    if pd.isna(groups).any():
-        raise ValueError(f"groups has {int(pd.isna(groups).sum())} missing entries; expected "
-                         "the group (patient) of every tile")
+    missing = int(pd.isna(groups).sum())
+    if missing:
+        raise ValueError(f"groups has {missing} missing entries; expected the group "
+                         "(patient) of every tile")
     if not (codes.size == groups.size == len(values)):
         raise ValueError(f"features has {len(values)} rows, y {codes.size} labels and groups "
                          f"{groups.size} entries; expected one of each per tile")
@@ -113,7 +115,7 @@ def within_class_separability(features, y, groups, *, min_tiles=20, n_components
             # The PCA fits on each fold's training part: no wider than its smallest one.
             n_b = int(target.sum())
             n_a = target.size - n_b
-            smallest = target.size - -(-n_a // n_splits) - -(-n_b // n_splits)
+            smallest = n_a + n_b - math.ceil(n_a / n_splits) - math.ceil(n_b / n_splits)
             width = max(1, min(n_components, values.shape[1], smallest - 1))
             rows.append({"class": CLASS_NAMES[code], "group_a": a, "group_b": b,
                          "n_a": n_a, "n_b": n_b,
