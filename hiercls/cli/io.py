@@ -113,6 +113,19 @@ def _load_tile_sources(values):
     return X, pd.Series([names[key] for key in keys], name="source")
 
 
+def _tile_slides(X):
+    """Each tile's slide: the ``slide`` column, else the slide its TCIA file name names;
+    None where neither says."""
+    from ..data.datasets import tcia_slide
+
+    if "slide" in X.columns and X["slide"].notna().all():
+        return X["slide"].to_numpy()
+    try:
+        return np.array([tcia_slide(path) for path in X["image"]], dtype=object)
+    except ValueError:
+        return None
+
+
 def _describe(y, groups):
     from ..data.labels import CLASS_NAMES
 

@@ -24,6 +24,7 @@ from .io import (
     _say,
     _set_radiomics_options,
     _skipped_file,
+    _tile_slides,
 )
 from .options import _cache
 
@@ -164,13 +165,18 @@ def run_necrosis(args):
     # The pathologists' reference, where every tile has a label.
     y = X["label"] if "label" in X.columns and X["label"].notna().all() else None
     _set_radiomics_options(model, args)
+    # The interval resamples whole slides where the tiles name theirs.
+    slides = _tile_slides(X)
     say(f"hiercls necrosis: {len(X)} tiles in {groups.nunique()} group(s) by {groups.name}"
-        + ("" if y is None else ", with the pathologists' labels"))
+        + ("" if y is None else ", with the pathologists' labels") + "; the interval resamples "
+        + ("tiles (the tiles name no slide)" if slides is None
+           else f"whole slides ({len(set(slides))})"))
     started = time.perf_counter()
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", UncalibratedNecrosisWarning)
-            table = necrosis_report(model, X[columns], groups, y=y, **options)
+            table = necrosis_report(model, X[columns], groups, y=y, slides=slides,
+                                    **options)
     except ValueError as error:
         raise CommandError(_one_line(error)) from None
     for warning in caught:

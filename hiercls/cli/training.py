@@ -23,6 +23,7 @@ from .io import (
     _save_model,
     _say,
     _skipped_file,
+    _tile_slides,
 )
 from .model_options import _check_model_options, _make_pipeline, _radiomics_params
 
@@ -100,22 +101,17 @@ def _fit_necrosis_quantifier(args, pipeline, X, y, groups, say):
     None where the default (no --calibration given) cannot make 5 folds of these tiles:
     the model is saved without one, and the message says so.
     """
-    from ..data.datasets import tcia_slide
     from ..evaluation.quantification import fit_quantifier
 
     by, folds = args.calibration or "slide", None
     if by == "patient":
         folds = groups.to_numpy()
     elif by == "slide":
-        if "slide" in X.columns:
-            folds = X["slide"].to_numpy()
-        else:
-            try:
-                folds = np.array([tcia_slide(path) for path in X["image"]], dtype=object)
-            except ValueError:
-                say("--calibration slide: the tiles name no slide (no slide column, not TCIA "
-                    "names); calibrating on folds of tiles instead")
-                by = "tiles"
+        folds = _tile_slides(X)
+        if folds is None:
+            say("--calibration slide: the tiles name no slide (no slide column, not TCIA "
+                "names); calibrating on folds of tiles instead")
+            by = "tiles"
     say(f"necrosis calibration: out-of-fold probabilities by {by} (5 more fits)")
     try:
         with warnings.catch_warnings():

@@ -12,7 +12,7 @@ from PIL import Image
 
 from hiercls.cli import build_parser, main
 from hiercls.cli.options import NECROSIS_OPTIONS, necrosis_options
-from hiercls.data.datasets import make_synthetic_tiles
+from hiercls.data.datasets import make_synthetic_tiles, tcia_slide
 from hiercls.evaluation.necrosis import necrosis_report
 
 from .test_cli import FAST, TINY, _error
@@ -62,7 +62,9 @@ def test_one_group_per_folder_is_necrosis_report_of_the_model(tiles, model, tmp_
     X = pd.concat([_folder_tiles(f) for f in folders], ignore_index=True)
     groups = pd.Series(np.repeat(["Case-1", "Case-2", "Case-3"],
                                  [len(_folder_tiles(f)) for f in folders]), name="source")
-    expected = necrosis_report(joblib.load(model), X, groups, n_bootstrap=200)
+    # The tiles name their slide: the interval resamples whole slides, as slides= does.
+    slides = [tcia_slide(path) for path in X["image"]]
+    expected = necrosis_report(joblib.load(model), X, groups, n_bootstrap=200, slides=slides)
     pd.testing.assert_frame_equal(table, expected, check_exact=False, rtol=1e-6,
                                   check_dtype=False)
     assert table["n_tiles"].sum() == 24
@@ -123,8 +125,10 @@ def test_options_reach_necrosis_report(tiles, model, tmp_path, capsys):
     tumor = wide["necrotic_fraction"].notna()
     assert (wide.loc[tumor, "necrotic_fraction_low"] == 0).all()
     assert (wide.loc[tumor, "necrotic_fraction_high"] == 1).all()
-    # The counts' interval, whose bootstrap the tiny model's quantifier may pin at 0.
-    seeded = [_run([*argv, "--n-bootstrap", "100", "--seed", str(seed), "--necrosis-method",
+    # The counts' interval, whose bootstrap the tiny model's quantifier may pin at 0; per
+    # slide, since a patient's two slides give the same extreme resamples under any seed.
+    by_slide = [*argv[:2], "--by", "slide", "-q"]
+    seeded = [_run([*by_slide, "--n-bootstrap", "100", "--seed", str(seed), "--necrosis-method",
                     "pcc"], tmp_path / f"s{seed}", capsys)[0] for seed in (1, 1, 2)]
     pd.testing.assert_frame_equal(seeded[0], seeded[1])
     assert not seeded[0]["necrotic_fraction_low"].equals(seeded[2]["necrotic_fraction_low"])
@@ -149,6 +153,7 @@ def test_progress_is_shown_unless_quiet(tiles, model, tmp_path, capsys):
     _, captured = _run([str(model), str(tiles / "Case-1"), "--n-bootstrap", "10"], tmp_path,
                        capsys)
     assert "hiercls necrosis: 8 tiles in 1 group(s) by source" in captured.out
+    assert "the interval resamples whole slides (2)" in captured.out
     assert "wrote" in captured.out
     assert "checking tiles" in captured.err                    # the progress bars
 

@@ -127,6 +127,74 @@ def test_bootstrap_resamples_bag_and_calibration_reproducibly(calibration):
     assert necrotic_fraction(a).std() > 0
 
 
+def _two_slides(n=50):
+    """A bag of two slides, one all necrotic and one all viable, with sure posteriors."""
+    proba = np.repeat([[0.0, 1.0, 0.0], [0.0, 0.0, 1.0]], n, axis=0)
+    return proba, np.repeat(["S1", "S2"], n)
+
+
+def test_bootstrap_by_slide_resamples_whole_slides(calibration):
+    proba, slides = _two_slides()
+    quantifier = PrevalenceQuantifier("pcc").fit(*calibration)
+    by_slide = necrotic_fraction(quantifier.bootstrap(proba, 200, random_state=0, groups=slides))
+    # Two whole slides drawn with replacement: both necrotic, both viable, or one of each.
+    assert set(np.round(by_slide, 12)) == {0.0, 0.5, 1.0}
+    by_tile = necrotic_fraction(quantifier.bootstrap(proba, 200, random_state=0))
+    assert np.unique(by_tile).size > 10 and by_tile.std() < by_slide.std() / 5
+    # One slide is the whole bag: its tiles are resampled.
+    one = necrotic_fraction(quantifier.bootstrap(proba, 50, random_state=0, groups=["S"] * 100))
+    np.testing.assert_array_equal(one, necrotic_fraction(
+        quantifier.bootstrap(proba, 50, random_state=0)))
+    with pytest.raises(ValueError, match="groups must hold one group"):
+        quantifier.bootstrap(proba, 5, groups=slides[:10])
+    with pytest.raises(ValueError, match="groups has missing values"):
+        quantifier.bootstrap(proba, 5, groups=[None] * 100)
+
+
+def test_calibration_slides_widen_the_interval_and_keep_every_class(calibration):
+    proba, labels = calibration
+    # 12 slides whose stain tilts the classifier its own way: the rates vary by slide.
+    slides = np.arange(labels.size) % 12
+    tilt = np.exp(np.random.default_rng(3).normal(0.0, 1.0, (12, 3)))[slides]
+    shifted = proba * tilt / (proba * tilt).sum(axis=1, keepdims=True)
+    bag, _ = _bag([200, 1200, 600], seed=4)   # large: the calibration's share shows
+    plain = PrevalenceQuantifier("pacc").fit(shifted, labels)
+    grouped = PrevalenceQuantifier("pacc").fit(shifted, labels, groups=slides)
+    np.testing.assert_array_equal(grouped.quantify(bag), plain.quantify(bag))  # no estimate moves
+    spread = [necrotic_fraction(q.bootstrap(bag, 100, random_state=1)).std()
+              for q in (plain, grouped)]
+    assert spread[1] > 2 * spread[0]
+    # A class on one slide only: every resample still holds it (redrawn otherwise).
+    rare = labels.copy()
+    rare[(slides != 0) & (rare == 1)] = 2
+    assert np.unique(slides[rare == 1]).tolist() == [0]
+    quantifier = PrevalenceQuantifier("acc").fit(proba, rare, groups=slides)
+    assert np.isfinite(quantifier.bootstrap(bag, 40, random_state=2)).all()
+    with pytest.raises(ValueError, match="calibration groups must hold one group"):
+        PrevalenceQuantifier("acc").fit(proba, labels, groups=slides[:5])
+    state = grouped.get_fitted_state()
+    restored = PrevalenceQuantifier().set_fitted_state(state)
+    np.testing.assert_array_equal(restored.calibration_groups_, grouped.calibration_groups_)
+    del state["calibration_groups_"]                  # a file written before slides were kept
+    assert PrevalenceQuantifier().set_fitted_state(state).calibration_groups_ is None
+
+
+def test_necrosis_from_probabilities_resamples_slides_within_each_group(calibration):
+    proba, slides = _two_slides()
+    groups = ["A"] * 100
+    for method, quantifier in (("pcc", None), ("acc", calibration)):
+        table = necrosis_from_probabilities(proba, groups, method=method, quantifier=quantifier,
+                                            slides=slides, n_bootstrap=200)
+        plain = necrosis_from_probabilities(proba, groups, method=method, quantifier=quantifier,
+                                            n_bootstrap=200)
+        assert table["necrotic_fraction"].equals(plain["necrotic_fraction"])
+        width = table["necrotic_fraction_high"] - table["necrotic_fraction_low"]
+        plain_width = plain["necrotic_fraction_high"] - plain["necrotic_fraction_low"]
+        assert float(width.iloc[0]) > 0.8 and float(width.iloc[0]) > 2 * float(plain_width.iloc[0])
+    with pytest.raises(ValueError, match="slides must hold one group"):
+        necrosis_from_probabilities(proba, groups, slides=slides[:3])
+
+
 def test_necrosis_from_probabilities_with_a_quantifier(calibration):
     bag_a, _ = _bag([50, 190, 10], seed=5)                   # 0.95 necrotic
     bag_b, _ = _bag([100, 150, 450], seed=6)                 # 0.25 necrotic

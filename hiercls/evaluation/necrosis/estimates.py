@@ -14,6 +14,7 @@ from ..quantification import (
     PrevalenceQuantifier,
     necrotic_fraction,
 )
+from ..quantification.quantifier import _group_codes
 from .counts import _NEC, _VIA, _bootstrap_fractions, _check_groups, _check_member_proba, _ratio, _tile_counts
 
 #: Least necrotic fraction of the tumor that counts as a good response to chemotherapy.
@@ -55,7 +56,7 @@ def necrosis_from_probabilities(proba, groups, *, method="auto", quantifier=None
                                 n_bootstrap=1000, confidence=0.95,
                                 threshold=GOOD_RESPONSE, min_tumor_tiles=MIN_TUMOR_TILES,
                                 random_state=0, fraction="expected", tumor_threshold=None,
-                                member_proba=None, error_margin=None):
+                                member_proba=None, error_margin=None, slides=None):
     """Estimate each group's necrotic and viable fraction of the tumor from probabilities.
 
     Parameters
@@ -119,6 +120,14 @@ def necrosis_from_probabilities(proba, groups, *, method="auto", quantifier=None
         (:func:`necrosis_error_margin`): the interval becomes ``[low - error_margin,
         high + error_margin]`` clipped to [0, 1]; with ``n_bootstrap=0`` it is the
         estimate plus and minus the margin.
+    slides : array-like of shape (n_tiles,) or None, default=None
+        The slide of each tile. Tiles of one slide share its stain, cut and share of
+        necrosis, so they are not independent draws: with ``slides`` the bootstrap
+        resamples a group's whole slides (a cluster bootstrap; a group of a single slide,
+        its tiles), and an adjusted method's calibration set is resampled by the slides
+        its :class:`~hiercls.evaluation.quantification.PrevalenceQuantifier` was fitted
+        with. Without it tiles are resampled, and the interval is narrower than the
+        patient's slides warrant. The estimate does not change.
 
     Returns
     -------
@@ -130,8 +139,9 @@ def necrosis_from_probabilities(proba, groups, *, method="auto", quantifier=None
         - ``expected_tumor_tiles``, ``expected_necrotic_tiles``: ``sum(P1 + P2)``, ``sum(P1)``;
         - ``necrotic_fraction``, ``necrotic_fraction_low``, ``necrotic_fraction_high``:
           the necrotic fraction of the tumor (expected, unless ``fraction="argmax"``) and
-          its percentile bootstrap interval (tiles, and members with ``member_proba``,
-          resampled with replacement within the group; widened by ``error_margin``);
+          its percentile bootstrap interval (tiles, or slides with ``slides``, and members
+          with ``member_proba``, resampled with replacement within the group; widened by
+          ``error_margin``);
         - ``viable_fraction``, ``viable_fraction_low``, ``viable_fraction_high``:
           one minus the above;
         - ``argmax_tumor_tiles``, ``necrotic_fraction_argmax``, ``viable_fraction_argmax``:
@@ -192,6 +202,7 @@ def necrosis_from_probabilities(proba, groups, *, method="auto", quantifier=None
         raise ValueError(f"tumor_threshold applies to the counts (method 'cc' or 'pcc'); "
                          f"method={method!r} quantifies the whole bag. Drop tumor_threshold")
     members = None if member_proba is None else _check_member_proba(member_proba, p.shape[0])
+    slide_codes = _group_codes(slides, p.shape[0], "slides")
     rng = check_random_state(random_state)
 
     n_groups = len(index)
@@ -226,8 +237,10 @@ def necrosis_from_probabilities(proba, groups, *, method="auto", quantifier=None
             estimate[g] = necrotic_fraction(prevalence)
             if n_bootstrap:
                 bag_members = None if members is None else members[:, rows]
+                bag_slides = None if slide_codes is None else slide_codes[rows]
                 replicates = necrotic_fraction(quantifier.bootstrap(
-                    p[rows], n_bootstrap, random_state=rng, member_proba=bag_members))
+                    p[rows], n_bootstrap, random_state=rng, member_proba=bag_members,
+                    groups=bag_slides))
                 replicates = replicates[~np.isnan(replicates)]
                 if replicates.size:
                     low[g], high[g] = np.percentile(replicates, [tail, 100.0 - tail])
@@ -236,8 +249,13 @@ def necrosis_from_probabilities(proba, groups, *, method="auto", quantifier=None
             if np.isnan(estimate[g]):
                 continue  # no tumor: no interval either
             rows = codes == g
-            replicates = _bootstrap_fractions(necrotic[..., rows], tumor[..., rows],
-                                              n_bootstrap, rng)
+            group_necrotic, group_tumor = necrotic[..., rows], tumor[..., rows]
+            if slide_codes is not None and np.unique(slide_codes[rows]).size > 1:
+                # A cluster bootstrap of a sum: resample the slides' sums.
+                _, within = np.unique(slide_codes[rows], return_inverse=True)
+                group_necrotic, group_tumor = (_sum_by(v, within)
+                                               for v in (group_necrotic, group_tumor))
+            replicates = _bootstrap_fractions(group_necrotic, group_tumor, n_bootstrap, rng)
             replicates = replicates[~np.isnan(replicates)]
             if replicates.size:
                 low[g], high[g] = np.percentile(replicates, [tail, 100.0 - tail])
@@ -264,6 +282,12 @@ def necrosis_from_probabilities(proba, groups, *, method="auto", quantifier=None
         "response": _response(estimate, threshold),
         "method": method,
     }, index=index)
+
+
+def _sum_by(values, codes):
+    """Sums of ``values`` (n_tiles,) or (n_members, n_tiles) over the tiles of each code."""
+    return np.stack([np.bincount(codes, weights=row) for row in np.atleast_2d(values)]
+                    ).reshape(values.shape[:-1] + (codes.max() + 1,))
 
 
 def _resolve_method(method, quantifier, fraction):

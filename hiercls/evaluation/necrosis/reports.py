@@ -65,11 +65,21 @@ def _member_proba(fitted, X):
         f"or a pipeline ending in one); got {type(fitted).__name__}")
 
 
+def _column_or_values(X, values, name):
+    """``X[values]`` where ``values`` names a column of ``X``, else ``values`` as given."""
+    if not isinstance(values, str):
+        return values
+    if not isinstance(X, pd.DataFrame) or values not in X.columns:
+        raise ValueError(f"{name}={values!r} names no column of X; expected a column name "
+                         f"of X or one value per tile")
+    return X[values]
+
+
 def necrosis_report(fitted_pipeline, X, groups, *, y=None, method="auto", quantifier=None,
                     n_bootstrap=1000, confidence=0.95,
                     threshold=GOOD_RESPONSE, min_tumor_tiles=MIN_TUMOR_TILES, random_state=0,
                     fraction="expected", tumor_threshold=None, members=False,
-                    error_margin=None):
+                    error_margin=None, slides=None):
     """Per-patient necrosis estimated by a fitted classifier, optionally against the labels.
 
     Parameters
@@ -99,6 +109,10 @@ def necrosis_report(fitted_pipeline, X, groups, *, y=None, method="auto", quanti
         (or a pipeline's last step, such as a
         :class:`~hiercls.estimator.ensemble.SeedEnsemble`) must have
         ``predict_proba_members``.
+    slides : array-like of shape (n_tiles,), str or None, default=None
+        The slide of each tile, or the name of the column of ``X`` that holds it (such as
+        ``"slide"`` of :func:`~hiercls.data.datasets.load_osteosarcoma_ut`): the bootstrap
+        resamples whole slides, as in :func:`necrosis_from_probabilities`.
 
     Returns
     -------
@@ -123,11 +137,8 @@ def necrosis_report(fitted_pipeline, X, groups, *, y=None, method="auto", quanti
     Tiles the estimator was trained on give optimistic estimates; report on held-out
     patients (or use :func:`necrosis_from_evaluation` with out-of-fold probabilities).
     """
-    if isinstance(groups, str):
-        if not isinstance(X, pd.DataFrame) or groups not in X.columns:
-            raise ValueError(f"groups={groups!r} names no column of X; expected a column name "
-                             "of X or one group per tile")
-        groups = X[groups]
+    groups = _column_or_values(X, groups, "groups")
+    slides = _column_or_values(X, slides, "slides")
     if not hasattr(fitted_pipeline, "predict_proba"):
         raise TypeError(f"fitted_pipeline must have predict_proba; got {type(fitted_pipeline).__name__}")
     _check_three_classes(fitted_pipeline)
@@ -146,7 +157,8 @@ def necrosis_report(fitted_pipeline, X, groups, *, y=None, method="auto", quanti
         proba, groups, method=method, quantifier=quantifier,
         n_bootstrap=n_bootstrap, confidence=confidence, threshold=threshold,
         min_tumor_tiles=min_tumor_tiles, random_state=random_state, fraction=fraction,
-        tumor_threshold=tumor_threshold, member_proba=member_proba, error_margin=error_margin)
+        tumor_threshold=tumor_threshold, member_proba=member_proba, error_margin=error_margin,
+        slides=slides)
     if y is None:
         return estimate
     return _with_reference(estimate, reference_necrosis(y, groups, threshold=threshold))

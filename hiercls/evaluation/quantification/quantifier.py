@@ -4,6 +4,7 @@
 import warnings
 
 import numpy as np
+import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
@@ -119,6 +120,9 @@ class PrevalenceQuantifier(BaseEstimator):
         resamples them, and a model file saves them).
     calibration_labels_ : ndarray of shape (n_calibration,)
         Their class codes.
+    calibration_groups_ : ndarray of shape (n_calibration,) or None
+        The slide (or other group) of each calibration tile as integer codes, when
+        :meth:`fit` was given ``groups``: :meth:`bootstrap` then resamples whole groups.
     training_prevalence_ : ndarray of shape (3,)
         The calibration set's class prevalences.
     rates_ : ndarray of shape (3, 3)
@@ -151,8 +155,20 @@ class PrevalenceQuantifier(BaseEstimator):
         self.method = method
         self.recalibrate = recalibrate
 
-    def fit(self, proba, y):
+    def fit(self, proba, y, groups=None):
         """Learn the adjustment from calibration posteriors ``proba`` and labels ``y``.
+
+        Parameters
+        ----------
+        proba : array-like of shape (n_calibration, 3)
+            Held-out posteriors of the calibration tiles.
+        y : array-like of shape (n_calibration,)
+            Their labels.
+        groups : array-like of shape (n_calibration,), default=None
+            The slide of each tile (the groups its out-of-fold posteriors were made by).
+            It changes no estimate: :meth:`bootstrap` resamples whole slides of the
+            calibration set, since the misclassification rates differ from slide to slide
+            and tiles of one slide are not independent draws.
 
         Raises
         ------
@@ -169,6 +185,7 @@ class PrevalenceQuantifier(BaseEstimator):
         if codes.size != p.shape[0]:
             raise ValueError(f"calibration y has {codes.size} labels but calibration proba has "
                              f"{p.shape[0]} rows; expected one label per row")
+        group_codes = _group_codes(groups, p.shape[0], "calibration groups")
         counts = np.bincount(codes, minlength=len(CLASS_NAMES))
         if method in ADJUSTED_METHODS and (counts == 0).any():
             missing = [CLASS_NAMES[c] for c in np.flatnonzero(counts == 0)]
@@ -196,6 +213,7 @@ class PrevalenceQuantifier(BaseEstimator):
                     "predictions do not tell the classes apart; use method='pcc' or 'emq'")
         self.classes_ = np.arange(len(CLASS_NAMES))
         self.calibration_labels_ = codes
+        self.calibration_groups_ = group_codes
         self.training_prevalence_ = counts / counts.sum()
         self.rates_ = rates
         self.quantifier_ = _fit_quapy(method, p, codes)
@@ -227,9 +245,11 @@ class PrevalenceQuantifier(BaseEstimator):
         calibration set (plain lists; :meth:`set_fitted_state` refits from them, which
         gives the same adjustment, since fitting is deterministic)."""
         check_is_fitted(self, "quantifier_")
+        groups = self.calibration_groups_
         return {"method": self.method, "recalibrate": self.recalibrate,
                 "calibration_proba_": self.calibration_proba_.tolist(),
-                "calibration_labels_": self.calibration_labels_.tolist()}
+                "calibration_labels_": self.calibration_labels_.tolist(),
+                "calibration_groups_": None if groups is None else groups.tolist()}
 
     def set_fitted_state(self, state):
         """Restore a quantifier from :meth:`get_fitted_state`; returns ``self``."""
@@ -238,46 +258,112 @@ class PrevalenceQuantifier(BaseEstimator):
             raise ValueError("the quantifier's state must be a dict with method, recalibrate, "
                              "calibration_proba_ and calibration_labels_")
         self.set_params(method=state["method"], recalibrate=state["recalibrate"])
+        # Files written before the groups were kept have none: tiles are resampled then.
         return self.fit(np.asarray(state["calibration_proba_"], dtype=float),
-                        np.asarray(state["calibration_labels_"], dtype=np.int64))
+                        np.asarray(state["calibration_labels_"], dtype=np.int64),
+                        groups=state.get("calibration_groups_"))
 
     def necrotic_fraction(self, proba):
         """``NV / (NV + V)`` of :meth:`quantify` (NaN where it finds no tumor)."""
         return float(necrotic_fraction(self.quantify(proba)))
 
-    def bootstrap(self, proba, n_bootstrap, *, random_state=0, member_proba=None):
+    def bootstrap(self, proba, n_bootstrap, *, random_state=0, member_proba=None, groups=None):
         """Prevalences of ``n_bootstrap`` resamples of the bag *and* the calibration set.
 
-        Each replicate draws the bag's tiles with replacement (and, with ``member_proba``
-        of shape (n_members, n_tiles, 3), one ensemble member whose posteriors it uses),
-        and refits the adjustment on a resample of the calibration set drawn within each
-        class (so that every class stays represented): the interval holds the sampling of
-        the bag, the estimated misclassification rates and the seeds.
+        Each replicate draws the bag with replacement (and, with ``member_proba`` of shape
+        (n_members, n_tiles, 3), one ensemble member whose posteriors it uses), and refits
+        the adjustment on a resample of the calibration set: the interval holds the
+        sampling of the bag, the estimated misclassification rates and the seeds.
+
+        Tiles of one slide share their stain, cut and share of necrosis, so they are not
+        independent draws: where slides are known the bootstrap resamples whole slides
+        (a cluster bootstrap), of the bag with ``groups`` and of the calibration set with
+        the ``groups`` given to :meth:`fit`; redrawn until every class of the calibration
+        set is represented. Without them, or where a bag holds a single slide (the slide
+        is then the whole bag), it resamples tiles, the calibration set's within each class.
+
+        Parameters
+        ----------
+        proba : array-like of shape (n_tiles, 3)
+            The bag's posteriors.
+        n_bootstrap : int
+            Replicates.
+        random_state : int, RandomState or None, default=0
+            Seeds the resampling.
+        member_proba : ndarray of shape (n_members, n_tiles, 3), default=None
+            Each ensemble member's posteriors of the bag.
+        groups : array-like of shape (n_tiles,), default=None
+            The slide of each of the bag's tiles.
 
         Returns
         -------
         ndarray of shape (n_bootstrap, 3)
+
+        Raises
+        ------
+        SingularAdjustmentError
+            If no resample of the calibration set's slides in 1000 draws holds every class.
         """
         check_is_fitted(self, "quantifier_")
         p = check_probabilities(proba)
+        bag_groups = _group_codes(groups, p.shape[0], "groups")
         rng = check_random_state(random_state)
-        by_class = [np.flatnonzero(self.calibration_labels_ == c) for c in self.classes_]
+        labels = self.calibration_labels_
+        by_class = [np.flatnonzero(labels == c) for c in self.classes_]
         out = np.empty((n_bootstrap, 3))
         adjusted = self.method in ADJUSTED_METHODS
         for b in range(n_bootstrap):
             bag = p if member_proba is None else member_proba[rng.randint(len(member_proba))]
-            bag = bag[rng.randint(0, len(bag), len(bag))]
+            bag = bag[_resample(bag_groups, p.shape[0], rng)]
             quantifier, temperature = self.quantifier_, self.temperature_
             if adjusted:
-                rows = np.concatenate([idx[rng.randint(0, idx.size, idx.size)]
-                                       for idx in by_class if idx.size])
+                rows = self._calibration_resample(by_class, rng)
                 calibration = self.calibration_proba_[rows]
                 if self.recalibrate == "temperature":
-                    temperature = fit_temperature(calibration, self.calibration_labels_[rows])
+                    temperature = fit_temperature(calibration, labels[rows])
                     calibration = apply_temperature(calibration, temperature)
-                quantifier = _fit_quapy(self.method, calibration, self.calibration_labels_[rows])
+                quantifier = _fit_quapy(self.method, calibration, labels[rows])
             out[b] = _aggregate(quantifier, self.method, self._rescaled(bag, temperature))
         return out
+
+    def _calibration_resample(self, by_class, rng):
+        """Rows of one resample of the calibration set (see :meth:`bootstrap`)."""
+        groups = self.calibration_groups_
+        if groups is None or groups.size == 0 or groups.max() == 0:
+            return np.concatenate([idx[rng.randint(0, idx.size, idx.size)]
+                                   for idx in by_class if idx.size])
+        present = np.unique(self.calibration_labels_).size
+        for _ in range(1000):
+            rows = _resample(groups, groups.size, rng)
+            if np.unique(self.calibration_labels_[rows]).size == present:
+                return rows
+        raise SingularAdjustmentError(
+            "no resample of the calibration set's groups in 1000 draws held every class: a "
+            "class lies in too few slides for a bootstrap by slide; fit without groups")
+
+
+def _group_codes(groups, n_rows, name):
+    """``groups`` as integer codes 0..k-1 in sorted order (None stays None), one per row."""
+    if groups is None:
+        return None
+    values = groups.to_numpy() if isinstance(groups, (pd.Series, pd.Index)) else np.asarray(groups)
+    if values.ndim != 1 or values.size != n_rows:
+        raise ValueError(f"{name} must hold one group (slide) per tile, {n_rows} in all; got "
+                         f"shape {values.shape}")
+    codes, _ = pd.factorize(values, sort=True)
+    if (codes < 0).any():
+        raise ValueError(f"{name} has missing values; expected a group (slide) for every tile")
+    return codes.astype(np.int64)
+
+
+def _resample(codes, n_rows, rng):
+    """Row indices of a bootstrap resample: whole groups where ``codes`` holds two or more,
+    else single rows."""
+    if codes is None or codes.size == 0 or codes.max() == 0:
+        return rng.randint(0, n_rows, n_rows)
+    members = np.split(np.argsort(codes, kind="stable"),
+                       np.cumsum(np.bincount(codes))[:-1])
+    return np.concatenate([members[k] for k in rng.randint(0, len(members), len(members))])
 
 
 def _crisp_rates(p, codes, counts):

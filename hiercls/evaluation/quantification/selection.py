@@ -117,11 +117,14 @@ def fit_quantifier(estimator, X, y, *, method=DEFAULT_METHOD, groups=None, by="s
 
     :func:`out_of_fold_proba` then :meth:`PrevalenceQuantifier.fit`; pass the result as
     ``quantifier=`` to :func:`~hiercls.evaluation.necrosis.necrosis_report` with the
-    estimator fitted on all of ``X``.
+    estimator fitted on all of ``X``. With ``by="slide"`` the quantifier keeps the slides,
+    and its bootstrap resamples whole slides of the calibration set.
     """
     proba = out_of_fold_proba(estimator, X, y, groups=groups, by=by, n_splits=n_splits,
                               random_state=random_state, verbose=verbose)
-    return PrevalenceQuantifier(method).fit(proba, y)
+    # Slides are the unit the bootstrap resamples; three or four patients are too few.
+    slides = groups if by == "slide" else None
+    return PrevalenceQuantifier(method).fit(proba, y, groups=slides)
 
 
 # --------------------------------------------------------------------------------------
