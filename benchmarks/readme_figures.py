@@ -520,7 +520,16 @@ def necrosis(results):
             f"{default['max_error']:.2f}; the expected counts: {pcc['mae']:.2f}), the response "
             f"right in {right} of {3 * payload['n_seeds']} patient-seeds, the interval "
             f"(mean width {default['mean_width']:.2f}) covering {covered} of 3 patients in "
-            f"most seeds ([results](benchmarks/results/necrosis.md)). ")
+            f"most seeds{_seeds_covering(default, payload)} "
+            "([results](benchmarks/results/necrosis.md)). ")
+
+
+def _seeds_covering(default, payload):
+    """How many seeds' intervals hold at least two patients' references, where recorded."""
+    if "seeds_covering" not in default:
+        return ""
+    return (f" (whole slides resampled; {default['seeds_covering']} of {payload['n_seeds']} "
+            f"seeds cover at least {payload['targets']['coverage']})")
 
 
 def necrosis_table(results):

@@ -161,11 +161,12 @@ def _necrosis_section(necrosis):
     return html_table(header, rows) + (
         '<p class="note">Necrosis is the non-viable share of the tumor (Non-Tumor tiles '
         "excluded). Method pcc: sum P(Non-Viable) / sum P(Non-Viable or Viable) over the "
-        f"{html.escape(group)}'s tiles, interval a percentile bootstrap over tiles; any other "
-        "method (acc, pacc, emq, dmy, kdey): the tumor prevalences quantified from the "
-        "posteriors with a calibration set of held-out tiles "
-        "(hiercls.evaluation.quantification), interval a bootstrap over the tiles and the "
-        "calibration set. Good response: necrosis &gt;= 90 %. pp: percentage points.</p>")
+        f"{html.escape(group)}'s tiles, interval a percentile bootstrap over its tiles (over "
+        "whole slides where the slides were given); any other method (acc, pacc, emq, dmy, "
+        "kdey): the tumor prevalences quantified from the posteriors with a calibration set "
+        "of held-out tiles (hiercls.evaluation.quantification), interval a bootstrap over the "
+        "tiles (or slides) and the calibration set. Good response: necrosis &gt;= 90 %. pp: "
+        "percentage points.</p>")
 
 
 def evaluation_figures(result, necrosis=None, *, threshold=GOOD_RESPONSE):
