@@ -1,13 +1,15 @@
-"""The one check of a number given as a parameter or argument.
+"""The one check of a number given as a parameter or argument, and of a group per tile.
 
 ``isinstance(x, numbers.Real)`` takes ``True`` for 1 and lets NaN through every bound;
 :func:`check_number` refuses both, and names the input and what was expected.
+:func:`check_groups` turns one group (patient, slide) per tile into integer codes.
 """
 
 import math
 import numbers
 
 import numpy as np
+import pandas as pd
 
 from .exceptions import InvalidParameterError
 
@@ -99,3 +101,26 @@ def check_number(value, name, *, integer=False, low=None, high=None, closed="bot
     if too_low or too_high:
         raise InvalidParameterError(f"{name} must be {described}; got {value!r}")
     return number
+
+
+def check_groups(groups, n_rows, name="groups", unit="group"):
+    """``groups``, one per tile, as integer codes 0..k-1 in sorted order, and the sorted values.
+
+    ``unit`` names what a group is (``"patient"``, ``"slide"``) in the errors.
+
+    Raises
+    ------
+    ValueError
+        If ``groups`` is not one-dimensional with ``n_rows`` entries, or has missing values.
+    """
+    values = groups.to_numpy() if isinstance(groups, (pd.Series, pd.Index)) else np.asarray(groups)
+    if values.ndim != 1:
+        raise ValueError(f"{name} must hold one group ({unit}) per tile, one-dimensional; got "
+                         f"shape {values.shape}")
+    if values.shape[0] != n_rows:
+        raise ValueError(f"{name} has {values.shape[0]} entries but there are {n_rows} tiles: "
+                         f"{name} must hold one group ({unit}) per tile")
+    codes, uniques = pd.factorize(values, sort=True)
+    if (codes < 0).any():
+        raise ValueError(f"{name} has missing values; expected a {unit} for every tile")
+    return codes.astype(np.int64), uniques

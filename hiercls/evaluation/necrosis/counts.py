@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from ...data.labels import CLASS_NAMES, check_probabilities
+from ...validation import check_groups
 
 # Bootstrap replicates are drawn in chunks of at most this many resampled tiles, so memory
 # stays bounded for whole-slide sized groups.
@@ -52,17 +53,7 @@ def _tile_counts(p, fraction, tumor_threshold):
 def _check_groups(groups, n_samples):
     """Integer codes of the groups, their sorted values and the index name to use."""
     name = groups.name if isinstance(groups, pd.Series) and isinstance(groups.name, str) else "group"
-    values = groups.to_numpy() if isinstance(groups, (pd.Series, pd.Index)) else np.asarray(groups)
-    if values.ndim != 1:
-        raise ValueError(f"groups must be one-dimensional; got shape {values.shape}")
-    if values.shape[0] != n_samples:
-        raise ValueError(
-            f"groups has {values.shape[0]} entries but there are {n_samples} tiles; expected "
-            "one group (patient) per tile"
-        )
-    codes, uniques = pd.factorize(values, sort=True)
-    if (codes < 0).any():
-        raise ValueError("groups contains missing values; expected a patient for every tile")
+    codes, uniques = check_groups(groups, n_samples, unit="patient")
     return codes, pd.Index(uniques, name=name)
 
 

@@ -6,7 +6,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from ...data.labels import CLASS_NAMES, check_probabilities, encode_labels
-from ...validation import check_number
+from ...validation import check_groups, check_number
 from ..quantification import (
     ADJUSTED_METHODS,
     DEFAULT_METHOD,
@@ -14,7 +14,6 @@ from ..quantification import (
     PrevalenceQuantifier,
     necrotic_fraction,
 )
-from ..quantification.quantifier import _group_codes
 from .counts import _NEC, _VIA, _bootstrap_fractions, _check_groups, _check_member_proba, _ratio, _tile_counts
 
 #: Least necrotic fraction of the tumor that counts as a good response to chemotherapy.
@@ -202,7 +201,8 @@ def necrosis_from_probabilities(proba, groups, *, method="auto", quantifier=None
         raise ValueError(f"tumor_threshold applies to the counts (method 'cc' or 'pcc'); "
                          f"method={method!r} quantifies the whole bag. Drop tumor_threshold")
     members = None if member_proba is None else _check_member_proba(member_proba, p.shape[0])
-    slide_codes = _group_codes(slides, p.shape[0], "slides")
+    slide_codes = None if slides is None else check_groups(slides, p.shape[0], "slides",
+                                                           "slide")[0]
     rng = check_random_state(random_state)
 
     n_groups = len(index)
@@ -250,11 +250,12 @@ def necrosis_from_probabilities(proba, groups, *, method="auto", quantifier=None
                 continue  # no tumor: no interval either
             rows = codes == g
             group_necrotic, group_tumor = necrotic[..., rows], tumor[..., rows]
-            if slide_codes is not None and np.unique(slide_codes[rows]).size > 1:
-                # A cluster bootstrap of a sum: resample the slides' sums.
+            if slide_codes is not None:
                 _, within = np.unique(slide_codes[rows], return_inverse=True)
-                group_necrotic, group_tumor = (_sum_by(v, within)
-                                               for v in (group_necrotic, group_tumor))
+                if within.max() > 0:
+                    # A cluster bootstrap of a sum: resample the slides' sums.
+                    group_necrotic, group_tumor = (_sum_by(v, within)
+                                                   for v in (group_necrotic, group_tumor))
             replicates = _bootstrap_fractions(group_necrotic, group_tumor, n_bootstrap, rng)
             replicates = replicates[~np.isnan(replicates)]
             if replicates.size:

@@ -4,13 +4,13 @@
 import warnings
 
 import numpy as np
-import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from ...data.labels import CLASS_NAMES, check_probabilities, encode_labels
 from ...exceptions import SingularAdjustmentError
+from ...validation import check_groups
 from ..calibration import apply_temperature, fit_temperature
 
 #: The quantification methods, QuaPy's names in lower case. ``"cc"`` and ``"pcc"`` need no
@@ -185,7 +185,8 @@ class PrevalenceQuantifier(BaseEstimator):
         if codes.size != p.shape[0]:
             raise ValueError(f"calibration y has {codes.size} labels but calibration proba has "
                              f"{p.shape[0]} rows; expected one label per row")
-        group_codes = _group_codes(groups, p.shape[0], "calibration groups")
+        group_codes = None if groups is None else check_groups(
+            groups, p.shape[0], "calibration groups", "slide")[0]
         counts = np.bincount(codes, minlength=len(CLASS_NAMES))
         if method in ADJUSTED_METHODS and (counts == 0).any():
             missing = [CLASS_NAMES[c] for c in np.flatnonzero(counts == 0)]
@@ -306,7 +307,9 @@ class PrevalenceQuantifier(BaseEstimator):
         """
         check_is_fitted(self, "quantifier_")
         p = check_probabilities(proba)
-        bag_groups = _group_codes(groups, p.shape[0], "groups")
+        bag_slides = None if groups is None else _slides(
+            check_groups(groups, p.shape[0], "groups", "slide")[0])
+        calibration_slides = _slides(self.calibration_groups_)
         rng = check_random_state(random_state)
         labels = self.calibration_labels_
         by_class = [np.flatnonzero(labels == c) for c in self.classes_]
@@ -314,10 +317,10 @@ class PrevalenceQuantifier(BaseEstimator):
         adjusted = self.method in ADJUSTED_METHODS
         for b in range(n_bootstrap):
             bag = p if member_proba is None else member_proba[rng.randint(len(member_proba))]
-            bag = bag[_resample(bag_groups, p.shape[0], rng)]
+            bag = bag[_resample(bag_slides, p.shape[0], rng)]
             quantifier, temperature = self.quantifier_, self.temperature_
             if adjusted:
-                rows = self._calibration_resample(by_class, rng)
+                rows = _calibration_resample(calibration_slides, labels, by_class, rng)
                 calibration = self.calibration_proba_[rows]
                 if self.recalibrate == "temperature":
                     temperature = fit_temperature(calibration, labels[rows])
@@ -326,44 +329,38 @@ class PrevalenceQuantifier(BaseEstimator):
             out[b] = _aggregate(quantifier, self.method, self._rescaled(bag, temperature))
         return out
 
-    def _calibration_resample(self, by_class, rng):
-        """Rows of one resample of the calibration set (see :meth:`bootstrap`)."""
-        groups = self.calibration_groups_
-        if groups is None or groups.size == 0 or groups.max() == 0:
-            return np.concatenate([idx[rng.randint(0, idx.size, idx.size)]
-                                   for idx in by_class if idx.size])
-        present = np.unique(self.calibration_labels_).size
-        for _ in range(1000):
-            rows = _resample(groups, groups.size, rng)
-            if np.unique(self.calibration_labels_[rows]).size == present:
-                return rows
-        raise SingularAdjustmentError(
-            "no resample of the calibration set's groups in 1000 draws held every class: a "
-            "class lies in too few slides for a bootstrap by slide; fit without groups")
 
-
-def _group_codes(groups, n_rows, name):
-    """``groups`` as integer codes 0..k-1 in sorted order (None stays None), one per row."""
-    if groups is None:
-        return None
-    values = groups.to_numpy() if isinstance(groups, (pd.Series, pd.Index)) else np.asarray(groups)
-    if values.ndim != 1 or values.size != n_rows:
-        raise ValueError(f"{name} must hold one group (slide) per tile, {n_rows} in all; got "
-                         f"shape {values.shape}")
-    codes, _ = pd.factorize(values, sort=True)
-    if (codes < 0).any():
-        raise ValueError(f"{name} has missing values; expected a group (slide) for every tile")
-    return codes.astype(np.int64)
-
-
-def _resample(codes, n_rows, rng):
-    """Row indices of a bootstrap resample: whole groups where ``codes`` holds two or more,
-    else single rows."""
+def _slides(codes):
+    """The row indices of each slide, from integer codes; None where there are fewer
+    than two slides to resample (then rows are resampled one by one)."""
     if codes is None or codes.size == 0 or codes.max() == 0:
+        return None
+    return np.split(np.argsort(codes, kind="stable"), np.cumsum(np.bincount(codes))[:-1])
+
+
+def _resample(slides, n_rows, rng):
+    """Row indices of a bootstrap resample: whole ``slides`` (from :func:`_slides`), or
+    single rows where it is None."""
+    if slides is None:
         return rng.randint(0, n_rows, n_rows)
-    members = np.split(np.argsort(codes, kind="stable"),
-                       np.cumsum(np.bincount(codes))[:-1])
-    return np.concatenate([members[k] for k in rng.randint(0, len(members), len(members))])
+    return np.concatenate([slides[k] for k in rng.randint(0, len(slides), len(slides))])
+
+
+def _calibration_resample(slides, labels, by_class, rng):
+    """Rows of one resample of the calibration set: whole slides, redrawn until every
+    class present in ``labels`` is represented; without slides, tiles within each class
+    (``by_class``: the rows of each class)."""
+    if slides is None:
+        return np.concatenate([idx[rng.randint(0, idx.size, idx.size)]
+                               for idx in by_class if idx.size])
+    present = sum(idx.size > 0 for idx in by_class)
+    for _ in range(1000):
+        rows = _resample(slides, labels.size, rng)
+        if np.unique(labels[rows]).size == present:
+            return rows
+    raise SingularAdjustmentError(
+        "no resample of the calibration set's groups in 1000 draws held every class: a "
+        "class lies in too few slides for a bootstrap by slide; fit without groups")
 
 
 def _crisp_rates(p, codes, counts):
