@@ -120,6 +120,8 @@ def _tile_slides(X):
 
     if "slide" in X.columns and X["slide"].notna().all():
         return X["slide"].to_numpy()
+    if "image" not in X.columns:
+        return None
     try:
         return np.array([tcia_slide(path) for path in X["image"]], dtype=object)
     except ValueError:

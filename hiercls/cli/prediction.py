@@ -82,14 +82,18 @@ def run_report(args):
         raise CommandError(f"RUN {_one_line(error)}") from None
     metadata = dict(result.metadata or {})
     title = args.title or metadata.pop("title", None) or "hiercls evaluation report"
+    # Runs saved by `hiercls evaluate` name each tile's slide (or file): resample slides.
+    slides = _tile_slides(result.predictions)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UndefinedMetricWarning)
         necrosis = necrosis_from_evaluation(result, method=args.necrosis_method,
-                                            random_state=args.seed)
+                                            random_state=args.seed, slides=slides)
     out = folder if args.out is None else _output_folder(args.out, "--out")
     path = write_report(out, result, necrosis, title=title, metadata=metadata or None)
     _print_table(result.scores)
-    say(f"wrote {path}")
+    say(f"wrote {path}; the necrosis interval resamples "
+        + ("tiles (the predictions name no slide)" if slides is None
+           else f"whole slides ({len(set(slides))})"))
     return 0
 
 

@@ -188,13 +188,17 @@ def run_evaluate(args):
     # Checked again without the skipped tiles, which may take a class or a patient away.
     X, y, groups = _readable(args, (X, y, groups), _skipped_file(out, folder=True))
     n_patients = _check_grouped_data(args, y, groups)
+    # The necrosis interval resamples whole slides where the tiles name theirs.
+    slides = _tile_slides(X)
     cv = None if args.folds is None else GroupKFold(n_splits=args.folds)
     n_folds = n_patients if args.folds is None else args.folds
     verbose = 0 if args.quiet else 1
     pipeline = _make_pipeline(args, verbose=0, radiomics_verbose=verbose)
     say(f"hiercls evaluate: {_describe(y, groups)}; backbone {args.backbone}, up to "
         f"{args.max_epochs} epochs; {n_folds} folds"
-        f"{' (leave one patient out)' if args.folds is None else ''}")
+        f"{' (leave one patient out)' if args.folds is None else ''}; the necrosis interval "
+        f"resamples " + ("tiles (the tiles name no slide)" if slides is None
+                         else f"whole slides ({len(set(slides))})"))
     started = time.perf_counter()
     with warnings.catch_warnings():
         # Patients lack classes, so some figures are undefined on a fold: n/a in the table.
@@ -204,13 +208,15 @@ def run_evaluate(args):
         result = cross_validate_by_patient(pipeline, X[["image"]], y, groups, cv=cv,
                                            verbose=verbose)
         necrosis = necrosis_from_evaluation(result, method=args.necrosis_method,
-                                            random_state=args.seed)
+                                            random_state=args.seed, slides=slides)
     elapsed = time.perf_counter() - started
 
     metadata = _run_metadata(args, y, groups, n_folds, elapsed)
-    # The saved predictions name each tile's file first.
+    # The saved predictions name each tile's file first, and its slide, for `hiercls report`.
     predictions = result.predictions.copy()
     predictions.insert(0, "image", X["image"].loc[predictions.index].to_numpy())
+    if slides is not None:
+        predictions.insert(1, "slide", pd.Series(slides, index=X.index).loc[predictions.index])
     result = dataclasses.replace(result, predictions=predictions,
                                  metadata={"title": args.title, **metadata})
     result.save(out)

@@ -160,6 +160,31 @@ def test_evaluate_writes_metrics_necrosis_and_report(tiles, tmp_path, capsys):
     assert "<title>Again</title>" in (again / "report.html").read_text()
 
 
+def test_evaluate_and_report_resample_the_slides(tiles, tmp_path, capsys):
+    from hiercls.evaluation.cross_validation import EvaluationResult
+    from hiercls.evaluation.necrosis import necrosis_from_evaluation
+
+    labels = pd.read_csv(tiles)
+    labels["slide"] = [f"{patient}-S{k % 2}" for k, patient in enumerate(labels["patient"])]
+    with_slides = tiles.parent / "with_slides.csv"
+    labels.to_csv(with_slides, index=False)
+    out = tmp_path / "run"
+    assert main(["evaluate", str(with_slides), "--out", str(out), *TINY, *FAST]) == 0
+    assert "the necrosis interval resamples whole slides (6)" in capsys.readouterr().out
+
+    predictions = pd.read_csv(out / "predictions.csv")
+    assert list(predictions.columns[:2]) == ["image", "slide"]
+    assert predictions["slide"].tolist() == labels["slide"].tolist()
+    necrosis = pd.read_csv(out / "necrosis.csv", index_col="patient")
+    # The saved interval is the slide bootstrap of the saved run.
+    expected = necrosis_from_evaluation(EvaluationResult.load(out), slides="slide")
+    interval = ["necrotic_fraction_low", "necrotic_fraction_high"]
+    np.testing.assert_allclose(necrosis[interval].to_numpy(float),
+                               expected[interval].to_numpy(float), equal_nan=True)
+    assert main(["report", str(out), "--out", str(tmp_path / "again")]) == 0
+    assert "the necrosis interval resamples whole slides (6)" in capsys.readouterr().out
+
+
 def _error(capsys, argv):
     """Run a command expected to fail on its inputs; return its one-line message."""
     assert main(argv) == 2

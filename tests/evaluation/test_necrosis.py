@@ -432,6 +432,60 @@ def test_necrosis_from_evaluation():
     np.testing.assert_allclose(gated["necrotic_fraction_low"], [0.9 / 1.8 - 0.1, 1.75 / 1.9 - 0.1])
 
 
+def _slide_predictions(seed=0):
+    """Out-of-fold predictions of three patients, two slides each, with a ``slide`` column."""
+    rng = np.random.default_rng(seed)
+    parts = []
+    for patient, prevalence in (("A", [0.2, 0.5, 0.3]), ("B", [0.3, 0.1, 0.6]),
+                                ("C", [0.4, 0.3, 0.3])):
+        labels = rng.choice(3, size=90, p=prevalence)
+        proba = np.eye(3)[labels] * 2.0 + rng.dirichlet([1.0, 1.0, 1.0], size=90)
+        part = pd.DataFrame(proba / proba.sum(axis=1, keepdims=True), columns=list(CLASS_NAMES))
+        part["y_true"] = np.asarray(CLASS_NAMES, dtype=object)[labels]
+        part["patient"] = patient
+        part["fold"] = "ABC".index(patient)
+        # Slide 2 holds the patient's viable tiles first: slides differ in their necrosis.
+        order = np.argsort(labels == 1, kind="stable")
+        part = part.iloc[order].reset_index(drop=True)
+        part["slide"] = [f"{patient}-S{1 + (k >= 45)}" for k in range(90)]
+        parts.append(part)
+    return pd.concat(parts, ignore_index=True)
+
+
+def test_necrosis_from_evaluation_resamples_slides():
+    from hiercls.evaluation.quantification import PrevalenceQuantifier
+
+    predictions = _slide_predictions()
+    result = EvaluationResult(pd.DataFrame(), predictions, [None] * 3)
+    by_tiles = necrosis_from_evaluation(result, method="acc", n_bootstrap=200)
+    by_slides = necrosis_from_evaluation(result, method="acc", n_bootstrap=200, slides="slide")
+    # Same estimates; the interval is the cluster bootstrap of each patient with the other
+    # patients' slides as its calibration set.
+    pd.testing.assert_series_equal(by_slides["necrotic_fraction"], by_tiles["necrotic_fraction"])
+    assert not np.allclose(by_slides["necrotic_fraction_low"], by_tiles["necrotic_fraction_low"])
+    proba = predictions[list(CLASS_NAMES)].to_numpy()
+    labels = predictions["y_true"].map(CLASS_NAMES.index).to_numpy()
+    inside = (predictions["patient"] == "B").to_numpy()
+    quantifier = PrevalenceQuantifier("acc").fit(proba[~inside], labels[~inside],
+                                                 groups=predictions["slide"][~inside])
+    expected = necrosis_from_probabilities(
+        proba[inside], predictions["patient"][inside], method="acc", quantifier=quantifier,
+        n_bootstrap=200, random_state=0, slides=predictions["slide"][inside])
+    np.testing.assert_allclose(
+        by_slides.loc["B", ["necrotic_fraction_low", "necrotic_fraction_high"]].astype(float),
+        expected.loc["B", ["necrotic_fraction_low", "necrotic_fraction_high"]].astype(float))
+    # The counts resample the slides too; an array of slides is the column.
+    counts = necrosis_from_evaluation(result, method="pcc", n_bootstrap=200,
+                                      slides=predictions["slide"].to_numpy())
+    assert not np.allclose(counts["necrotic_fraction_low"],
+                           necrosis_from_evaluation(result, method="pcc", n_bootstrap=200)
+                           ["necrotic_fraction_low"])
+    with pytest.raises(ValueError, match="names no column of result.predictions"):
+        necrosis_from_evaluation(result, slides="case")
+    with pytest.raises(ValueError, match="slides has 3 entries"):
+        necrosis_from_evaluation(result, slides=["S1", "S2", "S3"])
+
+
 def test_report_on_real_tiles(real_data_dir):
     from hiercls import make_fusion_pipeline
     from hiercls.data.datasets import load_osteosarcoma_ut

@@ -9,7 +9,7 @@ from sklearn.pipeline import Pipeline
 
 from ...data.labels import CLASS_NAMES, check_probabilities, encode_labels
 from ...exceptions import FewPatientsWarning, UncalibratedNecrosisWarning
-from ...validation import check_number
+from ...validation import check_groups, check_number
 from ..quantification import (
     ADJUSTED_METHODS,
     DEFAULT_METHOD,
@@ -65,13 +65,13 @@ def _member_proba(fitted, X):
         f"or a pipeline ending in one); got {type(fitted).__name__}")
 
 
-def _column_or_values(X, values, name):
+def _column_or_values(X, values, name, table="X"):
     """``X[values]`` where ``values`` names a column of ``X``, else ``values`` as given."""
     if not isinstance(values, str):
         return values
     if not isinstance(X, pd.DataFrame) or values not in X.columns:
-        raise ValueError(f"{name}={values!r} names no column of X; expected a column name "
-                         f"of X or one value per tile")
+        raise ValueError(f"{name}={values!r} names no column of {table}; expected a column "
+                         f"name of {table} or one value per tile")
     return X[values]
 
 
@@ -167,7 +167,7 @@ def necrosis_report(fitted_pipeline, X, groups, *, y=None, method="auto", quanti
 def necrosis_from_evaluation(result, *, method="auto", n_bootstrap=1000, confidence=0.95,
                              threshold=GOOD_RESPONSE, min_tumor_tiles=MIN_TUMOR_TILES,
                              random_state=0, fraction="expected", tumor_threshold=None,
-                             error_margin=None):
+                             error_margin=None, slides=None):
     """Per-patient necrosis from the out-of-fold probabilities of a cross-validation.
 
     Parameters
@@ -186,6 +186,11 @@ def necrosis_from_evaluation(result, *, method="auto", n_bootstrap=1000, confide
         ``"pcc"``). ``"pcc"`` and ``"cc"`` are the counts.
     n_bootstrap, confidence, threshold, min_tumor_tiles, random_state, fraction, tumor_threshold, error_margin
         As in :func:`necrosis_from_probabilities`.
+    slides : array-like of shape (n_tiles,), str or None, default=None
+        The slide of each row of ``result.predictions``, or the name of its column that
+        holds it (``"slide"`` in what ``hiercls evaluate`` saves): the bootstrap then
+        resamples whole slides of each patient and of its calibration set, as in
+        :func:`necrosis_from_probabilities`. None resamples tiles.
 
     Returns
     -------
@@ -199,6 +204,11 @@ def necrosis_from_evaluation(result, *, method="auto", n_bootstrap=1000, confide
         raise ValueError(f"result must be an EvaluationResult whose predictions have the "
                          f"columns {needed}")
     patients = predictions["patient"].rename("patient")
+    if slides is not None:
+        slides = np.asarray(_column_or_values(predictions, slides, "slides",
+                                              "result.predictions"), dtype=object)
+        # Checked here so that a wrong length is named before any patient is quantified.
+        check_groups(slides, len(predictions), "slides", "slide")
     options = dict(n_bootstrap=n_bootstrap, confidence=confidence, threshold=threshold,
                    min_tumor_tiles=min_tumor_tiles, random_state=random_state,
                    fraction=fraction, tumor_threshold=tumor_threshold, error_margin=error_margin)
@@ -210,7 +220,9 @@ def necrosis_from_evaluation(result, *, method="auto", n_bootstrap=1000, confide
         for patient in sorted(patients.unique()):
             inside = (patients == patient).to_numpy()
             try:
-                quantifier = PrevalenceQuantifier(resolved).fit(proba[~inside], labels[~inside])
+                quantifier = PrevalenceQuantifier(resolved).fit(
+                    proba[~inside], labels[~inside],
+                    groups=None if slides is None else slides[~inside])
             except SingularAdjustmentError as error:
                 if method != "auto":
                     raise SingularAdjustmentError(
@@ -223,10 +235,12 @@ def necrosis_from_evaluation(result, *, method="auto", n_bootstrap=1000, confide
                 quantifier = None
             parts.append(necrosis_from_probabilities(
                 proba[inside], patients[inside], method=resolved if quantifier else "pcc",
-                quantifier=quantifier, **options))
+                quantifier=quantifier, slides=None if slides is None else slides[inside],
+                **options))
         estimate = pd.concat(parts)
     else:
-        estimate = necrosis_from_probabilities(predictions, patients, method=method, **options)
+        estimate = necrosis_from_probabilities(predictions, patients, method=method,
+                                               slides=slides, **options)
     reference = reference_necrosis(predictions["y_true"], patients, threshold=threshold)
     return _with_reference(estimate, reference)
 
