@@ -128,6 +128,13 @@ def _tile_slides(X):
         return None
 
 
+def _resampled(slides, source="tiles"):
+    """What a necrosis interval resamples, for the commands' messages."""
+    if slides is None:
+        return f"tiles (the {source} name no slide)"
+    return f"whole slides ({len(set(slides))})"
+
+
 def _describe(y, groups):
     from ..data.labels import CLASS_NAMES
 

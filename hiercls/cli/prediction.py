@@ -21,6 +21,7 @@ from .io import (
     _print_table,
     _quoted,
     _readable,
+    _resampled,
     _say,
     _set_radiomics_options,
     _skipped_file,
@@ -91,9 +92,7 @@ def run_report(args):
     out = folder if args.out is None else _output_folder(args.out, "--out")
     path = write_report(out, result, necrosis, title=title, metadata=metadata or None)
     _print_table(result.scores)
-    say(f"wrote {path}; the necrosis interval resamples "
-        + ("tiles (the predictions name no slide)" if slides is None
-           else f"whole slides ({len(set(slides))})"))
+    say(f"wrote {path}; the necrosis interval resamples {_resampled(slides, 'predictions')}")
     return 0
 
 
@@ -172,9 +171,8 @@ def run_necrosis(args):
     # The interval resamples whole slides where the tiles name theirs.
     slides = _tile_slides(X)
     say(f"hiercls necrosis: {len(X)} tiles in {groups.nunique()} group(s) by {groups.name}"
-        + ("" if y is None else ", with the pathologists' labels") + "; the interval resamples "
-        + ("tiles (the tiles name no slide)" if slides is None
-           else f"whole slides ({len(set(slides))})"))
+        + ("" if y is None else ", with the pathologists' labels")
+        + f"; the interval resamples {_resampled(slides)}")
     started = time.perf_counter()
     try:
         with warnings.catch_warnings(record=True) as caught:

@@ -20,6 +20,7 @@ from .io import (
     _output_path,
     _print_table,
     _readable,
+    _resampled,
     _save_model,
     _say,
     _skipped_file,
@@ -197,8 +198,7 @@ def run_evaluate(args):
     say(f"hiercls evaluate: {_describe(y, groups)}; backbone {args.backbone}, up to "
         f"{args.max_epochs} epochs; {n_folds} folds"
         f"{' (leave one patient out)' if args.folds is None else ''}; the necrosis interval "
-        f"resamples " + ("tiles (the tiles name no slide)" if slides is None
-                         else f"whole slides ({len(set(slides))})"))
+        f"resamples {_resampled(slides)}")
     started = time.perf_counter()
     with warnings.catch_warnings():
         # Patients lack classes, so some figures are undefined on a fold: n/a in the table.

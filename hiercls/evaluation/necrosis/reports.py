@@ -205,10 +205,10 @@ def necrosis_from_evaluation(result, *, method="auto", n_bootstrap=1000, confide
                          f"columns {needed}")
     patients = predictions["patient"].rename("patient")
     if slides is not None:
-        slides = np.asarray(_column_or_values(predictions, slides, "slides",
-                                              "result.predictions"), dtype=object)
-        # Checked here so that a wrong length is named before any patient is quantified.
-        check_groups(slides, len(predictions), "slides", "slide")
+        # As codes, checked once, before any patient is quantified.
+        slides = check_groups(_column_or_values(predictions, slides, "slides",
+                                                "result.predictions"),
+                              len(predictions), "slides", "slide")[0]
     options = dict(n_bootstrap=n_bootstrap, confidence=confidence, threshold=threshold,
                    min_tumor_tiles=min_tumor_tiles, random_state=random_state,
                    fraction=fraction, tumor_threshold=tumor_threshold, error_margin=error_margin)
