@@ -297,11 +297,16 @@ def patient_necrosis(slides, patients=None, *, method="auto", quantifier=None, n
                                             method=method, quantifier=quantifier,
                                             n_bootstrap=0).iloc[:0]
     # Patients whose slides hold no tissue tile at all: a row saying so.
-    for group in sorted(set(empty) - set(table.index)):
+    missing = sorted(set(empty) - set(table.index))
+    if missing:
         row = {c: np.nan for c in table.columns}
         row.update(n_tiles=0, expected_tumor_tiles=0.0, expected_necrotic_tiles=0.0,
                    argmax_tumor_tiles=0, response="no tumor")
-        table.loc[group] = row
+        # Typed like the table, so that an empty table's text columns stay text.
+        rows = pd.DataFrame([row] * len(missing), columns=table.columns,
+                            index=pd.Index(missing, name=table.index.name))
+        rows = rows.astype(table.dtypes.to_dict())
+        table = pd.concat([table, rows]) if len(table) else rows
     return table.sort_index()
 
 

@@ -289,6 +289,23 @@ def test_slide_and_patient_necrosis_use_the_necrosis_estimator(slide, pipeline):
                                / both[["Non-Viable-Tumor", "Viable-Tumor"]].to_numpy().sum())
 
 
+def test_a_patient_without_tissue_gets_a_typed_row(slide, pipeline):
+    path, _ = slide
+    table = slides.predict_slide(pipeline, path, mpp=MPP, tile_size=TILE, verbose=0)
+    blank = table.iloc[:0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")   # pandas deprecates changing a column's type in place
+        mixed = slides.patient_necrosis({"a": table, "b": blank}, {"a": "P1", "b": "P2"},
+                                        n_bootstrap=0)
+        alone = slides.patient_necrosis({"b": blank}, {"b": "P2"}, n_bootstrap=0)
+    assert mixed.index.tolist() == ["P1", "P2"] and alone.index.tolist() == ["P2"]
+    for got in (mixed.loc["P2"], alone.loc["P2"]):
+        assert got["n_tiles"] == 0 and got["response"] == "no tumor"
+        assert np.isnan(got["necrotic_fraction"]) and pd.isna(got["method"])
+    assert alone.dtypes.to_dict() == mixed.dtypes.to_dict()
+    assert alone.index.name == mixed.index.name == "patient"
+
+
 def test_maps_and_report(slide, pipeline, tmp_path):
     path, _ = slide
     table = slides.predict_slide(pipeline, path, mpp=MPP, tile_size=TILE, verbose=0)
