@@ -305,8 +305,7 @@ def patient_necrosis(slides, patients=None, *, method="auto", quantifier=None, n
         # Typed like the table, so that an empty table's text columns stay text.
         rows = pd.DataFrame([row] * len(missing), columns=table.columns,
                             index=pd.Index(missing, name=table.index.name))
-        rows = rows.astype(table.dtypes.to_dict())
-        table = pd.concat([table, rows]) if len(table) else rows
+        table = pd.concat([table, rows.astype(table.dtypes.to_dict())])
     return table.sort_index()
 
 
