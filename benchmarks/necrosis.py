@@ -30,7 +30,10 @@ adversary, the radiomic features alone):
    bootstrap interval (whole slides of the bag and of the calibration set resampled, the
    adjustment refitted each time: a cluster bootstrap, since tiles of a slide are not
    independent draws), and each of the test patient's tumor slides likewise (its tiles
-   resampled, the calibration set by slides).
+   resampled, the calibration set by slides);
+6. after every choice, :func:`~hiercls.evaluation.quantification.rate_shift` compares the
+   test patient's tiles of each class with the chosen quantifier's calibration rates: a
+   diagnostic of where the label-shift assumption fails, recorded, never used.
 
 The package's :data:`~hiercls.evaluation.quantification.DEFAULT_METHOD` is the method the
 criterion chose most often across the folds and seeds here; the per-fold choices (and
@@ -65,6 +68,7 @@ from hiercls.evaluation.quantification import (
     out_of_fold_proba,
     patient_shift,
     quantification_scores,
+    rate_shift,
 )
 
 TEST_PATIENTS = ("Case-3", "Case-4", "Case-48")
@@ -245,6 +249,10 @@ def run_fold(X, y, codes, patient, seed, args, say):
         slides.append({"slide": slide, "patient": patient, "seed": seed, "estimate": estimate,
                        "low": low, "high": high, "pcc": pcc, "reference": slide_reference,
                        "n_tumor_tiles": int((test_codes[inside] > 0).sum())})
+    # A diagnostic read after every choice is made: how far the test patient's tiles of
+    # each class depart from the chosen quantifier's calibration rates (the label-shift
+    # assumption that an adjustment rests on).
+    rates = rate_shift(quantifier, proba, test_codes)
     scores = pd.concat(tables, names=["lever"]).reset_index()
     other_lever, other_method, other_recalibrate = choices[other]
     return runs, slides, {"test_patient": patient, "seed": seed, "grouping": grouping,
@@ -255,6 +263,7 @@ def run_fold(X, y, codes, patient, seed, args, say):
                                               "recalibrate": other_recalibrate},
                           "patient_shift": {k: round(v, 4) for k, v in shifts.items()},
                           "app_size": app_size, "scores": scores.round(4).to_dict(orient="records"),
+                          "rate_shift": rates.round(4).to_dict(orient="records"),
                           **timings}
 
 
@@ -307,6 +316,32 @@ def summarize(runs, slides):
     return rows, slide_summary
 
 
+def rate_shift_lines(choices):
+    """The held-out patients' rates beside the chosen quantifiers' calibration rates."""
+    records = [{**row, "test_patient": c["test_patient"]} for c in choices
+               for row in c.get("rate_shift", [])]
+    if not records:
+        return []
+    table = (pd.DataFrame(records)
+             .groupby(["test_patient", "true_class", "posterior_class"], sort=False)
+             [["calibration", "bag", "n_tiles"]].mean())
+    short = {"Non-Tumor": "NT", "Non-Viable-Tumor": "NV", "Viable-Tumor": "V"}
+    lines = ["Where the label-shift assumption breaks (a diagnostic, read after every choice "
+             "is made): the mean posterior of each class over the held-out patient's tiles "
+             "of each true class, beside the same rates on the chosen quantifier's "
+             "calibration set (the training patients' out-of-fold tiles), mean over seeds. "
+             "Every adjustment assumes the two agree.", "",
+             "| test patient | true class | tiles | calibration NT / NV / V "
+             "| held out NT / NV / V |", "|---|---|---|---|---|"]
+    for (patient, true), rows in table.groupby(level=[0, 1], sort=False):
+        n_tiles = int(rows["n_tiles"].iloc[0])
+        held_out = (" / ".join(f"{v:.2f}" for v in rows["bag"]) if n_tiles else "n/a")
+        lines.append(f"| {patient} | {short[true]} | {n_tiles} | "
+                     + " / ".join(f"{v:.2f}" for v in rows["calibration"])
+                     + f" | {held_out} |")
+    return lines + [""]
+
+
 def markdown(payload):
     info = payload["run"]
     lines = ["# Necrotic fraction of unseen patients: quantification (benchmarks/necrosis.py)", "",
@@ -345,6 +380,7 @@ def markdown(payload):
                   f"MAE {slides['mae']:.3f} by the chosen method, {slides['pcc_mae']:.3f} by "
                   f"the expected counts; interval coverage {slides['coverage']:.2f}, mean "
                   f"width {slides['mean_width']:.3f}.", ""]
+    lines += rate_shift_lines(payload["choices"])
     criterion = payload["settings"].get("criterion", "shift")
     levers = list(payload["choices"][0]["patient_shift"]) if payload["choices"] else []
     lines += [f"Choices of the {criterion} criterion (the default) per fold, the other "

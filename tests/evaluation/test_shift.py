@@ -3,12 +3,18 @@
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.exceptions import NotFittedError
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer
 
 from hiercls import HierarchicalFusionClassifier
-from hiercls.evaluation.quantification import patient_shift, within_class_separability
+from hiercls.evaluation.quantification import (
+    PrevalenceQuantifier,
+    patient_shift,
+    rate_shift,
+    within_class_separability,
+)
 
 from ..conftest import TINY_CLASSIFIER
 
@@ -96,3 +102,56 @@ def test_patient_shift_needs_an_embedding():
     model = LogisticRegression().fit(features, labels)
     with pytest.raises(TypeError, match="embed"):
         patient_shift(model, pd.DataFrame(features), labels, patients)
+
+
+def _posteriors(labels, rng, right=0.7):
+    """Noisy posteriors of a classifier that puts about ``right`` on the true class."""
+    p = rng.dirichlet(np.ones(3), size=labels.size) * (1 - right)
+    p[np.arange(labels.size), labels] += right
+    return p
+
+
+@pytest.mark.parametrize("recalibrate", [None, "temperature"])
+def test_rate_shift_is_zero_on_the_calibration_set_itself(recalibrate):
+    rng = np.random.default_rng(0)
+    labels = np.repeat([0, 1, 2], 80)
+    proba = _posteriors(labels, rng)
+    quantifier = PrevalenceQuantifier("pacc", recalibrate).fit(proba, labels)
+    table = rate_shift(quantifier, proba, labels)
+    # The bag's posteriors are rescaled with the quantifier's temperature, as its rates were.
+    assert len(table) == 9
+    np.testing.assert_allclose(table["difference"], 0.0, atol=1e-12)
+    np.testing.assert_allclose(table["calibration"], quantifier.rates_.T.ravel())
+    assert (table["n_tiles"] == 80).all()
+
+
+def test_rate_shift_points_at_the_class_that_looks_unlike_the_calibration_set():
+    rng = np.random.default_rng(1)
+    labels = np.repeat([0, 1, 2], 100)
+    quantifier = PrevalenceQuantifier("pacc").fit(_posteriors(labels, rng), labels)
+    # A patient whose non-viable tiles are taken for viable ones half the time.
+    bag = np.repeat([1, 2], [60, 40])
+    proba = _posteriors(bag, rng)
+    confused = np.flatnonzero(bag == 1)[::2]
+    proba[confused] = proba[confused][:, [0, 2, 1]]
+    table = rate_shift(quantifier, proba, bag).set_index(["true_class", "posterior_class"])
+    shifted = table.loc[("Non-Viable-Tumor", "Viable-Tumor"), "difference"]
+    assert shifted > 0.25
+    assert abs(table.loc[("Viable-Tumor", "Viable-Tumor"), "difference"]) < 0.05
+    # No non-tumor tiles in the bag: nothing to compare, said as NaN and 0 tiles.
+    absent = table.loc["Non-Tumor"]
+    assert absent["bag"].isna().all() and (absent["n_tiles"] == 0).all()
+    assert absent["calibration"].notna().all()
+
+
+def test_rate_shift_names_bad_input():
+    rng = np.random.default_rng(2)
+    labels = np.repeat([0, 1, 2], 30)
+    proba = _posteriors(labels, rng)
+    with pytest.raises(NotFittedError):
+        rate_shift(PrevalenceQuantifier("pacc"), proba, labels)
+    quantifier = PrevalenceQuantifier("pacc").fit(proba, labels)
+    with pytest.raises(ValueError, match="expected one label per row"):
+        rate_shift(quantifier, proba, labels[:-1])
+    with pytest.raises(ValueError, match="proba"):
+        rate_shift(quantifier, proba[:, :2], labels)

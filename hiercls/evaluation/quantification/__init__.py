@@ -29,7 +29,9 @@ to be predicted (leave-one-slide-out bags and the artificial prevalence protocol
 Where several models compete (the feature levers of ``benchmarks/necrosis.py``),
 :func:`patient_shift` measures how far each one's representation gives the patient away
 within a class (:func:`within_class_separability`: the label-shift assumption, checked
-on the training patients), and :func:`choose_setting` chooses among them.
+on the training patients), and :func:`choose_setting` chooses among them. Where a bag's
+labels are known (a validation patient), :func:`rate_shift` shows how far its classes
+depart from the calibration rates, which is what breaks an adjustment.
 
 References: Forman, "Quantifying counts and costs via classification", Data Min. Knowl.
 Disc. 17, 2008 (CC, ACC); Bella et al., "Quantification via probability estimators",
@@ -56,7 +58,7 @@ from .selection import (
     out_of_fold_proba,
     quantification_scores,
 )
-from .shift import patient_shift, within_class_separability
+from .shift import patient_shift, rate_shift, within_class_separability
 
 __all__ = [
     "ADJUSTED_METHODS",
@@ -74,5 +76,6 @@ __all__ = [
     "out_of_fold_proba",
     "patient_shift",
     "quantification_scores",
+    "rate_shift",
     "within_class_separability",
 ]

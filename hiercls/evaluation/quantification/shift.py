@@ -10,6 +10,9 @@ each pair of patients with enough tiles of it, the cross-validated ROC AUC of a 
 probe that tells the two patients apart from the representation alone (0.5: they cannot
 be told apart; 1: every tile gives its patient away). :func:`patient_shift` does it on a
 fitted model's fused embedding, the representation its heads read.
+:func:`rate_shift` checks the assumption where it matters, on a labelled bag (a validation
+patient): how far the classifier's behaviour on each class of the bag departs from the
+rates a fitted quantifier learnt on its calibration set.
 """
 
 import itertools
@@ -23,8 +26,9 @@ from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
+from sklearn.utils.validation import check_is_fitted
 
-from ...data.labels import CLASS_NAMES, encode_labels
+from ...data.labels import CLASS_NAMES, check_probabilities, encode_labels
 from ...validation import check_number
 
 
@@ -195,3 +199,77 @@ def patient_shift(estimator, X, y, groups, **options):
                         f"ending in one), with embed(); got {type(estimator).__name__}")
     table = within_class_separability(estimator.embed(X), y, groups, **options)
     return float(table["auc"].mean())
+
+
+def rate_shift(quantifier, proba, y):
+    """How far a labelled bag breaks a fitted quantifier's label-shift assumption.
+
+    Every adjustment assumes the classifier behaves on each class of the bag as it did on
+    that class in the calibration set: the mean posteriors ``quantifier.rates_`` are the
+    same. On a bag whose labels are known (a validation patient) this compares them,
+    entry by entry; a large ``difference`` on the tumor classes says the patient's tiles
+    of that class look unlike the training patients', and that no method adjusting the
+    class mix will recover its necrotic fraction.
+
+    Parameters
+    ----------
+    quantifier : fitted PrevalenceQuantifier
+        Its calibration rates, and its temperature, which rescales the bag's posteriors
+        as it rescaled the calibration set's.
+    proba : array-like of shape (n_tiles, 3)
+        The bag's posteriors, from the classifier the quantifier was calibrated for.
+    y : array-like of shape (n_tiles,)
+        The bag's labels.
+
+    Returns
+    -------
+    DataFrame
+        Nine rows, one per true class and class of the posterior: ``true_class``,
+        ``posterior_class``, ``calibration`` (the entry of ``rates_``), ``bag`` (the mean
+        posterior of ``posterior_class`` over the bag's tiles of ``true_class``; NaN where
+        the bag has none), ``difference`` (``bag - calibration``) and ``n_tiles`` (the
+        bag's tiles of ``true_class``).
+
+    Raises
+    ------
+    ValueError
+        If ``y`` and ``proba`` differ in length, or as the probabilities' check raises.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from hiercls.evaluation.quantification import PrevalenceQuantifier, rate_shift
+    >>> def posteriors(labels, right):  # a classifier right with probability `right`
+    ...     p = np.full((labels.size, 3), (1 - right) / 2)
+    ...     p[np.arange(labels.size), labels] = right
+    ...     return p
+    >>> calibration = np.repeat([0, 1, 2], 100)
+    >>> quantifier = PrevalenceQuantifier("pacc").fit(posteriors(calibration, 0.8), calibration)
+    >>> bag = np.repeat([0, 2], 50)            # a patient whose viable tiles look unusual
+    >>> table = rate_shift(quantifier, posteriors(bag, 0.5), bag)
+    >>> table.query("true_class == 'Viable-Tumor'")[["posterior_class", "calibration", "bag"]]
+          posterior_class  calibration   bag
+    6           Non-Tumor          0.1  0.25
+    7    Non-Viable-Tumor          0.1  0.25
+    8        Viable-Tumor          0.8  0.50
+    >>> int(table.query("true_class == 'Non-Viable-Tumor'")["n_tiles"].iloc[0])
+    0
+    """
+    check_is_fitted(quantifier, "rates_")
+    rates = quantifier.rates_
+    p = quantifier._rescaled(check_probabilities(proba))
+    codes, _ = encode_labels(y)
+    if codes.size != p.shape[0]:
+        raise ValueError(f"y has {codes.size} labels but proba has {p.shape[0]} rows; "
+                         "expected one label per row")
+    rows = []
+    for true in range(len(CLASS_NAMES)):
+        inside = codes == true
+        bag = p[inside].mean(axis=0) if inside.any() else np.full(len(CLASS_NAMES), np.nan)
+        for posterior in range(len(CLASS_NAMES)):
+            rows.append({"true_class": CLASS_NAMES[true], "posterior_class": CLASS_NAMES[posterior],
+                         "calibration": float(rates[posterior, true]),
+                         "bag": float(bag[posterior]),
+                         "difference": float(bag[posterior] - rates[posterior, true]),
+                         "n_tiles": int(inside.sum())})
+    return pd.DataFrame(rows)
