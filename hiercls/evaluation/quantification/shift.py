@@ -232,8 +232,11 @@ def rate_shift(quantifier, proba, y):
 
     Raises
     ------
+    NotFittedError
+        If ``quantifier`` is not fitted.
     ValueError
-        If ``y`` and ``proba`` differ in length, or as the probabilities' check raises.
+        If ``y`` and ``proba`` differ in length, ``proba`` is not (n_tiles, 3)
+        probabilities summing to 1, or ``y`` holds an unknown class.
 
     Examples
     --------
