@@ -32,8 +32,9 @@ adversary, the radiomic features alone):
    independent draws), and each of the test patient's tumor slides likewise (its tiles
    resampled, the calibration set by slides);
 6. after every choice, :func:`~hiercls.evaluation.quantification.rate_shift` compares the
-   test patient's tiles of each class with the chosen quantifier's calibration rates: a
-   diagnostic of where the label-shift assumption fails, recorded, never used.
+   test patient's tiles of each class with the calibration set's rates (the chosen
+   lever's, posteriors without a temperature): a diagnostic of where the label-shift
+   assumption fails, recorded, never used.
 
 The package's :data:`~hiercls.evaluation.quantification.DEFAULT_METHOD` is the method the
 criterion chose most often across the folds and seeds here; the per-fold choices (and
@@ -250,9 +251,10 @@ def run_fold(X, y, codes, patient, seed, args, say):
                        "low": low, "high": high, "pcc": pcc, "reference": slide_reference,
                        "n_tumor_tiles": int((test_codes[inside] > 0).sum())})
     # A diagnostic read after every choice is made: how far the test patient's tiles of
-    # each class depart from the chosen quantifier's calibration rates (the label-shift
-    # assumption that an adjustment rests on).
-    rates = rate_shift(quantifier, proba, test_codes)
+    # each class depart from the calibration set's rates (the label-shift assumption an
+    # adjustment rests on). On the posteriors as the classifier gives them (the counts'
+    # quantifier has no temperature), so that seeds with and without one average alike.
+    rates = rate_shift(counts, proba, test_codes)
     scores = pd.concat(tables, names=["lever"]).reset_index()
     other_lever, other_method, other_recalibrate = choices[other]
     return runs, slides, {"test_patient": patient, "seed": seed, "grouping": grouping,
@@ -316,26 +318,35 @@ def summarize(runs, slides):
     return rows, slide_summary
 
 
-def rate_shift_lines(choices):
-    """The held-out patients' rates beside the chosen quantifiers' calibration rates."""
+def summarize_rate_shift(choices):
+    """Per test patient, true class and class of the posterior: the rates of
+    :func:`~hiercls.evaluation.quantification.rate_shift`, mean over seeds (records)."""
     records = [{**row, "test_patient": c["test_patient"]} for c in choices
                for row in c.get("rate_shift", [])]
     if not records:
         return []
     table = (pd.DataFrame(records)
              .groupby(["test_patient", "true_class", "posterior_class"], sort=False)
-             [["calibration", "bag", "n_tiles"]].mean())
+             [["calibration", "bag", "difference", "n_tiles"]].mean().reset_index())
+    return table.round(4).to_dict(orient="records")
+
+
+def rate_shift_lines(summary):
+    """The held-out patients' rates beside the calibration sets' ones, as a table."""
+    if not summary:
+        return []
     short = {"Non-Tumor": "NT", "Non-Viable-Tumor": "NV", "Viable-Tumor": "V"}
     lines = ["Where the label-shift assumption breaks (a diagnostic, read after every choice "
              "is made): the mean posterior of each class over the held-out patient's tiles "
-             "of each true class, beside the same rates on the chosen quantifier's "
-             "calibration set (the training patients' out-of-fold tiles), mean over seeds. "
-             "Every adjustment assumes the two agree.", "",
-             "| test patient | true class | tiles | calibration NT / NV / V "
+             "of each true class, beside the same rates on its calibration set (the training "
+             "patients' out-of-fold tiles of the chosen lever; posteriors without a "
+             "temperature), mean over seeds. Every adjustment assumes the two agree.", "",
+             "| test patient | true class | held-out tiles | calibration NT / NV / V "
              "| held out NT / NV / V |", "|---|---|---|---|---|"]
-    for (patient, true), rows in table.groupby(level=[0, 1], sort=False):
+    table = pd.DataFrame(summary)
+    for (patient, true), rows in table.groupby(["test_patient", "true_class"], sort=False):
         n_tiles = int(rows["n_tiles"].iloc[0])
-        held_out = (" / ".join(f"{v:.2f}" for v in rows["bag"]) if n_tiles else "n/a")
+        held_out = " / ".join(f"{v:.2f}" for v in rows["bag"]) if n_tiles else "n/a"
         lines.append(f"| {patient} | {short[true]} | {n_tiles} | "
                      + " / ".join(f"{v:.2f}" for v in rows["calibration"])
                      + f" | {held_out} |")
@@ -380,7 +391,7 @@ def markdown(payload):
                   f"MAE {slides['mae']:.3f} by the chosen method, {slides['pcc_mae']:.3f} by "
                   f"the expected counts; interval coverage {slides['coverage']:.2f}, mean "
                   f"width {slides['mean_width']:.3f}.", ""]
-    lines += rate_shift_lines(payload["choices"])
+    lines += rate_shift_lines(payload.get("rate_shift_summary"))
     criterion = payload["settings"].get("criterion", "shift")
     levers = list(payload["choices"][0]["patient_shift"]) if payload["choices"] else []
     lines += [f"Choices of the {criterion} criterion (the default) per fold, the other "
@@ -464,6 +475,7 @@ def main():
                "most_chosen_lever": str(levers_chosen.index[0]),
                "lever_counts": {str(k): int(v) for k, v in levers_chosen.items()},
                "summary": summary, "slides_summary": slides_summary,
+               "rate_shift_summary": summarize_rate_shift(choices),
                "choices": choices, "runs": runs, "slides": slides}
     text = markdown(payload)
     paths = write_results("necrosis", payload, text, out_dir=args.out)

@@ -175,3 +175,37 @@ def test_the_criteria_block_quotes_both_criteria_and_every_levers_shift():
     assert f"radiomics-only in {chosen}" in body or chosen == 0
     for lever in payload["choices"][0]["patient_shift"]:
         assert lever in body
+
+
+def test_the_rate_shift_of_each_held_out_patient_is_quoted(tmp_path):
+    """necrosis-rate-shift: each patient's tumor rate that departs most, from the results
+    file's summary; a patient without a tumor class of 20 tiles is named, not dropped."""
+    results = tmp_path / "results"
+    shutil.copytree(RESULTS, results)
+    payload = json.loads((results / "necrosis.json").read_text())
+    classes = ["Non-Tumor", "Non-Viable-Tumor", "Viable-Tumor"]
+
+    def rows(patient, tiles, bag):
+        return [{"test_patient": patient, "true_class": true, "posterior_class": posterior,
+                 "calibration": 0.8 if true == posterior else 0.1,
+                 "bag": bag.get((true, posterior), 0.8 if true == posterior else 0.1),
+                 "difference": bag.get((true, posterior), 0.8 if true == posterior else 0.1)
+                 - (0.8 if true == posterior else 0.1), "n_tiles": tiles[true]}
+                for true in classes for posterior in classes]
+
+    payload["rate_shift_summary"] = (
+        rows("Case-4", {"Non-Tumor": 78, "Non-Viable-Tumor": 90, "Viable-Tumor": 109},
+             {("Non-Viable-Tumor", "Viable-Tumor"): 0.32, ("Viable-Tumor", "Viable-Tumor"): 0.75})
+        # A large departure on a class of 2 tiles is noise, and is not quoted.
+        + rows("Case-9", {"Non-Tumor": 50, "Non-Viable-Tumor": 2, "Viable-Tumor": 0},
+               {("Non-Viable-Tumor", "Viable-Tumor"): 0.9}))
+    (results / "necrosis.json").write_text(json.dumps(payload))
+    page = (ROOT / "docs" / "evaluation.md").read_text(encoding="utf-8")
+    rendered = readme_figures.render(page, results, guide=True)
+    assert ("Case-4's non-viable-tumor tiles (90) get a mean viable-tumor posterior of 0.32 "
+            "against 0.10 on the calibration set; Case-9 has no tumor class with 20 tiles") \
+        in rendered
+    del payload["rate_shift_summary"]
+    (results / "necrosis.json").write_text(json.dumps(payload))
+    assert "not measured yet" in readme_figures.necrosis_rate_shift(
+        lambda name: json.loads((results / f"{name}.json").read_text()))

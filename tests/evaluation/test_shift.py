@@ -105,7 +105,7 @@ def test_patient_shift_needs_an_embedding():
 
 
 def _posteriors(labels, rng, right=0.7):
-    """Noisy posteriors of a classifier that puts about ``right`` on the true class."""
+    """Noisy posteriors: ``right`` plus a random share of the rest on the true class."""
     p = rng.dirichlet(np.ones(3), size=labels.size) * (1 - right)
     p[np.arange(labels.size), labels] += right
     return p
@@ -155,3 +155,16 @@ def test_rate_shift_names_bad_input():
         rate_shift(quantifier, proba, labels[:-1])
     with pytest.raises(ValueError, match="proba"):
         rate_shift(quantifier, proba[:, :2], labels)
+    with pytest.raises(ValueError, match="label 'stroma'"):
+        rate_shift(quantifier, proba, ["Non-Tumor"] * (labels.size - 1) + ["stroma"])
+
+
+def test_rate_shift_has_no_calibration_rate_for_a_class_the_calibration_set_lacks():
+    rng = np.random.default_rng(3)
+    labels = np.repeat([0, 1], 50)                 # the counts accept a set without viable
+    quantifier = PrevalenceQuantifier("pcc").fit(_posteriors(labels, rng), labels)
+    bag = np.array([1, 2, 2])
+    table = rate_shift(quantifier, _posteriors(bag, rng), bag).set_index("true_class")
+    assert table.loc["Viable-Tumor", "calibration"].isna().all()
+    assert table.loc["Viable-Tumor", "bag"].notna().all()
+    assert table.loc["Non-Viable-Tumor", "calibration"].notna().all()

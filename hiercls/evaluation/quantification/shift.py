@@ -1,4 +1,4 @@
-"""How much a representation gives a tile's patient away within its class.
+"""Whether a class looks the same across patients: the label-shift assumption, measured.
 
 Every quantifier here assumes *label shift*: a class looks the same in the bag to be
 quantified as in the calibration set (``P(x | y)`` fixed), only the class mix changes.
@@ -30,6 +30,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ...data.labels import CLASS_NAMES, check_probabilities, encode_labels
 from ...validation import check_number
+from ..calibration import apply_temperature
 
 
 def within_class_separability(features, y, groups, *, min_tiles=20, n_components=10,
@@ -202,14 +203,16 @@ def patient_shift(estimator, X, y, groups, **options):
 
 
 def rate_shift(quantifier, proba, y):
-    """How far a labelled bag breaks a fitted quantifier's label-shift assumption.
+    """How far a labelled bag's classes depart from a fitted quantifier's calibration rates.
 
-    Every adjustment assumes the classifier behaves on each class of the bag as it did on
-    that class in the calibration set: the mean posteriors ``quantifier.rates_`` are the
-    same. On a bag whose labels are known (a validation patient) this compares them,
-    entry by entry; a large ``difference`` on the tumor classes says the patient's tiles
-    of that class look unlike the training patients', and that no method adjusting the
-    class mix will recover its necrotic fraction.
+    Under label shift a class looks the same in the bag as in the calibration set, so the
+    classifier's mean posteriors over the tiles of each class, ``quantifier.rates_``, are
+    the same in both: a necessary check of the assumption every adjustment rests on (and
+    the very matrix PACC inverts). On a bag whose labels are known (a validation patient)
+    this compares them entry by entry. A large ``difference`` on the tumor classes says
+    the patient's tiles of that class look unlike the training patients' ones: an
+    adjustment of the class mix then corrects for errors the classifier does not make on
+    this patient, and misses those it does.
 
     Parameters
     ----------
@@ -225,10 +228,11 @@ def rate_shift(quantifier, proba, y):
     -------
     DataFrame
         Nine rows, one per true class and class of the posterior: ``true_class``,
-        ``posterior_class``, ``calibration`` (the entry of ``rates_``), ``bag`` (the mean
-        posterior of ``posterior_class`` over the bag's tiles of ``true_class``; NaN where
-        the bag has none), ``difference`` (``bag - calibration``) and ``n_tiles`` (the
-        bag's tiles of ``true_class``).
+        ``posterior_class``, ``calibration`` (``rates_[posterior_class, true_class]``;
+        NaN where the calibration set has no tile of ``true_class``, as ``"pcc"`` and
+        ``"cc"`` allow), ``bag`` (the mean posterior of ``posterior_class`` over the bag's
+        tiles of ``true_class``; NaN where the bag has none), ``difference``
+        (``bag - calibration``) and ``n_tiles`` (the bag's tiles of ``true_class``).
 
     Raises
     ------
@@ -258,21 +262,24 @@ def rate_shift(quantifier, proba, y):
     >>> int(table.query("true_class == 'Non-Viable-Tumor'")["n_tiles"].iloc[0])
     0
     """
-    check_is_fitted(quantifier, "rates_")
-    rates = quantifier.rates_
-    p = quantifier._rescaled(check_probabilities(proba))
+    check_is_fitted(quantifier, "quantifier_")
+    p = check_probabilities(proba)
+    if quantifier.temperature_ != 1.0:  # the bag on the scale the rates were learnt on
+        p = apply_temperature(p, quantifier.temperature_)
     codes, _ = encode_labels(y)
     if codes.size != p.shape[0]:
         raise ValueError(f"y has {codes.size} labels but proba has {p.shape[0]} rows; "
                          "expected one label per row")
+    n_classes = len(CLASS_NAMES)
+    calibrated = quantifier.training_prevalence_ > 0
     rows = []
-    for true in range(len(CLASS_NAMES)):
+    for true in range(n_classes):
         inside = codes == true
-        bag = p[inside].mean(axis=0) if inside.any() else np.full(len(CLASS_NAMES), np.nan)
-        for posterior in range(len(CLASS_NAMES)):
+        bag = p[inside].mean(axis=0) if inside.any() else np.full(n_classes, np.nan)
+        rates = quantifier.rates_[:, true] if calibrated[true] else np.full(n_classes, np.nan)
+        for posterior in range(n_classes):
             rows.append({"true_class": CLASS_NAMES[true], "posterior_class": CLASS_NAMES[posterior],
-                         "calibration": float(rates[posterior, true]),
-                         "bag": float(bag[posterior]),
-                         "difference": float(bag[posterior] - rates[posterior, true]),
+                         "calibration": float(rates[posterior]), "bag": float(bag[posterior]),
+                         "difference": float(bag[posterior] - rates[posterior]),
                          "n_tiles": int(inside.sum())})
     return pd.DataFrame(rows)
