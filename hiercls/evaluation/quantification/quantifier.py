@@ -201,11 +201,10 @@ class PrevalenceQuantifier(BaseEstimator):
         if self.recalibrate == "temperature":
             self.temperature_ = fit_temperature(p, codes)
             p = apply_temperature(p, self.temperature_)
-        rates = np.zeros((3, 3))
-        for c in np.flatnonzero(counts):
-            rates[:, c] = p[codes == c].mean(axis=0)
+        # A class without calibration tiles (which only the counts accept) gets zeros.
+        rates = np.nan_to_num(class_rates(p, codes))
         if method in ("acc", "pacc"):
-            matrix = rates if method == "pacc" else _crisp_rates(p, codes, counts)
+            matrix = rates if method == "pacc" else _crisp_rates(p, codes)
             condition = np.linalg.cond(matrix)
             if not np.isfinite(condition) or condition > _MAX_CONDITION:
                 raise SingularAdjustmentError(
@@ -363,12 +362,19 @@ def _calibration_resample(slides, labels, by_class, rng):
         "class lies in too few slides for a bootstrap by slide; fit without groups")
 
 
-def _crisp_rates(p, codes, counts):
-    predicted = p.argmax(axis=1)
-    rates = np.zeros((3, 3))
-    for c in np.flatnonzero(counts):
-        rates[:, c] = np.bincount(predicted[codes == c], minlength=3) / counts[c]
+def class_rates(values, codes):
+    """``rates[j, i]``: the mean of ``values[:, j]`` over the rows of class ``i`` (NaN
+    where ``codes`` holds no row of ``i``): posteriors give the matrix PACC inverts,
+    one-hot votes ACC's."""
+    rates = np.full((values.shape[1], len(CLASS_NAMES)), np.nan)
+    for c in np.unique(codes):
+        rates[:, c] = values[codes == c].mean(axis=0)
     return rates
+
+
+def _crisp_rates(p, codes):
+    votes = np.eye(p.shape[1])[p.argmax(axis=1)]
+    return np.nan_to_num(class_rates(votes, codes))
 
 
 def _fit_quapy(method, p, codes):

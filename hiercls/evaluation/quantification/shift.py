@@ -31,6 +31,7 @@ from sklearn.utils.validation import check_is_fitted
 from ...data.labels import CLASS_NAMES, check_probabilities, encode_labels
 from ...validation import check_number
 from ..calibration import apply_temperature
+from .quantifier import class_rates
 
 
 def within_class_separability(features, y, groups, *, min_tiles=20, n_components=10,
@@ -270,16 +271,13 @@ def rate_shift(quantifier, proba, y):
     if codes.size != p.shape[0]:
         raise ValueError(f"y has {codes.size} labels but proba has {p.shape[0]} rows; "
                          "expected one label per row")
-    n_classes = len(CLASS_NAMES)
-    calibrated = quantifier.training_prevalence_ > 0
-    rows = []
-    for true in range(n_classes):
-        inside = codes == true
-        bag = p[inside].mean(axis=0) if inside.any() else np.full(n_classes, np.nan)
-        rates = quantifier.rates_[:, true] if calibrated[true] else np.full(n_classes, np.nan)
-        for posterior in range(n_classes):
-            rows.append({"true_class": CLASS_NAMES[true], "posterior_class": CLASS_NAMES[posterior],
-                         "calibration": float(rates[posterior]), "bag": float(bag[posterior]),
-                         "difference": float(bag[posterior] - rates[posterior]),
-                         "n_tiles": int(inside.sum())})
-    return pd.DataFrame(rows)
+    bag = class_rates(p, codes)
+    # rates_ holds zeros for a class without calibration tiles: no rate, rather.
+    calibration = np.where(quantifier.training_prevalence_ > 0, quantifier.rates_, np.nan)
+    n_tiles = np.bincount(codes, minlength=len(CLASS_NAMES))
+    return pd.DataFrame([
+        {"true_class": CLASS_NAMES[true], "posterior_class": CLASS_NAMES[posterior],
+         "calibration": float(calibration[posterior, true]), "bag": float(bag[posterior, true]),
+         "difference": float(bag[posterior, true] - calibration[posterior, true]),
+         "n_tiles": int(n_tiles[true])}
+        for true in range(len(CLASS_NAMES)) for posterior in range(len(CLASS_NAMES))])
